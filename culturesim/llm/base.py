@@ -1,0 +1,71 @@
+"""The batch-first language-model protocol every backend implements.
+
+One call takes all the requests of a generation (every agent of every run in the
+batch): batching is where an LLM simulation gets its speed, so the protocol has
+no single-prompt method at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+DEFAULT_MAX_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat completion to produce; `seed` makes sampling reproducible per request."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    seed: int
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+    def key(self) -> str:
+        """Content hash: identical requests (prompt, sampling settings, seed) share one answer."""
+        payload = json.dumps(
+            [self.messages, self.seed, self.max_tokens, self.temperature, self.top_p], separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens: int  # generated tokens
+
+
+class Backend(Protocol):
+    """A language model that answers a batch of requests in one call."""
+
+    model_id: str
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        """Completions in request order."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine (processes, memory)."""
+        ...
+
+
+def deduplicated_generate(backend: Backend, requests: list[Request]) -> list[Completion]:
+    """Answer identical requests once, then fan the answers back out in request order."""
+    index: dict[str, int] = {}
+    unique: list[Request] = []
+    slots = []
+    for request in requests:
+        key = request.key()
+        if key not in index:
+            index[key] = len(unique)
+            unique.append(request)
+        slots.append(index[key])
+    answers = backend.generate(unique) if unique else []
+    return [answers[slot] for slot in slots]

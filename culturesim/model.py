@@ -1,0 +1,274 @@
+"""One run of a study: a population on a network passing texts for some generations.
+
+The run is an agentpy `Model` (kept behind this one module). A generation is split
+in phases so that a study runner can advance many runs in lockstep and answer all
+their LLM requests in one batched engine call:
+
+1. `plan()`      humans choose whom to copy and how (vectorised); LLM agents and
+                 humans who consult an LLM produce `Request`s.
+2. `deliver()`   the runner hands back completions; `sim_step()` then turns every
+                 outcome into new traits and replaces the learners (turnover).
+3. the runner embeds all runs' new texts in one call (`attach_embeddings`).
+4. `record()`    per-generation metrics into a long table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import agentpy as ap
+import numpy as np
+
+from culturesim.config import StudyConfig
+from culturesim.learning import (
+    CONSULT_LLM,
+    COPY,
+    COPY_ERROR,
+    INNOVATE,
+    choose_models,
+    copy_with_error,
+    corpus_vocabulary,
+    learning_outcomes,
+    sample_demonstrators,
+)
+from culturesim.llm.base import Completion, Request
+from culturesim.llm.prompts import build_messages, clean_completion
+from culturesim.metrics import MetricInput, compute_metrics
+from culturesim.network import Network, build_network
+from culturesim.traits import TraitPool
+
+# Purposes mixed into per-request seeds so that two requests of one agent never share a seed.
+_LLM_AGENT, _CONSULT = 0, 1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Identity of one run: its condition, replicate and seed material."""
+
+    run_id: str
+    condition: str
+    replicate: int
+    study_seed: int
+
+
+def request_seed(study_seed: int, replicate: int, generation: int, agent: int, purpose: int) -> int:
+    """A 31-bit sampling seed derived from (study seed, replicate, generation, agent, purpose)."""
+    state = np.random.SeedSequence([study_seed, replicate, generation, agent, purpose]).generate_state(1)
+    return int(state[0] & 0x7FFFFFFF)
+
+
+class CultureModel(ap.Model):
+    """A mixed human/LLM population evolving a culture of texts.
+
+    Parameters (agentpy `p`): `config` (StudyConfig of one condition), `spec` (RunSpec),
+    `corpus` (list of seed texts), `dim` (embedding size), `norm_axes` (name -> axis).
+    """
+
+    def setup(self) -> None:
+        config: StudyConfig = self.p["config"]
+        spec: RunSpec = self.p["spec"]
+        self.config, self.spec = config, spec
+        self.corpus: list[str] = self.p["corpus"]
+        self.vocabulary = corpus_vocabulary(self.corpus)
+        # Common random numbers: streams depend on (study seed, replicate) only, so replicate k
+        # of every condition shares its network, initial culture and learning draws.
+        structure, learning = np.random.SeedSequence(spec.study_seed, spawn_key=(spec.replicate,)).spawn(2)
+        structure_rng = np.random.default_rng(structure)
+        self.rng = np.random.default_rng(learning)
+
+        n = config.population.size
+        self.network: Network = build_network(config.network, n, seed=int(structure_rng.integers(2**31)))
+        n_llm = round(config.population.llm_share * n)
+        self.is_llm = np.zeros(n, dtype=bool)
+        self.is_llm[structure_rng.choice(n, size=n_llm, replace=False)] = True
+        self.humans = np.flatnonzero(~self.is_llm)
+        self.llm_agents = np.flatnonzero(self.is_llm)
+        self.prestige = structure_rng.lognormal(0.0, 0.5, size=n)
+        self.prestige[self.is_llm] = config.population.llm_visibility
+
+        self.pool = TraitPool(self.p["dim"])
+        self.traits = self._initial_traits(structure_rng, n)
+        self.records: list[dict[str, object]] = []
+        self.initial_centroid: np.ndarray | None = None
+        self._plan: dict[str, np.ndarray] | None = None
+        self._completions: list[Completion] | None = None
+        self.llm_failures = 0
+
+    def _initial_traits(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Seed texts: one per agent, or `initial_variants` shared ones."""
+        variants = self.config.corpus.initial_variants or n
+        replace = variants > len(self.corpus)
+        chosen = rng.choice(len(self.corpus), size=variants, replace=replace)
+        ids = self.pool.add([self.corpus[i] for i in chosen], author_kind="seed", parents=[()] * variants, generation=0)
+        if variants == n:
+            return rng.permutation(ids)
+        return rng.choice(ids, size=n)
+
+    # -- phase 1 ---------------------------------------------------------------------------
+    def plan(self) -> list[Request]:
+        """Choose learners, models and outcomes; return the LLM requests this generation needs."""
+        humans, config = self.config.humans, self.config
+        n_learners = round(config.population.turnover * len(self.humans))
+        learners = np.sort(self.rng.choice(self.humans, size=n_learners, replace=False))
+        models = choose_models(
+            learners,
+            indptr=self.network.indptr,
+            indices=self.network.indices,
+            traits=self.traits,
+            embeddings=self.pool.embeddings,
+            prestige=self.prestige,
+            bias=humans.bias,
+            k=humans.demonstrators,
+            rng=self.rng,
+            conformity=humans.conformity,
+            content_axis=self.p["content_axis"],
+            content_strength=humans.content_strength,
+            similarity_strength=humans.similarity_strength,
+        )
+        outcomes = learning_outcomes(
+            n_learners,
+            copy_error=humans.copy_error,
+            innovation=humans.innovation,
+            llm_consultation=humans.llm_consultation,
+            rng=self.rng,
+        )
+        outcomes[models < 0] = COPY  # isolated learners keep their own trait
+        models = np.where(models < 0, learners, models)
+        consulting = learners[outcomes == CONSULT_LLM]
+        askers = np.concatenate([self.llm_agents, consulting])
+        shown = self._neighbour_traits(askers)
+        if config.llm.role == "rewrite":
+            shown[: len(self.llm_agents), 1:] = -1  # a rewrite reads one text: its only parent
+        self._plan = {"learners": learners, "models": models, "outcomes": outcomes, "shown": shown, "askers": askers}
+        generation = self.t + 1
+        requests = []
+        for row, agent in enumerate(askers):
+            is_agent = row < len(self.llm_agents)
+            role = config.llm.role if is_agent else "advise"
+            texts = [self.pool.texts[t] for t in shown[row] if t >= 0]
+            seed = request_seed(
+                self.spec.study_seed, self.spec.replicate, generation, int(agent), _LLM_AGENT if is_agent else _CONSULT
+            )
+            requests.append(
+                Request(
+                    messages=build_messages(role, texts, max_chars=config.llm.max_chars),
+                    seed=seed,
+                    max_tokens=config.llm.max_tokens,
+                    temperature=config.llm.temperature,
+                    top_p=config.llm.top_p,
+                )
+            )
+        return requests
+
+    def _neighbour_traits(self, askers: np.ndarray) -> np.ndarray:
+        """(A, r) trait ids of r sampled neighbours per asker (own trait for isolated ones)."""
+        if len(askers) == 0:
+            return np.zeros((0, self.config.llm.neighbours_read), dtype=np.int64)
+        demonstrators = sample_demonstrators(
+            askers,
+            indptr=self.network.indptr,
+            indices=self.network.indices,
+            k=self.config.llm.neighbours_read,
+            rng=self.rng,
+        )
+        demonstrators = np.where(demonstrators < 0, askers[:, None], demonstrators)
+        return self.traits[demonstrators]
+
+    def askers(self) -> np.ndarray:
+        """Agents behind this generation's requests, in request order (LLM agents, then consulting humans)."""
+        if self._plan is None:
+            raise RuntimeError("askers() is only known between plan() and step()")
+        return self._plan["askers"]
+
+    # -- phase 2 ---------------------------------------------------------------------------
+    def deliver(self, completions: list[Completion]) -> None:
+        """Completions for the requests of `plan`, in the same order."""
+        self._completions = completions
+
+    def step(self) -> None:
+        """Turn this generation's outcomes into traits (synchronous update from the old state)."""
+        if self._plan is None or self._completions is None:
+            raise RuntimeError("plan() and deliver() must run before each step")
+        plan, completions = self._plan, self._completions
+        generation = self.t
+        new_traits = self.traits.copy()
+        learners, models, outcomes = plan["learners"], plan["models"], plan["outcomes"]
+        model_traits = self.traits[models]
+
+        copying = outcomes == COPY
+        new_traits[learners[copying]] = model_traits[copying]
+
+        erring = outcomes == COPY_ERROR
+        parents = model_traits[erring]
+        mutated = copy_with_error([self.pool.texts[t] for t in parents], rng=self.rng, vocabulary=self.vocabulary)
+        new_traits[learners[erring]] = self.pool.add(
+            mutated, author_kind="human_error", parents=[(int(p),) for p in parents], generation=generation
+        )
+
+        innovating = outcomes == INNOVATE
+        picks = self.rng.integers(len(self.corpus), size=int(innovating.sum()))
+        new_traits[learners[innovating]] = self.pool.add(
+            [self.corpus[i] for i in picks],
+            author_kind="human_innovation",
+            parents=[()] * len(picks),
+            generation=generation,
+        )
+
+        askers = plan["askers"]
+        n_agents = len(self.llm_agents)
+        for kind, rows in (("llm", slice(0, n_agents)), ("human_llm_assisted", slice(n_agents, None))):
+            self._adopt_completions(new_traits, askers[rows], plan["shown"][rows], completions[rows], kind, generation)
+
+        self.traits = new_traits
+        self._plan = self._completions = None
+
+    def _adopt_completions(
+        self,
+        new_traits: np.ndarray,
+        agents: np.ndarray,
+        shown: np.ndarray,
+        completions: list[Completion],
+        kind: str,
+        generation: int,
+    ) -> None:
+        """Agents adopt the cleaned completion; an unusable one leaves their trait as it was."""
+        texts = [clean_completion(c.text, max_chars=self.config.llm.max_chars) for c in completions]
+        usable = np.array([bool(t) for t in texts], dtype=bool)
+        self.llm_failures += int((~usable).sum())
+        if not usable.any():
+            return
+        new_traits[agents[usable]] = self.pool.add(
+            [t for t, ok in zip(texts, usable, strict=True) if ok],
+            author_kind=kind,
+            parents=[tuple(int(p) for p in row if p >= 0) for row in shown[usable]],
+            generation=generation,
+        )
+
+    # -- phase 4 ---------------------------------------------------------------------------
+    def record(self) -> dict[str, float]:
+        """Metrics of the current generation, appended to `records` in long format."""
+        embeddings = self.pool.embeddings
+        if self.initial_centroid is None:
+            ids, counts = np.unique(self.traits, return_counts=True)
+            self.initial_centroid = counts @ embeddings[ids] / len(self.traits)
+        values = compute_metrics(
+            self.config.metrics.names,
+            MetricInput(
+                traits=self.traits,
+                embeddings=embeddings,
+                texts=self.pool.texts,
+                machine_ancestry=self.pool.machine_ancestry,
+                machine_authored=self.pool.machine_authored,
+                born=self.pool.born,
+                generation=self.t,
+                initial_centroid=self.initial_centroid,
+                communities=self.network.communities,
+                norm_axes=self.p["norm_axes"],
+            ),
+        )
+        values["llm_failures"] = float(self.llm_failures)
+        values["pool_size"] = float(len(self.pool))
+        self.llm_failures = 0
+        for metric, value in values.items():
+            self.records.append({"generation": self.t, "metric": metric, "value": float(value)})
+        return values

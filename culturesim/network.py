@@ -1,0 +1,90 @@
+"""Social networks: networkx builders turned into CSR neighbour arrays.
+
+Transmission only needs "who are my neighbours", asked for every learner every
+generation, so the graph is built once with networkx and then frozen into two
+integer arrays (compressed sparse rows) that numpy can index in bulk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from culturesim.config import NetworkSection
+
+
+@dataclass(frozen=True)
+class Network:
+    """Undirected network as CSR arrays: neighbours of i are indices[indptr[i]:indptr[i+1]]."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    communities: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.indptr) - 1
+
+    def degrees(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def neighbours(self, agent: int) -> np.ndarray:
+        return self.indices[self.indptr[agent] : self.indptr[agent + 1]]
+
+
+def _even_degree(n: int, degree: int) -> int:
+    """Ring-based builders need an even degree below n."""
+    k = min(degree, n - 1)
+    return max(2, k - k % 2) if n > 2 else 1
+
+
+def build_graph(spec: NetworkSection, n: int, *, seed: int) -> nx.Graph:
+    """The networkx graph for a network section, with n nodes labelled 0..n-1."""
+    if spec.kind == "small_world":
+        return nx.connected_watts_strogatz_graph(n, _even_degree(n, spec.degree), spec.rewire, tries=100, seed=seed)
+    if spec.kind == "lattice":
+        return nx.watts_strogatz_graph(n, _even_degree(n, spec.degree), 0.0, seed=seed)
+    if spec.kind == "scale_free":
+        return nx.barabasi_albert_graph(n, min(spec.attach, n - 1), seed=seed)
+    if spec.kind == "random":
+        return nx.fast_gnp_random_graph(n, min(1.0, spec.degree / max(n - 1, 1)), seed=seed)
+    if spec.kind == "complete":
+        return nx.complete_graph(n)
+    if spec.kind == "communities":
+        sizes = [len(block) for block in np.array_split(np.arange(n), min(spec.communities, n))]
+        return nx.stochastic_block_model(
+            sizes, _block_probabilities(len(sizes), spec.p_in, spec.p_out), seed=seed, sparse=True
+        )
+    raise ValueError(f"unknown network kind {spec.kind!r}")
+
+
+def _block_probabilities(blocks: int, p_in: float, p_out: float) -> list[list[float]]:
+    return [[p_in if a == b else p_out for b in range(blocks)] for a in range(blocks)]
+
+
+def build_network(spec: NetworkSection, n: int, *, seed: int) -> Network:
+    """Build the network for n agents; complete graphs skip networkx (O(n²) edges)."""
+    if spec.kind == "complete":
+        return complete_network(n)
+    graph = build_graph(spec, n, seed=seed)
+    adjacency = nx.to_scipy_sparse_array(graph, nodelist=range(n), format="csr", dtype=np.int8)
+    communities = None
+    if spec.kind == "communities":
+        communities = np.empty(n, dtype=np.int64)
+        for label, block in enumerate(graph.graph["partition"]):
+            communities[list(block)] = label
+    return Network(
+        indptr=adjacency.indptr.astype(np.int64),
+        indices=adjacency.indices.astype(np.int64),
+        communities=communities,
+    )
+
+
+def complete_network(n: int) -> Network:
+    """Everyone neighbours everyone else, as CSR arrays (memory O(n²): for small n only)."""
+    rows = np.arange(n)
+    indices = np.tile(rows, n).reshape(n, n)
+    indices = indices[~np.eye(n, dtype=bool)].reshape(n, n - 1).ravel()
+    return Network(indptr=np.arange(0, n * (n - 1) + 1, n - 1, dtype=np.int64), indices=indices.astype(np.int64))

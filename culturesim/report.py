@@ -1,0 +1,64 @@
+"""A short Markdown report of a finished study: design, final values, throughput, figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from culturesim.figures import trajectories
+from culturesim.study.store import read_manifest, write_text
+
+SUMMARY_METRICS = ("semantic_diversity", "vendi", "distinct_traits", "machine_ancestry", "llm_trait_share")
+FIGURE_NAME = "diversity.png"
+
+
+def final_summary(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Mean, SD and replicate count of key metrics at the last generation, per condition."""
+    last = metrics["generation"].max()
+    return (
+        metrics.filter((pl.col("generation") == last) & pl.col("metric").is_in(SUMMARY_METRICS))
+        .group_by("condition", "metric")
+        .agg(mean=pl.col("value").mean(), sd=pl.col("value").std(), replicates=pl.len())
+        .sort("metric", "condition")
+    )
+
+
+def _markdown_table(frame: pl.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.iter_rows()]
+    return header + "\n".join(rows) + "\n"
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_report(folder: Path) -> Path:
+    """report.md and the diversity figure for a results folder."""
+    manifest = read_manifest(folder)
+    metrics = pl.read_parquet(folder / "metrics.parquet")
+    fig = trajectories(metrics, "semantic_diversity")
+    fig.savefig(folder / FIGURE_NAME, dpi=200)
+    throughput = manifest["throughput"]
+    config = manifest["config"]
+    text = (
+        f"# {manifest['study']}\n\n{config['study']['description']}\n\n"
+        f"- config hash: `{manifest['config_hash']}`\n"
+        f"- replicates: {config['study']['replicates']}, generations: {config['study']['generations']}, "
+        f"agents: {config['population']['size']}, network: {config['network']['kind']}\n"
+        f"- conditions: {', '.join(sorted({r['condition'] for r in manifest['runs']}))}\n"
+        f"- LLM: {manifest['llm']['model_id']} ({manifest['llm']['engine']}); embedder: {manifest['embedder']}\n\n"
+        f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
+        f"## Diversity over generations\n\n![semantic diversity]({FIGURE_NAME})\n\n"
+        "## Throughput\n\n"
+        f"- wall time: {throughput['wall_seconds']:.1f} s\n"
+        f"- LLM: {throughput['llm_tokens']} tokens in {throughput['llm_seconds']:.1f} s "
+        f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests, "
+        f"{throughput['llm_unique_requests']} distinct\n"
+        f"- embeddings: {throughput['embedded_texts']} distinct texts embedded for "
+        f"{throughput['embedding_requests']} requested ({throughput['embedded_texts_per_second']:.0f} texts/s)\n"
+    )
+    path = folder / "report.md"
+    write_text(text, path)
+    return path

@@ -1,0 +1,1 @@
+"""Studies: conditions x replicates, run in lockstep, stored with provenance."""

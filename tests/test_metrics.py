@@ -1,0 +1,296 @@
+import math
+
+import numpy as np
+import pytest
+
+from culturesim import metrics
+from culturesim.metrics import MetricInput, compute_metrics
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_input(embeddings, traits, **overrides) -> MetricInput:
+    """A MetricInput with neutral defaults for everything the test does not set."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    traits = np.asarray(traits, dtype=np.int64)
+    n_traits = len(embeddings)
+    defaults = {
+        "traits": traits,
+        "embeddings": embeddings,
+        "texts": [f"text {k}" for k in range(n_traits)],
+        "machine_ancestry": np.zeros(n_traits),
+        "machine_authored": np.zeros(n_traits, dtype=bool),
+        "born": np.zeros(n_traits, dtype=np.int64),
+        "generation": 0,
+        "initial_centroid": embeddings[traits].mean(axis=0),
+    }
+    return MetricInput(**{**defaults, **overrides})
+
+
+def value(name: str, inp: MetricInput) -> float:
+    return metrics.METRICS[name](inp)[name]
+
+
+# --- semantic diversity ------------------------------------------------------
+
+
+def test_semantic_diversity_matches_brute_force_over_distinct_agents():
+    rng = np.random.default_rng(0)
+    emb = unit_rows(rng.normal(size=(5, 5)))
+    traits = np.array([0, 1, 1, 2, 3, 3, 3])
+    e = emb[traits].astype(np.float64)
+    n = len(traits)
+    brute = np.mean([1 - e[i] @ e[j] for i in range(n) for j in range(n) if i != j])
+    assert value("semantic_diversity", make_input(emb, traits)) == pytest.approx(
+        brute, abs=1e-6
+    )
+
+
+def test_semantic_diversity_extremes():
+    emb = np.eye(3)
+    assert value("semantic_diversity", make_input(emb, [1, 1, 1, 1])) == pytest.approx(
+        0.0, abs=1e-12
+    )
+    assert value("semantic_diversity", make_input(emb, [0, 1])) == pytest.approx(1.0)
+    assert value("semantic_diversity", make_input(emb, [2])) == 0.0
+
+
+# --- vendi -------------------------------------------------------------------
+
+
+def test_vendi_identical_is_one_and_orthogonal_counts_directions():
+    emb = np.eye(5)
+    assert value("vendi", make_input(emb, [2] * 10)) == pytest.approx(1.0)
+    assert value("vendi", make_input(emb, [0, 1, 2])) == pytest.approx(3.0)
+    # 10 agents over 5 orthogonal directions also goes through the d×d path.
+    assert value("vendi", make_input(emb, [0, 1, 2, 3, 4] * 2)) == pytest.approx(5.0)
+
+
+def test_vendi_covariance_path_equals_gram_path():
+    rng = np.random.default_rng(1)
+    rows = unit_rows(rng.normal(size=(20, 4))).astype(np.float64)
+    weights = rng.random(20)
+    weights /= weights.sum()
+    via_cov = metrics.vendi_score(rows, weights, via_gram=False)
+    via_gram = metrics.vendi_score(rows, weights, via_gram=True)
+    assert via_cov == pytest.approx(via_gram, rel=1e-9)
+    assert 1.0 < via_cov <= 4.0
+
+
+def test_vendi_with_repeated_traits_equals_full_agent_gram():
+    rng = np.random.default_rng(2)
+    emb = unit_rows(rng.normal(size=(6, 3)))
+    traits = np.array([0, 0, 0, 1, 2, 2, 3, 4, 5, 5, 5, 5])
+    x = emb[traits].astype(np.float64)
+    eig = np.clip(np.linalg.eigvalsh(x @ x.T / len(x)), 0, None)
+    eig = eig[eig > 0]
+    expected = math.exp(-np.sum(eig * np.log(eig)))
+    assert value("vendi", make_input(emb, traits)) == pytest.approx(expected, rel=1e-5)
+
+
+# --- trait frequencies -------------------------------------------------------
+
+
+def test_trait_frequency_metrics_on_hand_example():
+    inp = make_input(np.eye(4), [0, 0, 1, 2])
+    assert value("homozygosity", inp) == pytest.approx(0.375)
+    expected_entropy = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert value("trait_entropy", inp) == pytest.approx(expected_entropy)
+    assert value("distinct_traits", inp) == 3.0
+
+
+# --- lexical diversity -------------------------------------------------------
+
+
+def test_lexical_diversity_counts_each_agent_text():
+    texts = ["The (cat) sat.", "the cat, ran!", "zebra unicorn never held"]
+    inp = make_input(np.eye(3), [0, 0, 1], texts=texts)
+    # agent words: [the cat sat] x2, [the cat ran]
+    # -> 9 unigrams (4 distinct), 6 bigrams (3 distinct)
+    result = metrics.METRICS["lexical_diversity"](inp)
+    assert result == pytest.approx(
+        {"distinct_1": 4 / 9, "distinct_2": 3 / 6, "mean_length": 3.0}
+    )
+
+
+def test_lexical_diversity_guards_empty_texts():
+    inp = make_input(np.eye(2), [0, 1], texts=["?!", "..."])
+    assert metrics.METRICS["lexical_diversity"](inp) == {
+        "distinct_1": 0.0,
+        "distinct_2": 0.0,
+        "mean_length": 0.0,
+    }
+
+
+# --- drift and attractor -----------------------------------------------------
+
+
+def test_centroid_drift():
+    emb = np.eye(3)
+    assert value("centroid_drift", make_input(emb, [0, 0])) == pytest.approx(
+        0.0, abs=1e-12
+    )
+    moved = make_input(emb, [1, 1], initial_centroid=np.array([1.0, 0.0, 0.0]))
+    assert value("centroid_drift", moved) == pytest.approx(1.0)
+    zero = make_input(emb, [1], initial_centroid=np.zeros(3))
+    assert math.isnan(value("centroid_drift", zero))
+
+
+def test_attractor_distance():
+    emb = np.eye(3)
+    assert math.isnan(value("attractor_distance", make_input(emb, [0, 1])))
+    # attractor is not unit-length: it must be normalised, giving distances 0 and 1
+    inp = make_input(emb, [0, 1], attractor=np.array([2.0, 0.0, 0.0]))
+    assert value("attractor_distance", inp) == pytest.approx(0.5)
+
+
+# --- machine share -----------------------------------------------------------
+
+
+def test_machine_ancestry_and_llm_trait_share():
+    inp = make_input(
+        np.eye(3),
+        [1, 1, 1, 2],
+        machine_ancestry=np.array([0.0, 0.5, 1.0]),
+        machine_authored=np.array([False, True, False]),
+    )
+    assert value("machine_ancestry", inp) == pytest.approx((3 * 0.5 + 1.0) / 4)
+    assert value("llm_trait_share", inp) == pytest.approx(0.75)
+
+
+# --- novelty -----------------------------------------------------------------
+
+
+def test_novelty_on_toy_pool():
+    emb = (
+        np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+        / np.array([1, 1, math.sqrt(2), 1])[:, None]
+    )
+    # newborns 2 and 3 are not held by any agent but still count
+    inp = make_input(emb, [0, 1], born=np.array([0, 0, 1, 1]), generation=1)
+    assert value("novelty", inp) == pytest.approx(
+        (1 - 1 / math.sqrt(2) + 1.0) / 2, abs=1e-6
+    )
+
+
+def test_novelty_nan_without_newborns_or_ancestors():
+    emb = np.eye(3)
+    assert math.isnan(
+        value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=1))
+    )
+    assert math.isnan(
+        value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=0))
+    )
+
+
+def test_nearest_distance_chunking_matches_single_block():
+    rng = np.random.default_rng(3)
+    emb = unit_rows(rng.normal(size=(50, 8)))
+    queries, pool = np.arange(0, 17), np.arange(17, 50)
+    sims = emb[queries].astype(np.float64) @ emb[pool].astype(np.float64).T
+    brute = 1 - sims.max(axis=1)
+    single = metrics.nearest_distance(emb, queries, pool, chunk=1000)
+    chunked = metrics.nearest_distance(emb, queries, pool, chunk=3)
+    np.testing.assert_allclose(chunked, single, atol=1e-12)
+    np.testing.assert_allclose(single, brute, atol=1e-6)
+
+
+def test_novelty_uses_chunk_constant(monkeypatch):
+    rng = np.random.default_rng(4)
+    emb = unit_rows(rng.normal(size=(40, 6)))
+    inp = make_input(emb, [0], born=rng.integers(0, 3, size=40), generation=2)
+    whole = value("novelty", inp)
+    monkeypatch.setattr(metrics, "NOVELTY_CHUNK", 2)
+    assert value("novelty", inp) == pytest.approx(whole, abs=1e-12)
+
+
+# --- norms and communities ---------------------------------------------------
+
+
+def test_norm_position_sign_and_scale():
+    # trait 0 is the positive pole, trait 1 the negative pole
+    emb = np.array([[1.0, 0.0], [0.0, 1.0]])
+    axes = {"polite": emb[0] - emb[1]}
+    positive = metrics.METRICS["norm_position"](
+        make_input(emb, [0, 0, 0, 1], norm_axes=axes)
+    )
+    assert positive == pytest.approx(
+        {"norm_position:polite": (3 - 1) / 4 / math.sqrt(2)}
+    )
+    negative = metrics.METRICS["norm_position"](make_input(emb, [1, 1], norm_axes=axes))
+    assert negative["norm_position:polite"] < 0
+    assert metrics.METRICS["norm_position"](make_input(emb, [0])) == {}
+
+
+def test_community_divergence_hand_value_with_arbitrary_labels():
+    emb = np.eye(3)
+    # community 7: e0, e1 (within 1, centroid along e0+e1)
+    # community -3: e2, e2 (within 0, centroid e2) -> between 1, within mean 0.5
+    inp = make_input(emb, [0, 1, 2, 2], communities=np.array([7, 7, -3, -3]))
+    assert value("community_divergence", inp) == pytest.approx(1.0 / 0.5)
+
+
+def test_community_divergence_separated_beats_mixed():
+    rng = np.random.default_rng(5)
+    emb = unit_rows(
+        np.vstack(
+            [
+                [1, 0, 0] + 0.1 * rng.normal(size=(10, 3)),
+                [0, 1, 0] + 0.1 * rng.normal(size=(10, 3)),
+            ]
+        )
+    )
+    traits = np.arange(20)
+    separated = np.repeat([0, 1], 10)
+    mixed = np.tile([0, 1], 10)
+    d_sep = value(
+        "community_divergence", make_input(emb, traits, communities=separated)
+    )
+    d_mix = value("community_divergence", make_input(emb, traits, communities=mixed))
+    assert d_sep > 5 * d_mix
+
+
+def test_community_divergence_nan_cases():
+    emb = np.eye(2)
+    assert math.isnan(value("community_divergence", make_input(emb, [0, 1])))
+    one = make_input(emb, [0, 1], communities=np.array([4, 4]))
+    assert math.isnan(value("community_divergence", one))
+
+
+# --- registry ----------------------------------------------------------------
+
+
+def test_compute_metrics_merges_keys():
+    inp = make_input(np.eye(3), [0, 0, 1], texts=["a b", "c", "d"])
+    result = compute_metrics(["distinct_traits", "lexical_diversity"], inp)
+    assert set(result) == {"distinct_traits", "distinct_1", "distinct_2", "mean_length"}
+    assert result["distinct_traits"] == 2.0
+
+
+def test_compute_metrics_rejects_unknown_name():
+    with pytest.raises(ValueError, match="bogus_metric") as err:
+        compute_metrics(["vendi", "bogus_metric"], make_input(np.eye(2), [0]))
+    assert "semantic_diversity" in str(err.value)
+
+
+def test_available_metrics_is_sorted_registry():
+    names = metrics.available_metrics()
+    assert names == sorted(names)
+    assert set(names) == {
+        "semantic_diversity",
+        "vendi",
+        "distinct_traits",
+        "trait_entropy",
+        "homozygosity",
+        "lexical_diversity",
+        "centroid_drift",
+        "attractor_distance",
+        "machine_ancestry",
+        "llm_trait_share",
+        "novelty",
+        "norm_position",
+        "community_divergence",
+    }
