@@ -1,0 +1,29 @@
+"""The embedder is real, offline, unit-normalised, and embeds each distinct text once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_identical_texts_are_embedded_once(embedder) -> None:
+    texts = ["A cat sat on the warm windowsill.", "Bread tastes better on the second day.", "A cat sat on the warm windowsill."]
+    before = embedder.encoded
+    vectors = embedder.embed(texts)
+    assert embedder.encoded - before == 2
+    again = embedder.embed(texts[:1])
+    assert embedder.encoded - before == 2
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    np.testing.assert_array_equal(again[0], vectors[0])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors.shape == (3, embedder.dim) == (3, 384)
+
+
+def test_embeddings_carry_meaning(embedder) -> None:
+    cat, kitten, tax = embedder.embed(
+        ["The cat is sleeping on the sofa.", "A kitten naps on the couch.", "Quarterly tax returns are due in April."]
+    )
+    assert cat @ kitten > cat @ tax + 0.3
+
+
+def test_empty_batch(embedder) -> None:
+    assert embedder.embed([]).shape == (0, embedder.dim)

@@ -1,0 +1,71 @@
+"""Both LLM backends really generate, and seeds decide the text."""
+
+from __future__ import annotations
+
+import pytest
+
+from culturesim.llm import Request, deduplicated_generate
+from culturesim.llm.prompts import build_messages
+
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "My neighbour waters her plants at midnight because she says they sleep better wet.",
+    "Always carry a spare pencil to an exam; pens betray you at the worst moment.",
+]
+
+
+def _requests(seeds: list[int]) -> list[Request]:
+    messages = build_messages("rewrite", TEXTS, max_chars=280)
+    return [Request(messages=messages, seed=s, max_tokens=24, temperature=1.0) for s in seeds]
+
+
+@pytest.mark.parametrize("name", ["vllm_backend", "hf_backend"])
+def test_backend_seeds_decide_text(name: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(name)
+    first = backend.generate(_requests([1, 2, 3, 1]))
+    again = backend.generate(_requests([3, 1]))
+    texts = [c.text for c in first]
+    assert all(t.strip() for t in texts), texts
+    assert all(c.tokens > 0 for c in first)
+    assert texts[0] == texts[3], "same seed in one batch must give the same text"
+    assert len({texts[0], texts[1], texts[2]}) == 3, "different seeds should give different texts"
+    assert [c.text for c in again] == [texts[2], texts[0]], "same seed must give the same text in another batch"
+
+
+def test_deduplicated_generate_answers_identical_requests_once() -> None:
+    class Counting:
+        model_id = "counting"
+        calls: list[int] = []
+
+        def generate(self, requests):
+            self.calls.append(len(requests))
+            from culturesim.llm.base import Completion
+
+            return [Completion(text=f"answer {r.seed}", tokens=2) for r in requests]
+
+        def close(self) -> None:
+            pass
+
+    backend = Counting()
+    answers = deduplicated_generate(backend, _requests([5, 6, 5, 5]))
+    assert backend.calls == [2]
+    assert [a.text for a in answers] == ["answer 5", "answer 6", "answer 5", "answer 5"]
+
+
+@pytest.mark.gpu
+def test_vllm_on_cuda() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    pytest.importorskip("vllm", reason="vLLM (pip install culturesim[gpu]) is not installed")
+    from culturesim.config import LLMSection
+    from culturesim.llm import create_backend
+
+    backend = create_backend(LLMSection(backend="vllm", dtype="float32"), seed=0)
+    try:
+        first, second = backend.generate(_requests([7])), backend.generate(_requests([7]))
+    finally:
+        backend.close()
+    assert first[0].text.strip()
+    assert first[0].text == second[0].text
