@@ -7,11 +7,17 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from culturesim.config import ConfigError, load_config
 
 app = typer.Typer(help="Simulate cultures of texts in mixed human/LLM populations.", no_args_is_help=True)
 console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]{type(exc).__name__}:[/red] {exc}", soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @app.callback()
@@ -23,38 +29,108 @@ def main() -> None:
 def run(
     study: Path = typer.Argument(..., help="study TOML file, e.g. studies/quickstart.toml"),
     out: Path = typer.Option(Path("results"), "--out", help="root folder for results/<study>/<hash12>/"),
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted study, skipping finished runs"),
+    workers: int = typer.Option(1, "--workers", min=1, help="processes running batches of runs in parallel"),
+    batch_runs: int = typer.Option(
+        0, "--batch-runs", min=0, help="runs advanced in lockstep per batch (0: all runs of a worker with LLMs, else 1)"
+    ),
+    deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
+    toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 1 replicate"),
 ) -> None:
     """Run every condition x replicate of a study and write results, a report and a figure."""
     from culturesim.report import write_report
-    from culturesim.study.runner import StudyRunner
+    from culturesim.study.prereg import check_lock, read_lock
+    from culturesim.study.runner import StudyRunner, plan_runs
 
+    runner = StudyRunner()
     try:
         config = load_config(study)
-    except ConfigError as exc:
-        console.print(f"[red]ConfigError:[/red] {exc}")
-        raise typer.Exit(2) from None
-    runner = StudyRunner()
-    runs = len(config.condition_grid()) * config.study.replicates
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    try:
+        lock = read_lock(study)
+        if toy:
+            config, deviation_record = config.toy(), None
+        else:
+            deviation_record = check_lock(config, study, deviation=deviation or None)
+        total = len(plan_runs(config)) * config.study.generations
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"{config.study.name}: {runs} runs", total=config.study.generations)
-
-            def advance(generation: int, stats) -> None:
-                progress.update(
-                    task,
-                    completed=generation,
-                    description=f"{config.study.name}: {runs} runs, LLM {stats.tokens_per_second():.0f} tok/s",
-                )
-
-            folder = runner.run(config, out_root=out, on_generation=advance)
+            task = progress.add_task(f"{config.study.name}: run-generations", total=total)
+            folder = runner.run(
+                config,
+                out_root=out,
+                resume=resume,
+                workers=workers,
+                batch_runs=batch_runs or None,
+                deviation=deviation_record,
+                lock={k: v for k, v in lock.items() if k != "config"} if lock and not toy else None,
+                toy=toy,
+                on_progress=lambda n: progress.advance(task, n),
+            )
         report = write_report(folder)
     except ConfigError as exc:
-        console.print(f"[red]ConfigError:[/red] {exc}")
-        raise typer.Exit(2) from None
+        _fail(exc)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/yellow] finished runs are saved; continue with --resume")
+        raise typer.Exit(130) from None
     finally:
         runner.close()
     console.print(f"results: {folder}\nreport:  {report}")
+
+
+@app.command()
+def preregister(study: Path = typer.Argument(..., help="study TOML file with a [preregistration] section")) -> None:
+    """Freeze a study's plan into STUDY.lock.json (sha256 of the canonical config)."""
+    from culturesim.study.prereg import write_lock
+
+    try:
+        path = write_lock(load_config(study), study)
+    except ConfigError as exc:
+        _fail(exc)
+    console.print(f"locked: {path}")
+
+
+@app.command()
+def verify(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
+    """Recompute the hashes of the config and the result files; exit 1 on any mismatch."""
+    from culturesim.study.verify import verify_results
+
+    try:
+        problems, checked = verify_results(results)
+    except (ConfigError, FileNotFoundError) as exc:
+        _fail(exc)
+    for line in checked:
+        console.print(f"[green]ok[/green]   {line}")
+    for line in problems:
+        console.print(f"[red]FAIL[/red] {line}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
+    """Show which runs have finished, which are missing, and the recorded deviations."""
+    from culturesim.study.runner import finished_runs
+    from culturesim.study.store import read_manifest
+
+    try:
+        manifest = read_manifest(results)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    done = finished_runs(results)
+    table = Table(title=f"{manifest['study']} ({manifest['status']})")
+    for column in ("run", "condition", "replicate", "status"):
+        table.add_column(column)
+    for run in manifest["runs"]:
+        table.add_row(
+            run["run_id"], run["condition"], str(run["replicate"]), "done" if run["run_id"] in done else "missing"
+        )
+    Console().print(table)
+    missing = len(manifest["runs"]) - len(done)
+    typer.echo(
+        f"{len(done)} finished, {missing} missing"
+        + ("; finish with `culturesim run STUDY --resume`" if missing else "")
+    )
+    for item in manifest.get("deviations", []):
+        typer.echo(f"deviation: {item['reason']} (changed: {', '.join(item['changed_fields'])})")
 
 
 @app.command()

@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from culturesim.metrics import available_metrics, recorded_keys
 
 NETWORK_KINDS = ("small_world", "scale_free", "random", "lattice", "communities", "complete")
 BIAS_KINDS = ("unbiased", "conformist", "prestige", "content", "similarity")
@@ -122,12 +125,91 @@ class MetricsSection(_Section):
     @field_validator("names")
     @classmethod
     def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        from culturesim.metrics import available_metrics
 
         unknown = sorted(set(names) - set(available_metrics()))
         if unknown:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {available_metrics()}")
         return names
+
+
+ALLOWED_FORMULA_NAMES = frozenset({"value", "generation", "treatment", "replicate", "C"})
+_FORMULA_CHARS = re.compile(r"^[A-Za-z_0-9~+*:\-() .,]+$")
+
+
+class Contrast(_Section):
+    """Compare runs whose `factor` is at `treatment` with runs at `reference` (other factors pooled)."""
+
+    factor: str = Field(min_length=1, description="a condition factor, e.g. 'population.llm_share'")
+    treatment: Any
+    reference: Any
+
+
+class Hypothesis(_Section):
+    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    statement: str = Field(min_length=1)
+    outcome: str = Field(min_length=1, description="a recorded value, e.g. 'semantic_diversity'")
+    summary: Literal["value", "change", "slope"] = Field(
+        default="value",
+        description="per run: value at `generation`, change from generation 0, or OLS slope over `window`",
+    )
+    generation: int | Literal["final"] = "final"
+    window: tuple[int, int] | None = None
+    contrast: Contrast
+    direction: Literal["greater", "less", "two-sided", "equivalent"]
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    sesoi: float = Field(default=0.0, ge=0.0, description="smallest effect size of interest, in outcome units")
+    model: str = Field(default="value ~ treatment", description="statsmodels formula for the run-level OLS")
+    mixed_model: str = Field(
+        default="value ~ generation * treatment", description="statsmodels formula, random intercept per run"
+    )
+    random_slope: bool = False
+    confirmatory: bool = True
+
+    @field_validator("model", "mixed_model")
+    @classmethod
+    def _safe_formula(cls, formula: str) -> str:
+        """Formulas are parsed by patsy, which evaluates Python: allow only known names and operators."""
+        names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", formula))
+        if "~" not in formula or not formula.split("~")[0].strip() == "value" or not _FORMULA_CHARS.match(formula):
+            raise ValueError(f"formula {formula!r} must look like 'value ~ treatment' (operators + * : - ( ) only)")
+        if names - ALLOWED_FORMULA_NAMES:
+            raise ValueError(
+                f"formula {formula!r} uses {sorted(names - ALLOWED_FORMULA_NAMES)}; "
+                f"allowed names: {sorted(ALLOWED_FORMULA_NAMES)}"
+            )
+        return formula
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Hypothesis:
+        if self.summary == "slope" and self.window is None:
+            raise ValueError("summary 'slope' needs window = [first generation, last generation]")
+        if self.window is not None and not 0 <= self.window[0] < self.window[1]:
+            raise ValueError(f"window {list(self.window)} must be [start, end] with 0 <= start < end")
+        if self.direction == "equivalent" and self.sesoi <= 0:
+            raise ValueError("direction 'equivalent' needs a positive sesoi (the equivalence margin)")
+        return self
+
+
+class Preregistration(_Section):
+    """The analysis plan, fixed before data exist; structured after ADEMP."""
+
+    aims: str = Field(min_length=1)
+    data_generating_mechanism: str = Field(min_length=1)
+    estimands: str = Field(min_length=1)
+    methods: str = Field(min_length=1)
+    performance_measures: str = Field(min_length=1)
+    stopping_rule: str = Field(min_length=1)
+    replicates_justification: str = Field(min_length=1)
+    hypotheses: list[Hypothesis] = Field(min_length=1)
+
+    @field_validator("hypotheses")
+    @classmethod
+    def _unique_ids(cls, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+        ids = [h.id for h in hypotheses]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicated:
+            raise ValueError(f"hypothesis ids must be unique; repeated: {duplicated}")
+        return hypotheses
 
 
 class StudyConfig(_Section):
@@ -140,18 +222,73 @@ class StudyConfig(_Section):
     corpus: CorpusSection = CorpusSection()
     metrics: MetricsSection = MetricsSection()
     conditions: dict[str, list[Any]] = Field(default_factory=dict)
+    condition_sets: list[dict[str, Any]] = Field(
+        default_factory=list, description="explicit conditions for non-factorial designs (instead of [conditions])"
+    )
+    preregistration: Preregistration | None = None
 
     @field_validator("conditions")
     @classmethod
     def _factors_exist(cls, conditions: dict[str, list[Any]]) -> dict[str, list[Any]]:
         for key, levels in conditions.items():
-            section, _, field = key.partition(".")
-            model = cls.model_fields.get(section)
-            if section in ("study", "conditions") or model is None or field not in model.annotation.model_fields:
-                raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
+            _check_factor(key)
             if not levels:
                 raise ValueError(f"condition factor {key!r} needs at least one level")
+            if len({json.dumps(v) for v in levels}) < len(levels):
+                raise ValueError(f"condition factor {key!r} repeats a level: {levels}")
         return conditions
+
+    @field_validator("condition_sets")
+    @classmethod
+    def _sets_valid(cls, sets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for entry in sets:
+            for key in entry:
+                if key != "label":
+                    _check_factor(key)
+        return sets
+
+    @model_validator(mode="after")
+    def _plan_matches_design(self) -> StudyConfig:
+        if self.conditions and self.condition_sets:
+            raise ValueError("use either [conditions] (factorial) or [[condition_sets]] (explicit), not both")
+        if self.preregistration is None:
+            return self
+        levels = self.factor_levels()
+        recorded = recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
+        for h in self.preregistration.hypotheses:
+            where = f"preregistration.hypotheses[{h.id}]"
+            if h.outcome not in recorded:
+                raise ValueError(f"{where}.outcome {h.outcome!r} is not recorded by [metrics]; recorded: {recorded}")
+            factor = h.contrast.factor
+            if factor not in levels:
+                raise ValueError(
+                    f"{where}.contrast.factor {factor!r} is not a condition factor; factors: {sorted(levels)}"
+                )
+            for side in ("treatment", "reference"):
+                level = getattr(h.contrast, side)
+                if level not in levels[factor]:
+                    raise ValueError(
+                        f"{where}.contrast.{side} {level!r} is not a level of {factor}; levels: {levels[factor]}"
+                    )
+            if h.contrast.treatment == h.contrast.reference:
+                raise ValueError(f"{where}.contrast compares {factor} = {h.contrast.treatment!r} with itself")
+            last = self.study.generations
+            if isinstance(h.generation, int) and not 0 <= h.generation <= last:
+                raise ValueError(f"{where}.generation {h.generation} is outside 0..{last}")
+            if h.window is not None and h.window[1] > last:
+                raise ValueError(f"{where}.window ends after the last generation ({last})")
+        return self
+
+    def factor_levels(self) -> dict[str, list[Any]]:
+        """Levels of every condition factor, in order of first appearance."""
+        if self.conditions:
+            return {k: list(v) for k, v in self.conditions.items()}
+        levels: dict[str, list[Any]] = {}
+        for entry in self.condition_sets:
+            for key, value in entry.items():
+                if key != "label" and value not in levels.setdefault(key, []):
+                    levels[key].append(value)
+        return levels
 
     def canonical_json(self) -> str:
         """Key-sorted JSON with defaults filled: the text a study hash is taken of."""
@@ -161,21 +298,48 @@ class StudyConfig(_Section):
         """sha256 of the canonical JSON."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
-    def condition_grid(self) -> list[tuple[str, StudyConfig]]:
-        """All factorial conditions as (label, config with the levels applied)."""
-        if not self.conditions:
-            return [("baseline", self)]
+    def condition_levels(self) -> list[dict[str, Any]]:
+        """Each condition as {factor: level} (plus 'label' for explicit sets), in run order."""
+        if self.condition_sets:
+            return [dict(entry) for entry in self.condition_sets]
         keys = sorted(self.conditions)
+        return [
+            dict(zip(keys, levels, strict=True)) for levels in itertools.product(*(self.conditions[k] for k in keys))
+        ]
+
+    def condition_grid(self) -> list[tuple[str, StudyConfig]]:
+        """All conditions as (label, config with the levels applied); one 'baseline' if none."""
+        if not self.conditions and not self.condition_sets:
+            return [("baseline", self)]
         grid = []
-        for levels in itertools.product(*(self.conditions[k] for k in keys)):
+        for entry in self.condition_levels():
+            levels = {k: v for k, v in entry.items() if k != "label"}
             data = self.model_dump(mode="json")
-            data["conditions"] = {}
-            for key, level in zip(keys, levels, strict=True):
+            data.update(conditions={}, condition_sets=[], preregistration=None)
+            for key, level in levels.items():
                 section, field = key.split(".", 1)
                 data[section][field] = level
-            label = ",".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in zip(keys, levels, strict=True))
-            grid.append((label, _validate(data, source=f"condition {label}")))
+            label = entry.get("label") or ",".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in levels.items())
+            grid.append((str(label), _validate(data, source=f"condition {label}")))
         return grid
+
+    def toy(self) -> StudyConfig:
+        """A tiny version for smoke tests: at most 16 agents, 2 generations, 1 replicate, no hypotheses."""
+        data = self.model_dump(mode="json")
+        data["study"].update(replicates=1, generations=2)
+        data["population"]["size"] = min(data["population"]["size"], 16)
+        data["network"]["communities"] = min(data["network"]["communities"], 4)
+        data["preregistration"] = None
+        return _validate(data, source=f"toy version of {self.study.name}")
+
+
+def _check_factor(key: str) -> None:
+    section, _, field = key.partition(".")
+    model = StudyConfig.model_fields.get(section)
+    annotation = getattr(model, "annotation", None)
+    fields = getattr(annotation, "model_fields", {})
+    if section in ("study", "preregistration") or field not in fields:
+        raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
 
 
 def _fmt(value: Any) -> str:

@@ -66,6 +66,23 @@ def available_metrics() -> list[str]:
     return sorted(METRICS)
 
 
+# Metrics that record more than one value, and the value names they record.
+MULTI_KEY_METRICS = {"lexical_diversity": ("distinct_1", "distinct_2", "mean_length")}
+# Values every run records besides its configured metrics.
+BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
+
+
+def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:
+    """The value names a run with these metrics records: what a hypothesis may name as outcome."""
+    keys: list[str] = []
+    for name in names:
+        if name == "norm_position":
+            keys.extend(f"norm_position:{axis}" for axis in norm_axes)
+        else:
+            keys.extend(MULTI_KEY_METRICS.get(name, (name,)))
+    return keys + list(BOOKKEEPING_KEYS)
+
+
 def compute_metrics(names: Sequence[str], inp: MetricInput) -> dict[str, float]:
     """Run the named metrics and merge their values into one dict.
 
@@ -74,8 +91,7 @@ def compute_metrics(names: Sequence[str], inp: MetricInput) -> dict[str, float]:
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise ValueError(
-            f"unknown metric(s) {', '.join(map(repr, unknown))}; "
-            f"available: {', '.join(available_metrics())}"
+            f"unknown metric(s) {', '.join(map(repr, unknown))}; available: {', '.join(available_metrics())}"
         )
     values: dict[str, float] = {}
     for name in names:
@@ -135,9 +151,7 @@ def _words(text: str) -> list[str]:
     return text.translate(_PUNCTUATION).lower().split()
 
 
-def vendi_score(
-    rows: np.ndarray, weights: np.ndarray, *, via_gram: bool | None = None
-) -> float:
+def vendi_score(rows: np.ndarray, weights: np.ndarray, *, via_gram: bool | None = None) -> float:
     """Vendi score of order 1: effective number of distinct directions, in [1, rank].
 
     rows: (m, d) unit embeddings; weights: (m,) population shares summing to 1.
@@ -157,9 +171,7 @@ def vendi_score(
     return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
 
 
-def nearest_distance(
-    embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarray, *, chunk: int
-) -> np.ndarray:
+def nearest_distance(embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarray, *, chunk: int) -> np.ndarray:
     """Cosine distance from each query trait id to its nearest pool trait id.
 
     Returns (len(queries),). Similarities are formed chunk×chunk at a time, so
@@ -223,7 +235,7 @@ def lexical_diversity(inp: MetricInput) -> dict[str, float]:
     unigrams: set[str] = set()
     bigrams: set[tuple[str, str]] = set()
     n_unigrams = n_bigrams = 0
-    for trait, count in zip(ids, counts):
+    for trait, count in zip(ids, counts, strict=True):
         words = _words(inp.texts[trait])
         pairs = list(itertools.pairwise(words))
         unigrams.update(words)
@@ -280,10 +292,7 @@ def novelty(inp: MetricInput) -> dict[str, float]:
 def norm_position(inp: MetricInput) -> dict[str, float]:
     """Mean agent projection on each unit norm axis, in cosine units (> 0: positive)."""
     mean = _mean_embedding(inp)
-    return {
-        f"norm_position:{name}": float(mean @ _unit(axis))
-        for name, axis in inp.norm_axes.items()
-    }
+    return {f"norm_position:{name}": float(mean @ _unit(axis)) for name, axis in inp.norm_axes.items()}
 
 
 @register("community_divergence")
@@ -303,22 +312,15 @@ def community_divergence(inp: MetricInput) -> dict[str, float]:
     # embedding sum is a count-weighted product over its distinct traits, so no
     # row per agent is ever built.
     n_traits = len(inp.embeddings)
-    pairs, pair_counts = np.unique(
-        community * n_traits + inp.traits, return_counts=True
-    )
+    pairs, pair_counts = np.unique(community * n_traits + inp.traits, return_counts=True)
     pair_community, pair_trait = np.divmod(pairs, n_traits)
     bounds = np.searchsorted(pair_community, np.arange(n_communities + 1))
     sums = np.stack(
-        [
-            pair_counts[lo:hi] @ _unit_rows(inp.embeddings[pair_trait[lo:hi]])
-            for lo, hi in itertools.pairwise(bounds)
-        ]
+        [pair_counts[lo:hi] @ _unit_rows(inp.embeddings[pair_trait[lo:hi]]) for lo, hi in itertools.pairwise(bounds)]
     )
     sizes = np.bincount(community, minlength=n_communities)
 
-    within = np.mean(
-        [_mean_pairwise_distance(total, n) for total, n in zip(sums, sizes)]
-    )
+    within = np.mean([_mean_pairwise_distance(total, n) for total, n in zip(sums, sizes, strict=True)])
     between = _mean_pairwise_distance(_unit_rows(sums).sum(axis=0), n_communities)
     if within == 0:
         return undefined

