@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,7 +17,7 @@ console = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]{type(exc).__name__}:[/red] {exc}", soft_wrap=True)
+    console.print(f"[red]{type(exc).__name__}:[/red] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from culturesim.metrics import available_metrics, recorded_keys
 
@@ -45,6 +53,14 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """TOML `true` must not silently become the number 1."""
+        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
+            raise ValueError(f"must be a number, not the boolean {str(value).lower()}")
+        return value
 
 
 class StudySection(_Section):
@@ -382,4 +398,9 @@ def load_config(path: str | Path) -> StudyConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"study file {path} is not valid TOML: {exc}") from None
-    return _validate(data, source=str(path))
+    config = _validate(data, source=str(path))
+    try:
+        config.condition_grid()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config

@@ -7,6 +7,7 @@ a message that says how to fix it.
 
 from __future__ import annotations
 
+import io
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,9 +25,9 @@ def read_corpus_file(path: Path) -> pl.DataFrame:
     if reader is None:
         raise ConfigError(f"corpus.source {path}: unsupported file type; use one of {sorted(SUFFIXES)}")
     if not path.exists():
-        raise ConfigError(f"corpus.source {path} does not exist")
+        raise ConfigError(f"corpus.source {path} does not exist; give a path relative to where you run, or 'builtin'")
     try:
-        frame = reader(path)
+        frame = reader(io.BytesIO(path.read_bytes()))
     except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"corpus.source {path} cannot be read ({type(exc).__name__}: {exc}); is it UTF-8?") from None
     if "text" not in frame.columns:
@@ -44,6 +45,7 @@ def load_corpus(spec: CorpusSection) -> pl.DataFrame:
         frame = read_corpus_file(Path(spec.source).expanduser())
     if "domain" not in frame.columns:
         frame = frame.with_columns(domain=pl.lit("any"))
+    frame = frame.with_columns(pl.col("domain").cast(pl.String))
     if spec.domains:
         known = set(frame["domain"].unique().to_list())
         unknown = sorted(set(spec.domains) - known)

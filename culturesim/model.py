@@ -186,6 +186,9 @@ class CultureModel(ap.Model):
     # -- phase 2 ---------------------------------------------------------------------------
     def deliver(self, completions: list[Completion]) -> None:
         """Completions for the requests of `plan`, in the same order."""
+        if self._plan is None or len(completions) != len(self._plan["askers"]):
+            expected = 0 if self._plan is None else len(self._plan["askers"])
+            raise ValueError(f"deliver() needs one completion per request: expected {expected}, got {len(completions)}")
         self._completions = completions
 
     def step(self) -> None:

@@ -41,7 +41,12 @@ def _even_degree(n: int, degree: int) -> int:
 
 
 def build_graph(spec: NetworkSection, n: int, *, seed: int) -> nx.Graph:
-    """The networkx graph for a network section, with n nodes labelled 0..n-1."""
+    """The networkx graph for a network section, with n nodes labelled 0..n-1.
+
+    Ring-based kinds need at least 4 nodes; smaller populations get a complete graph.
+    """
+    if spec.kind in ("small_world", "lattice") and n < 4:
+        return nx.complete_graph(n)
     if spec.kind == "small_world":
         return nx.connected_watts_strogatz_graph(n, _even_degree(n, spec.degree), spec.rewire, tries=100, seed=seed)
     if spec.kind == "lattice":
@@ -84,6 +89,8 @@ def build_network(spec: NetworkSection, n: int, *, seed: int) -> Network:
 
 def complete_network(n: int) -> Network:
     """Everyone neighbours everyone else, as CSR arrays (memory O(n²): for small n only)."""
+    if n < 2:
+        return Network(indptr=np.zeros(n + 1, dtype=np.int64), indices=np.zeros(0, dtype=np.int64))
     rows = np.arange(n)
     indices = np.tile(rows, n).reshape(n, n)
     indices = indices[~np.eye(n, dtype=bool)].reshape(n, n - 1).ravel()

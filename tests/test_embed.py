@@ -6,7 +6,11 @@ import numpy as np
 
 
 def test_identical_texts_are_embedded_once(embedder) -> None:
-    texts = ["A cat sat on the warm windowsill.", "Bread tastes better on the second day.", "A cat sat on the warm windowsill."]
+    texts = [
+        "A cat sat on the warm windowsill.",
+        "Bread tastes better on the second day.",
+        "A cat sat on the warm windowsill.",
+    ]
     before = embedder.encoded
     vectors = embedder.embed(texts)
     assert embedder.encoded - before == 2

@@ -82,8 +82,9 @@ def test_sample_demonstrators_returns_only_neighbours_and_minus_one_when_isolate
 
 def test_sample_demonstrators_is_uniform_over_neighbours():
     indptr, indices, _, _ = fan(1, [0, 0, 0, 0])  # learner 0, neighbours 1..4
-    demos = sample_demonstrators(np.zeros(10_000, dtype=np.int64), indptr=indptr, indices=indices, k=4,
-                                 rng=np.random.default_rng(2))
+    demos = sample_demonstrators(
+        np.zeros(10_000, dtype=np.int64), indptr=indptr, indices=indices, k=4, rng=np.random.default_rng(2)
+    )
     counts = np.bincount(demos.ravel(), minlength=5)[1:]
     expected = demos.size / 4
     chi2 = ((counts - expected) ** 2 / expected).sum()
@@ -92,8 +93,13 @@ def test_sample_demonstrators_is_uniform_over_neighbours():
 
 
 def test_sample_demonstrators_with_no_edges_at_all():
-    demos = sample_demonstrators(np.array([0, 1]), indptr=np.zeros(3, dtype=np.int64),
-                                 indices=np.array([], dtype=np.int64), k=2, rng=np.random.default_rng(0))
+    demos = sample_demonstrators(
+        np.array([0, 1]),
+        indptr=np.zeros(3, dtype=np.int64),
+        indices=np.array([], dtype=np.int64),
+        k=2,
+        rng=np.random.default_rng(0),
+    )
     assert (demos == -1).all()
 
 
@@ -117,23 +123,40 @@ SAMPLE_TRAITS = [A, A, A, B, C]
 def test_conformity_on_a_fixed_sample_matches_exact_rate(conformity, exact):
     traits = np.array([0] + SAMPLE_TRAITS, dtype=np.int64)  # agent 0 learns from agents 1..5
     demonstrators = np.tile(np.arange(1, 6), (N_LEARNERS, 1))
-    w = demonstrator_weights(np.zeros(N_LEARNERS, dtype=np.int64), demonstrators, traits=traits,
-                             embeddings=one_hot(3, 3), prestige=np.ones(6), bias="conformist", conformity=conformity)
+    w = demonstrator_weights(
+        np.zeros(N_LEARNERS, dtype=np.int64),
+        demonstrators,
+        traits=traits,
+        embeddings=one_hot(3, 3),
+        prestige=np.ones(6),
+        bias="conformist",
+        conformity=conformity,
+    )
     chosen = demonstrators[np.arange(N_LEARNERS), weighted_choice(w, rng=np.random.default_rng(4))]
     assert_rate((traits[chosen] == A).mean(), exact, N_LEARNERS)
 
 
 def majority_rate(bias: str, conformity: float = 1.0, seed: int = 5) -> float:
     indptr, indices, traits, _ = fan(N_LEARNERS, SAMPLE_TRAITS, learner_trait=B)
-    models = choose_models(np.arange(N_LEARNERS), indptr=indptr, indices=indices, traits=traits,
-                           embeddings=one_hot(3, 3), prestige=np.ones(traits.size), bias=bias, k=5,
-                           conformity=conformity, rng=np.random.default_rng(seed))
+    models = choose_models(
+        np.arange(N_LEARNERS),
+        indptr=indptr,
+        indices=indices,
+        traits=traits,
+        embeddings=one_hot(3, 3),
+        prestige=np.ones(traits.size),
+        bias=bias,
+        k=5,
+        conformity=conformity,
+        rng=np.random.default_rng(seed),
+    )
     return (traits[models] == A).mean()
 
 
 def exact_majority_rate(conformity: float) -> float:
     def weight_of(sample):
         return [sample.count(t) ** (conformity - 1) for t in sample]
+
     return enumerate_rate(SAMPLE_TRAITS, 5, weight_of, lambda t: t == A)
 
 
@@ -164,9 +187,18 @@ def two_neighbour_rate(bias: str, *, embeddings, neighbour_traits, learner_trait
     """Rate at which learners copy the first of two neighbours, with k = 2."""
     indptr, indices, traits, neighbours = fan(N_LEARNERS, neighbour_traits, learner_trait)
     prestige = np.ones(traits.size) if prestige is None else prestige
-    models = choose_models(np.arange(N_LEARNERS), indptr=indptr, indices=indices, traits=traits,
-                           embeddings=embeddings, prestige=prestige, bias=bias, k=2,
-                           rng=np.random.default_rng(6), **knobs)
+    models = choose_models(
+        np.arange(N_LEARNERS),
+        indptr=indptr,
+        indices=indices,
+        traits=traits,
+        embeddings=embeddings,
+        prestige=prestige,
+        bias=bias,
+        k=2,
+        rng=np.random.default_rng(6),
+        **knobs,
+    )
     assert set(np.unique(models).tolist()) <= set(neighbours.tolist())
     return (models == neighbours[0]).mean()
 
@@ -186,8 +218,14 @@ def test_prestige_bias_chooses_high_prestige_neighbour_at_expected_rate():
 def test_prestige_bias_on_a_fixed_sample():
     prestige = np.array([1.0, 9.0, 1.0, 1.0])
     demonstrators = np.tile([1, 2, 3], (N_LEARNERS, 1))
-    w = demonstrator_weights(np.zeros(N_LEARNERS, dtype=np.int64), demonstrators, traits=np.zeros(4, dtype=np.int64),
-                             embeddings=one_hot(1, 2), prestige=prestige, bias="prestige")
+    w = demonstrator_weights(
+        np.zeros(N_LEARNERS, dtype=np.int64),
+        demonstrators,
+        traits=np.zeros(4, dtype=np.int64),
+        embeddings=one_hot(1, 2),
+        prestige=prestige,
+        bias="prestige",
+    )
     chosen = demonstrators[np.arange(N_LEARNERS), weighted_choice(w, rng=np.random.default_rng(7))]
     assert_rate((chosen == 1).mean(), 9 / 11, N_LEARNERS)
 
@@ -195,23 +233,34 @@ def test_prestige_bias_on_a_fixed_sample():
 @pytest.mark.parametrize("strength", [2.0, -2.0])
 def test_content_bias_follows_sign_of_strength(strength):
     # Trait 0 projects 1 on the axis, trait 1 projects 0; the axis is deliberately not unit length.
-    rate = two_neighbour_rate("content", embeddings=one_hot(2, 3), neighbour_traits=[0, 1],
-                              content_axis=np.array([3.0, 0.0, 0.0]), content_strength=strength)
+    rate = two_neighbour_rate(
+        "content",
+        embeddings=one_hot(2, 3),
+        neighbour_traits=[0, 1],
+        content_axis=np.array([3.0, 0.0, 0.0]),
+        content_strength=strength,
+    )
     assert (rate > 0.5) == (strength > 0)
     assert_rate(rate, exact_first_rate(math.exp(strength), 1.0), N_LEARNERS)
 
 
 def test_content_bias_is_numerically_safe_for_huge_strength():
-    rate = two_neighbour_rate("content", embeddings=one_hot(2, 3), neighbour_traits=[0, 1],
-                              content_axis=np.array([1.0, 0.0, 0.0]), content_strength=1e4)
+    rate = two_neighbour_rate(
+        "content",
+        embeddings=one_hot(2, 3),
+        neighbour_traits=[0, 1],
+        content_axis=np.array([1.0, 0.0, 0.0]),
+        content_strength=1e4,
+    )
     assert_rate(rate, 0.75, N_LEARNERS)  # picks trait 0 whenever it is sampled
 
 
 @pytest.mark.parametrize("strength", [3.0, -3.0])
 def test_similarity_bias_favours_trait_close_to_learners_own(strength):
     embeddings = np.array([[1, 0, 0], [0.8, 0.6, 0], [0, 1, 0]], dtype=np.float32)  # learner, near, far
-    rate = two_neighbour_rate("similarity", embeddings=embeddings, neighbour_traits=[1, 2], learner_trait=0,
-                              similarity_strength=strength)
+    rate = two_neighbour_rate(
+        "similarity", embeddings=embeddings, neighbour_traits=[1, 2], learner_trait=0, similarity_strength=strength
+    )
     assert (rate > 0.5) == (strength > 0)
     assert_rate(rate, exact_first_rate(math.exp(strength * 0.8), 1.0), N_LEARNERS)
 
@@ -227,10 +276,20 @@ def test_zero_strengths_are_unbiased():
 
 def choose(bias: str, seed: int, learners=None, **overrides):
     indptr, indices, neighbours = small_graph()
-    kwargs = dict(indptr=indptr, indices=indices, traits=np.array([0, 1, 1, 2, 0, 1]),
-                  embeddings=one_hot(3, 3), prestige=np.arange(1.0, 7.0), bias=bias, k=3,
-                  content_axis=np.array([1.0, 0.0, 0.0]), content_strength=1.0, similarity_strength=1.0,
-                  conformity=2.0, rng=np.random.default_rng(seed))
+    kwargs = dict(
+        indptr=indptr,
+        indices=indices,
+        traits=np.array([0, 1, 1, 2, 0, 1]),
+        embeddings=one_hot(3, 3),
+        prestige=np.arange(1.0, 7.0),
+        bias=bias,
+        k=3,
+        content_axis=np.array([1.0, 0.0, 0.0]),
+        content_strength=1.0,
+        similarity_strength=1.0,
+        conformity=2.0,
+        rng=np.random.default_rng(seed),
+    )
     kwargs.update(overrides)
     learners = np.tile(np.arange(6), 200) if learners is None else learners
     return learners, choose_models(learners, **kwargs), neighbours
@@ -314,7 +373,9 @@ def test_learning_outcome_frequencies_match_probabilities():
 )
 def test_learning_outcomes_at_extreme_rates(rates, only):
     eps, mu, rho = rates
-    outcomes = learning_outcomes(1000, copy_error=eps, innovation=mu, llm_consultation=rho, rng=np.random.default_rng(0))
+    outcomes = learning_outcomes(
+        1000, copy_error=eps, innovation=mu, llm_consultation=rho, rng=np.random.default_rng(0)
+    )
     assert (outcomes == only).all()
 
 

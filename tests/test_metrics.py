@@ -44,16 +44,12 @@ def test_semantic_diversity_matches_brute_force_over_distinct_agents():
     e = emb[traits].astype(np.float64)
     n = len(traits)
     brute = np.mean([1 - e[i] @ e[j] for i in range(n) for j in range(n) if i != j])
-    assert value("semantic_diversity", make_input(emb, traits)) == pytest.approx(
-        brute, abs=1e-6
-    )
+    assert value("semantic_diversity", make_input(emb, traits)) == pytest.approx(brute, abs=1e-6)
 
 
 def test_semantic_diversity_extremes():
     emb = np.eye(3)
-    assert value("semantic_diversity", make_input(emb, [1, 1, 1, 1])) == pytest.approx(
-        0.0, abs=1e-12
-    )
+    assert value("semantic_diversity", make_input(emb, [1, 1, 1, 1])) == pytest.approx(0.0, abs=1e-12)
     assert value("semantic_diversity", make_input(emb, [0, 1])) == pytest.approx(1.0)
     assert value("semantic_diversity", make_input(emb, [2])) == 0.0
 
@@ -111,9 +107,7 @@ def test_lexical_diversity_counts_each_agent_text():
     # agent words: [the cat sat] x2, [the cat ran]
     # -> 9 unigrams (4 distinct), 6 bigrams (3 distinct)
     result = metrics.METRICS["lexical_diversity"](inp)
-    assert result == pytest.approx(
-        {"distinct_1": 4 / 9, "distinct_2": 3 / 6, "mean_length": 3.0}
-    )
+    assert result == pytest.approx({"distinct_1": 4 / 9, "distinct_2": 3 / 6, "mean_length": 3.0})
 
 
 def test_lexical_diversity_guards_empty_texts():
@@ -130,9 +124,7 @@ def test_lexical_diversity_guards_empty_texts():
 
 def test_centroid_drift():
     emb = np.eye(3)
-    assert value("centroid_drift", make_input(emb, [0, 0])) == pytest.approx(
-        0.0, abs=1e-12
-    )
+    assert value("centroid_drift", make_input(emb, [0, 0])) == pytest.approx(0.0, abs=1e-12)
     moved = make_input(emb, [1, 1], initial_centroid=np.array([1.0, 0.0, 0.0]))
     assert value("centroid_drift", moved) == pytest.approx(1.0)
     zero = make_input(emb, [1], initial_centroid=np.zeros(3))
@@ -165,25 +157,16 @@ def test_machine_ancestry_and_llm_trait_share():
 
 
 def test_novelty_on_toy_pool():
-    emb = (
-        np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
-        / np.array([1, 1, math.sqrt(2), 1])[:, None]
-    )
+    emb = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]]) / np.array([1, 1, math.sqrt(2), 1])[:, None]
     # newborns 2 and 3 are not held by any agent but still count
     inp = make_input(emb, [0, 1], born=np.array([0, 0, 1, 1]), generation=1)
-    assert value("novelty", inp) == pytest.approx(
-        (1 - 1 / math.sqrt(2) + 1.0) / 2, abs=1e-6
-    )
+    assert value("novelty", inp) == pytest.approx((1 - 1 / math.sqrt(2) + 1.0) / 2, abs=1e-6)
 
 
 def test_novelty_nan_without_newborns_or_ancestors():
     emb = np.eye(3)
-    assert math.isnan(
-        value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=1))
-    )
-    assert math.isnan(
-        value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=0))
-    )
+    assert math.isnan(value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=1)))
+    assert math.isnan(value("novelty", make_input(emb, [0], born=np.array([0, 0, 0]), generation=0)))
 
 
 def test_nearest_distance_chunking_matches_single_block():
@@ -214,12 +197,8 @@ def test_norm_position_sign_and_scale():
     # trait 0 is the positive pole, trait 1 the negative pole
     emb = np.array([[1.0, 0.0], [0.0, 1.0]])
     axes = {"polite": emb[0] - emb[1]}
-    positive = metrics.METRICS["norm_position"](
-        make_input(emb, [0, 0, 0, 1], norm_axes=axes)
-    )
-    assert positive == pytest.approx(
-        {"norm_position:polite": (3 - 1) / 4 / math.sqrt(2)}
-    )
+    positive = metrics.METRICS["norm_position"](make_input(emb, [0, 0, 0, 1], norm_axes=axes))
+    assert positive == pytest.approx({"norm_position:polite": (3 - 1) / 4 / math.sqrt(2)})
     negative = metrics.METRICS["norm_position"](make_input(emb, [1, 1], norm_axes=axes))
     assert negative["norm_position:polite"] < 0
     assert metrics.METRICS["norm_position"](make_input(emb, [0])) == {}
@@ -246,9 +225,7 @@ def test_community_divergence_separated_beats_mixed():
     traits = np.arange(20)
     separated = np.repeat([0, 1], 10)
     mixed = np.tile([0, 1], 10)
-    d_sep = value(
-        "community_divergence", make_input(emb, traits, communities=separated)
-    )
+    d_sep = value("community_divergence", make_input(emb, traits, communities=separated))
     d_mix = value("community_divergence", make_input(emb, traits, communities=mixed))
     assert d_sep > 5 * d_mix
 

@@ -118,17 +118,11 @@ def test_different_seed_different_network(kind):
     assert edge_set(a) != edge_set(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: population.size = 2 is a valid config but the default small_world network cannot be built "
-    "(_even_degree(2, k) = 1, a ring with no edges; connected_watts_strogatz_graph raises NetworkXError)",
-)
 def test_smallest_valid_population_builds_default_network():
     net = build_network(NetworkSection(), 2, seed=0)
     assert net.size == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: complete_network(1) divides by zero (np.arange step n - 1 = 0)")
 def test_complete_network_of_one_agent_is_empty():
     net = complete_network(1)
     assert net.indptr.tolist() == [0, 0] and net.indices.size == 0

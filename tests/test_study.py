@@ -96,7 +96,7 @@ def test_cli_runs_a_human_only_study(tmp_path: Path) -> None:
     study = tmp_path / "humans.toml"
     study.write_text(
         '[study]\nname = "humans"\nseed = 3\nreplicates = 2\ngenerations = 4\n'
-        "[population]\nsize = 30\n[humans]\nbias = \"unbiased\"\ninnovation = 0.05\n"
+        '[population]\nsize = 30\n[humans]\nbias = "unbiased"\ninnovation = 0.05\n'
         '[conditions]\n"network.kind" = ["small_world", "complete"]\n'
     )
     result = CliRunner().invoke(app, ["run", str(study), "--out", str(tmp_path / "results")])

@@ -33,7 +33,9 @@ def build_messages(role: str, texts: Sequence[str], *, max_chars: int) -> tuple[
     return (("system", SYSTEM_PROMPT), ("user", ROLE_INSTRUCTIONS[role].format(texts=shown)))
 
 
-_LEAD_IN = re.compile(r"^(sure|here('s| is)|okay|certainly)[^:\n]*:\s*", re.IGNORECASE)
+_LEAD_IN = re.compile(r"^(sure|here('s| is)|okay|certainly)\b[^:\n]*:\s*", re.IGNORECASE)
+_LEAD_IN_PARAGRAPH = re.compile(r"^(sure|okay|certainly|of course)\b[^\n]{0,40}$", re.IGNORECASE)
+_QUOTES = ('"', "\u201c\u201d", "'")
 
 
 def clean_completion(text: str, *, max_chars: int) -> str:
@@ -41,10 +43,20 @@ def clean_completion(text: str, *, max_chars: int) -> str:
 
     Returns "" when nothing usable is left; the caller counts that as a failure.
     """
-    text = text.strip()
-    text = _LEAD_IN.sub("", text)
-    text = text.split("\n\n", 1)[0].replace("\n", " ").strip().strip('"').strip()
-    return _shorten(text, max_chars)
+    paragraphs = [p.strip() for p in text.strip().split("\n\n") if p.strip()]
+    while len(paragraphs) > 1 and _LEAD_IN_PARAGRAPH.match(paragraphs[0]):
+        paragraphs.pop(0)
+    text = _LEAD_IN.sub("", paragraphs[0]) if paragraphs else ""
+    return _shorten(_unquote(" ".join(text.split())), max_chars)
+
+
+def _unquote(text: str) -> str:
+    """Remove one pair of quotes around the whole text (not a quotation at its end)."""
+    for quote in _QUOTES:
+        opening, closing = (quote[0], quote[-1])
+        if len(text) >= 2 and text[0] == opening and text[-1] == closing and text.count(opening) <= 2:
+            return text[1:-1].strip()
+    return text
 
 
 def _shorten(text: str, max_chars: int) -> str:

@@ -1,0 +1,123 @@
+"""Tests for culturesim.llm.prompts: request messages and the cleaning of completions."""
+
+from __future__ import annotations
+
+import pytest
+
+from culturesim.config import LLM_ROLES
+from culturesim.llm.prompts import PROMPT_CHAR_BUDGET, SYSTEM_PROMPT, build_messages, clean_completion
+
+TEXTS = ["The bakery opens at six.", "Always thank the bus driver.", "Rain is good for gardens."]
+
+
+def shown_texts(messages) -> list[str]:
+    """The neighbour texts listed in the user message (lines starting with '- ')."""
+    return [line[2:] for line in messages[1][1].splitlines() if line.startswith("- ")]
+
+
+# -- build_messages -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", [r for r in LLM_ROLES if r != "rewrite"])
+def test_every_neighbour_text_is_shown(role):
+    messages = build_messages(role, TEXTS, max_chars=280)
+    assert messages[0] == ("system", SYSTEM_PROMPT)
+    assert messages[1][0] == "user"
+    assert shown_texts(messages) == TEXTS
+
+
+def test_rewrite_shows_only_the_first_text():
+    messages = build_messages("rewrite", TEXTS, max_chars=280)
+    assert shown_texts(messages) == TEXTS[:1]
+    assert TEXTS[1] not in messages[1][1] and TEXTS[2] not in messages[1][1]
+
+
+def test_roles_have_different_instructions():
+    users = {build_messages(role, TEXTS, max_chars=280)[1][1] for role in LLM_ROLES}
+    assert len(users) == len(LLM_ROLES)
+
+
+@pytest.mark.parametrize("role", LLM_ROLES)
+@pytest.mark.parametrize("count", [1, 3, 32])
+def test_very_long_texts_stay_within_the_budget(role, count):
+    texts = [f"story {i} " + "word " * 3000 for i in range(count)]
+    shown = shown_texts(build_messages(role, texts, max_chars=10_000))
+    assert len(shown) == (1 if role == "rewrite" else count)
+    assert sum(len(t) for t in shown) <= PROMPT_CHAR_BUDGET
+    for text, original in zip(shown, texts, strict=False):
+        assert text and original.startswith(text)  # a prefix, cut at a word boundary
+        assert not text.endswith(" ")
+
+
+def test_each_text_is_cut_at_max_chars():
+    long = "The first sentence is here. " + "more words " * 50
+    shown = shown_texts(build_messages("combine", [long, "short one"], max_chars=40))
+    assert shown == ["The first sentence is here.", "short one"]
+
+
+# -- clean_completion -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Sure! Here is a rewritten version: The cat sat on the mat.", "The cat sat on the mat."),
+        ("Here's my version:\nThe cat sat on the mat.", "The cat sat on the mat."),
+        ('Certainly, here is the text:\n\n"The cat sat on the mat."', "The cat sat on the mat."),
+        ("Okay: The cat sat on the mat.", "The cat sat on the mat."),
+        ('"The cat sat on the mat."', "The cat sat on the mat."),
+        ("  The cat sat on the mat.  ", "The cat sat on the mat."),
+        ("The cat sat on the mat.\n\nI hope this helps!", "The cat sat on the mat."),
+        ("The cat sat\non the mat.", "The cat sat on the mat."),
+        ("It was 10:30: the cat sat.", "It was 10:30: the cat sat."),
+    ],
+    ids=[
+        "sure-here-is",
+        "heres",
+        "certainly-quoted",
+        "okay",
+        "quotes",
+        "spaces",
+        "second-paragraph",
+        "line-break",
+        "colon-in-text",
+    ],
+)
+def test_clean_completion(raw, expected):
+    assert clean_completion(raw, max_chars=280) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\n\n\t", '""'])
+def test_clean_completion_of_nothing_is_empty(raw):
+    assert clean_completion(raw, max_chars=280) == ""
+
+
+def test_truncates_at_a_sentence_end():
+    raw = "One two three four. Five six seven eight nine ten eleven twelve thirteen."
+    assert clean_completion(raw, max_chars=30) == "One two three four."
+
+
+def test_truncates_at_a_word_boundary_without_a_sentence_end():
+    raw = "alpha beta gamma delta epsilon zeta eta theta"
+    cleaned = clean_completion(raw, max_chars=20)
+    assert cleaned == "alpha beta gamma"
+    assert len(cleaned) <= 20
+
+
+def test_early_sentence_end_is_not_used_when_it_loses_most_of_the_text():
+    raw = "Hi. alpha beta gamma delta epsilon zeta eta theta"
+    assert clean_completion(raw, max_chars=30) == "Hi. alpha beta gamma delta"
+
+
+def test_short_text_is_kept_whole():
+    raw = "A short answer. Nothing more."
+    assert clean_completion(raw, max_chars=len(raw)) == raw
+
+
+def test_lead_in_paragraph_without_colon_is_dropped():
+    assert clean_completion("Sure!\n\nThe cat sat on the mat.", max_chars=280) == "The cat sat on the mat."
+
+
+def test_quotation_at_the_end_is_kept_intact():
+    raw = 'My grandmother always said "waste not, want not"'
+    assert clean_completion(raw, max_chars=280) == raw
