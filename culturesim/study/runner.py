@@ -13,7 +13,6 @@ for a process pool (`workers`) or, later, a cluster executor.
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -65,6 +64,14 @@ def plan_runs(config: StudyConfig) -> list[RunPlan]:
         for replicate in range(config.study.replicates):
             plans.append(RunPlan(f"c{index}-r{replicate}", label, factors, replicate, index))
     return plans
+
+
+def plan_batches(config: StudyConfig, plans: list[RunPlan], batch_runs: int | None) -> list[list[RunPlan]]:
+    """Fixed lockstep batches: all runs together when LLMs are involved (one engine call per
+    generation), else one run per batch (saved as soon as it ends). The partition depends only on
+    the study and `batch_runs`, never on workers or on what a resume finds done."""
+    size = batch_runs or (len(plans) if needs_llm(config) else 1)
+    return [plans[i : i + size] for i in range(0, len(plans), size)]
 
 
 @dataclass
@@ -160,11 +167,12 @@ class StudyRunner:
                 "or delete the folder to start again"
             )
         manifest = self._start_manifest(folder, config, plans, deviation=deviation, lock=lock, toy=toy)
-        pending = [p for p in plans if p.run_id not in done]
         stats = Throughput()
         started = time.perf_counter()
         try:
-            for batch_stats in self._execute(config, folder, pending, workers, batch_runs, on_progress):
+            for batch_stats in self._execute(
+                config, folder, plan_batches(config, plans, batch_runs), done, workers, on_progress
+            ):
                 stats.add(batch_stats)
                 self._update_manifest(folder, manifest, stats, started, status="running")
         except BaseException:
@@ -175,21 +183,22 @@ class StudyRunner:
         self._update_manifest(folder, manifest, stats, started, status="complete")
         return folder
 
-    def _execute(self, config, folder, pending, workers, batch_runs, on_progress):
-        """Yield each finished batch's throughput counters, running batches here or in a pool."""
-        if not pending:
-            return
-        size = batch_runs or (math.ceil(len(pending) / workers) if needs_llm(config) else 1)
-        batches = [pending[i : i + size] for i in range(0, len(pending), size)]
+    def _execute(self, config, folder, batches, done, workers, on_progress):
+        """Yield each finished batch's throughput counters, running batches here or in a pool.
+
+        A batch with any unfinished run is rerun whole (same LLM batch composition, so the
+        same completions) and only its unfinished runs are written.
+        """
+        todo = [batch for batch in batches if any(p.run_id not in done for p in batch)]
         if workers == 1:
-            for batch in batches:
-                yield self.run_batch(config, batch, folder, on_progress=on_progress)
+            for batch in todo:
+                yield self.run_batch(config, batch, folder, skip=done, on_progress=on_progress)
             return
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder)): batch
-                for batch in batches
+                pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done): batch
+                for batch in todo
             }
             for future in as_completed(futures):
                 if on_progress is not None:
@@ -229,7 +238,13 @@ class StudyRunner:
 
     # -- one lockstep batch --------------------------------------------------------------------
     def run_batch(
-        self, config: StudyConfig, plans: list[RunPlan], folder: Path, *, on_progress: ProgressFn | None = None
+        self,
+        config: StudyConfig,
+        plans: list[RunPlan],
+        folder: Path,
+        *,
+        skip: set[str] = frozenset(),
+        on_progress: ProgressFn | None = None,
     ) -> dict[str, float]:
         """Advance the runs together, then write each run's tables and done marker."""
         embedder = self.embedder(config)
@@ -257,7 +272,8 @@ class StudyRunner:
             if on_progress is not None:
                 on_progress(len(models))
         for model, log in zip(models, logs, strict=True):
-            write_run(folder, model, log, weights=_model_digests(config, backend))
+            if model.spec.run_id not in skip:
+                write_run(folder, model, log, weights=_model_digests(config, backend))
         return asdict(stats)
 
     def _build_models(self, config: StudyConfig, plans: list[RunPlan], embedder: Embedder) -> list[CultureModel]:
@@ -310,11 +326,11 @@ class StudyRunner:
             offset += len(batch)
 
 
-def _run_batch_in_worker(config_json: str, plans: list[RunPlan], folder: str) -> dict[str, float]:
+def _run_batch_in_worker(config_json: str, plans: list[RunPlan], folder: str, skip: set[str]) -> dict[str, float]:
     """Process-pool entry point: a fresh runner (own engines) for one batch."""
     runner = StudyRunner()
     try:
-        return runner.run_batch(StudyConfig.model_validate_json(config_json), plans, Path(folder))
+        return runner.run_batch(StudyConfig.model_validate_json(config_json), plans, Path(folder), skip=skip)
     finally:
         runner.close()
 
