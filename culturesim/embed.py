@@ -23,7 +23,8 @@ import torch
 
 from culturesim.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSection
 
-BLOCK_ROWS = 8
+BLOCK_ROWS = 4  # rows per forward pass
+LENGTH_STEP = 8  # token lengths are padded up to a multiple of this
 
 
 def _text_key(text: str) -> bytes:
@@ -52,6 +53,7 @@ class Embedder:
         self.batch_size = spec.batch_size
         self._model = SentenceTransformer(resolve_embedder(spec.model), device="cpu")
         self.dim = int(self._model.get_embedding_dimension())
+        self._pad_id = int(self._model.tokenizer.pad_token_id or 0)
         self._cache: dict[bytes, np.ndarray] = {}
         self.encoded = 0  # distinct texts sent to the model
         self.requested = 0  # texts asked for, copies included
@@ -80,11 +82,14 @@ class Embedder:
 
     @torch.inference_mode()
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Unit embeddings computed in fixed-shape blocks (same token length, BLOCK_ROWS rows)."""
+        """Unit embeddings computed in fixed-shape blocks: BLOCK_ROWS rows x (token length rounded up
+        to a multiple of LENGTH_STEP); padded positions are masked out, so only rounding is shared."""
         features = {k: v for k, v in self._model.preprocess(texts).items() if torch.is_tensor(v)}
-        lengths = features["attention_mask"].sum(dim=1).tolist()
+        lengths = features["attention_mask"].sum(dim=1)
+        padded_lengths = ((lengths + LENGTH_STEP - 1) // LENGTH_STEP * LENGTH_STEP).tolist()
+        features = _pad_to(features, max(padded_lengths), self._pad_id)
         by_length: dict[int, list[int]] = {}
-        for row, length in enumerate(lengths):
+        for row, length in enumerate(padded_lengths):
             by_length.setdefault(length, []).append(row)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for length, rows in by_length.items():
@@ -95,3 +100,14 @@ class Embedder:
                 vectors = self._model.forward(inputs)["sentence_embedding"][: len(block)]
                 out[block] = torch.nn.functional.normalize(vectors, dim=1).numpy()
         return out
+
+
+def _pad_to(features: dict[str, torch.Tensor], length: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token tensors to `length` columns (input ids with pad_id, masks and types with 0)."""
+    missing = length - features["input_ids"].shape[1]
+    if missing <= 0:
+        return features
+    return {
+        k: torch.nn.functional.pad(v, (0, missing), value=pad_id if k == "input_ids" else 0)
+        for k, v in features.items()
+    }

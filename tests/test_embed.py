@@ -31,3 +31,23 @@ def test_embeddings_carry_meaning(embedder) -> None:
 
 def test_empty_batch(embedder) -> None:
     assert embedder.embed([]).shape == (0, embedder.dim)
+
+
+def test_embedding_does_not_depend_on_the_other_texts_in_a_call() -> None:
+    """A resumed study re-embeds texts in other company; the bits must not change."""
+    import json
+    from importlib.resources import files
+
+    from culturesim.config import EmbeddingSection
+    from culturesim.embed import Embedder
+
+    texts = [json.loads(line)["text"] for line in files("culturesim").joinpath("data", "seed_corpus.jsonl").open()]
+    reference = Embedder(EmbeddingSection()).embed(texts[:60])
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        fresh = Embedder(EmbeddingSection())
+        fresh.embed([texts[i] for i in rng.choice(len(texts), size=int(rng.integers(1, 90)))])
+        subset = sorted(rng.choice(60, size=25, replace=False))
+        company = [texts[i] for i in rng.choice(len(texts), size=17)]
+        vectors = fresh.embed([texts[i] for i in subset] + company)[: len(subset)]
+        np.testing.assert_array_equal(vectors, reference[subset])

@@ -22,13 +22,13 @@ STUDY = """
 name = "crashy"
 seed = 11
 replicates = 4
-generations = 20
+generations = 12
 [population]
-size = 200
+size = 120
 turnover = 0.5
 [humans]
 bias = "conformist"
-copy_error = 0.15
+copy_error = 0.1
 innovation = 0.02
 [conditions]
 "network.kind" = ["small_world", "scale_free"]

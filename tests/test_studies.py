@@ -1,0 +1,41 @@
+"""Every shipped study is valid, matches its preregistration lock, and runs at toy size."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from culturesim.config import load_config
+from culturesim.study.prereg import read_lock
+from culturesim.study.runner import StudyRunner
+
+STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
+
+
+def test_studies_are_shipped() -> None:
+    names = {p.stem for p in STUDIES}
+    assert {"quickstart", "homogenization", "llm_consultation", "network_structure", "norm_shift"} <= names
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+def test_study_matches_its_lock(study: Path) -> None:
+    config = load_config(study)
+    lock = read_lock(study)
+    assert lock is not None, f"{study.name} is not preregistered: run culturesim preregister {study}"
+    assert lock["sha256"] == config.hash(), f"{study.name} changed since its lock; re-lock or record a deviation"
+    assert config.preregistration is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
+def test_study_runs_at_toy_size(study: Path, tmp_path: Path, embedder, vllm_backend) -> None:
+    config = load_config(study).toy()
+    start = time.perf_counter()
+    folder = StudyRunner(embedder=embedder, backend=vllm_backend).run(config, out_root=tmp_path, toy=True)
+    print(f"{study.stem}: toy run {time.perf_counter() - start:.1f} s")
+    metrics = pl.read_parquet(folder / "metrics.parquet")
+    assert metrics["run_id"].n_unique() == len(config.condition_grid())
+    assert sorted(metrics["generation"].unique()) == [0, 1, 2]
