@@ -104,3 +104,27 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{folder} is not a results folder: manifest.json is missing")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def runs_table(manifest: dict[str, Any]) -> pl.DataFrame:
+    """One row per run: run_id, condition, replicate, and each factor's level JSON-encoded."""
+    runs = manifest["runs"]
+    factors = sorted({factor for run in runs for factor in run.get("levels", {})})
+    return pl.DataFrame(
+        {
+            "run_id": [r["run_id"] for r in runs],
+            "condition": [r["condition"] for r in runs],
+            "replicate": [r["replicate"] for r in runs],
+            **{f: [json.dumps(r["levels"].get(f)) for r in runs] for f in factors},
+        },
+        schema={"run_id": pl.String, "condition": pl.String, "replicate": pl.Int64, **dict.fromkeys(factors, pl.String)},
+    )
+
+
+def require_files(folder: Path, names: tuple[str, ...]) -> None:
+    """A clear error naming what is missing, instead of a parquet reader's traceback."""
+    missing = [name for name in names if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is incomplete: missing {', '.join(missing)}; finish the study with `culturesim run STUDY --resume`"
+        )
