@@ -36,7 +36,7 @@ def run(
         0, "--batch-runs", min=0, help="runs advanced in lockstep per batch (0: all runs of a worker with LLMs, else 1)"
     ),
     deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
-    toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 1 replicate"),
+    toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 2 replicates"),
 ) -> None:
     """Run every condition x replicate of a study and write results, a report and a figure."""
     from culturesim.report import write_report
@@ -132,6 +132,47 @@ def status(results: Path = typer.Argument(..., help="a results folder results/<s
     )
     for item in manifest.get("deviations", []):
         typer.echo(f"deviation: {item['reason']} (changed: {', '.join(item['changed_fields'])})")
+
+
+@app.command()
+def analyze(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
+    """Test the preregistered hypotheses; write analysis/report.md and a self-contained report.html."""
+    from culturesim.analysis_report import write_analysis
+
+    try:
+        report = write_analysis(results)
+    except (ConfigError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"report: {report}\nhtml:   {report.with_suffix('.html')}")
+
+
+@app.command()
+def power(
+    study: Path = typer.Argument(..., help="study TOML file with a [preregistration] section"),
+    pilot: int = typer.Option(3, "--pilot", min=2, help="replicates per condition in the pilot"),
+    out: Path = typer.Option(Path("results"), "--out", help="root folder for the pilot's results"),
+    max_replicates: int = typer.Option(60, "--max-replicates", min=2, help="largest replicate count to evaluate"),
+    simulations: int = typer.Option(1000, "--simulations", min=100, help="simulated studies per replicate count"),
+) -> None:
+    """Estimate the replicates each confirmatory hypothesis needs for 80 % power, from a pilot run.
+
+    The pilot is an exploratory study of its own (own hash, no lock); the study file is never changed.
+    """
+    from culturesim.power import pilot_power
+    from culturesim.study.runner import StudyRunner
+
+    runner = StudyRunner()
+    try:
+        config = load_config(study)
+        table, folder = pilot_power(
+            config, runner=runner, pilot=pilot, out_root=out, max_replicates=max_replicates, simulations=simulations
+        )
+    except ConfigError as exc:
+        _fail(exc)
+    finally:
+        runner.close()
+    Console().print(table)
+    console.print(f"pilot results and power.json: {folder}")
 
 
 @app.command()

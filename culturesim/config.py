@@ -33,6 +33,7 @@ LLM_ROLES = ("rewrite", "combine", "create", "advise")
 BUILTIN_MODEL = "builtin:smollm2-135m"
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
+TOY_GENERATIONS = 2
 DEFAULT_METRICS = (
     "semantic_diversity",
     "vendi",
@@ -69,6 +70,9 @@ class StudySection(_Section):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     replicates: int = Field(default=3, ge=1, le=10_000)
     generations: int = Field(default=8, ge=1, le=100_000)
+    save_population: bool = Field(
+        default=True, description="store every agent's trait per generation (population.parquet; N x G rows)"
+    )
 
 
 class PopulationSection(_Section):
@@ -282,7 +286,7 @@ class StudyConfig(_Section):
                 )
             for side in ("treatment", "reference"):
                 level = getattr(h.contrast, side)
-                if level not in levels[factor]:
+                if json.dumps(level) not in {json.dumps(v) for v in levels[factor]}:
                     raise ValueError(
                         f"{where}.contrast.{side} {level!r} is not a level of {factor}; levels: {levels[factor]}"
                     )
@@ -340,12 +344,20 @@ class StudyConfig(_Section):
         return grid
 
     def toy(self) -> StudyConfig:
-        """A tiny version for smoke tests: at most 16 agents, 2 generations, 1 replicate, no hypotheses."""
+        """A tiny version for smoke tests: at most 16 agents, 2 generations, 2 replicates.
+
+        The analysis plan is kept (so the whole pipeline runs) with generations and windows
+        squeezed into the toy's 2 generations; toy results are never confirmatory evidence.
+        """
         data = self.model_dump(mode="json")
-        data["study"].update(replicates=1, generations=2)
+        data["study"].update(replicates=2, generations=TOY_GENERATIONS)
         data["population"]["size"] = min(data["population"]["size"], 16)
         data["network"]["communities"] = min(data["network"]["communities"], 4)
-        data["preregistration"] = None
+        for hypothesis in (data["preregistration"] or {}).get("hypotheses", []):
+            if isinstance(hypothesis["generation"], int):
+                hypothesis["generation"] = min(hypothesis["generation"], TOY_GENERATIONS)
+            if hypothesis["window"] is not None:
+                hypothesis["window"] = [0, TOY_GENERATIONS]
         return _validate(data, source=f"toy version of {self.study.name}")
 
 

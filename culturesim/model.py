@@ -59,6 +59,17 @@ def request_seed(study_seed: int, replicate: int, generation: int, agent: int, p
     return int(state[0] & 0x7FFFFFFF)
 
 
+def run_streams(study_seed: int, replicate: int) -> dict[str, np.random.Generator]:
+    """The independent random streams of one run, keyed by the part of the model they drive."""
+    streams = np.random.SeedSequence(study_seed, spawn_key=(replicate,)).spawn(len(STREAMS))
+    return dict(zip(STREAMS, (np.random.default_rng(s) for s in streams), strict=True))
+
+
+def run_network(config: StudyConfig, network_rng: np.random.Generator) -> Network:
+    """The network of a run, from its network stream (figures rebuild it the same way)."""
+    return build_network(config.network, config.population.size, seed=int(network_rng.integers(2**31)))
+
+
 class CultureModel(ap.Model):
     """A mixed human/LLM population evolving a culture of texts.
 
@@ -75,12 +86,11 @@ class CultureModel(ap.Model):
         # Common random numbers: one stream per part of the model, each depending on (study seed,
         # replicate) only, so replicate k of every condition shares every part its condition leaves
         # unchanged (e.g. the same initial culture when only the network differs).
-        streams = np.random.SeedSequence(spec.study_seed, spawn_key=(spec.replicate,)).spawn(len(STREAMS))
-        rngs = dict(zip(STREAMS, (np.random.default_rng(s) for s in streams), strict=True))
+        rngs = run_streams(spec.study_seed, spec.replicate)
         self.rng = rngs["learning"]
 
         n = config.population.size
-        self.network: Network = build_network(config.network, n, seed=int(rngs["network"].integers(2**31)))
+        self.network: Network = run_network(config, rngs["network"])
         n_llm = round(config.population.llm_share * n)
         self.is_llm = np.zeros(n, dtype=bool)
         self.is_llm[rngs["roles"].permutation(n)[:n_llm]] = True
@@ -92,6 +102,7 @@ class CultureModel(ap.Model):
         self.pool = TraitPool(self.p["dim"])
         self.traits = self._initial_traits(rngs["culture"], n)
         self.records: list[dict[str, object]] = []
+        self.population: list[np.ndarray] = []  # trait id per agent, one array per recorded generation
         self.initial_centroid: np.ndarray | None = None
         self._plan: dict[str, np.ndarray] | None = None
         self._completions: list[Completion] | None = None
@@ -275,6 +286,8 @@ class CultureModel(ap.Model):
         values["llm_failures"] = float(self.llm_failures)
         values["pool_size"] = float(len(self.pool))
         self.llm_failures = 0
+        if self.config.study.save_population:
+            self.population.append(self.traits.copy())
         for metric, value in values.items():
             self.records.append({"generation": self.t, "metric": metric, "value": float(value)})
         return values

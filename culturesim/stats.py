@@ -93,17 +93,20 @@ class HypothesisResult:
 
 @dataclass(frozen=True)
 class AttractorFit:
-    """final = intercept + slope * initial across chains; a contracting map has |slope| < 1."""
+    """final = a + b * initial across chains (Perez et al. 2024 notation); a contracting map has |b| < 1.
+
+    p_value is the one-sided p of |b| < 1 (H1 b < 1 when b >= 0, b > -1 when b < 0).
+    """
 
     n: int
-    intercept: float
-    slope: float
-    slope_se: float
+    a: float
+    b: float
+    b_se: float
     fixed_point: float
     fixed_point_ci: tuple[float, float]
     strength: float
     strength_ci: tuple[float, float]
-    p_contraction: float
+    p_value: float
 
 
 # --- run-level outcomes -------------------------------------------------------
@@ -249,32 +252,55 @@ def hc3_two_arm(reference: np.ndarray, treatment: np.ndarray) -> tuple[np.ndarra
 
 
 def _recording(fn: Callable[[], T]) -> tuple[T, list[str]]:
-    """Call fn, returning its result and the warnings it emitted as 'Category: message'."""
+    """Call fn, returning its result and the distinct warnings it emitted as 'Category: message'."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for category in IGNORED_WARNINGS:
             warnings.simplefilter("ignore", category)
         result = fn()
-    return result, [f"{w.category.__name__}: {w.message}" for w in caught]
+    return result, list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
 
 
 def _leverage(exog: np.ndarray) -> np.ndarray:
+    """Diagonal of the hat matrix (pinv, so rank-deficient designs work too)."""
     return np.sum(exog * np.linalg.pinv(exog).T, axis=1)
 
 
-def _without_exact_fits(formula: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def _ols_model(formula: str, frame: pd.DataFrame) -> Any:
+    """The run-level OLS model, or InconclusiveError when it cannot estimate treatment."""
+    try:
+        model = smf.ols(formula, frame)
+    except Exception as exc:  # a failed fit is a reported outcome, not a crash
+        raise InconclusiveError(f"the OLS fit failed: {type(exc).__name__}: {exc}") from exc
+    if "treatment" not in model.exog_names:
+        raise InconclusiveError(f"the model {formula!r} has no 'treatment' coefficient")
+    rows, columns = model.exog.shape
+    rank = np.linalg.matrix_rank(model.exog)
+    if rank < columns:
+        raise InconclusiveError(
+            f"the run-level design is rank deficient (rank {rank} < {columns} columns), "
+            "e.g. treatment confounded with replicate"
+        )
+    if rows <= rank:
+        raise InconclusiveError(f"no residual degrees of freedom ({rows} runs, {rank} coefficients)")
+    return model
+
+
+def _without_exact_fits(formula: str, frame: pd.DataFrame) -> tuple[Any, int]:
     """Leave out runs the model fits exactly (leverage 1): they carry no information on the
-    treatment coefficient and make HC3 undefined. Returns the frame and how many left."""
+    treatment coefficient and make HC3 divide 0 by 0. Returns the model and how many left."""
     left_out = 0
     while True:
-        exact = _leverage(smf.ols(formula, frame).exog) > EXACT_FIT_LEVERAGE
+        model = _ols_model(formula, frame)
+        exact = _leverage(model.exog) > EXACT_FIT_LEVERAGE
         if not exact.any():
-            return frame, left_out
+            return model, left_out
         frame = frame.loc[~exact]
         left_out += int(exact.sum())
 
 
 def _check_answerable(outcomes: pl.DataFrame) -> None:
+    """Inconclusive before any fit: too few runs in an arm, or nothing varies."""
     counts = [outcomes.filter(pl.col("treatment") == arm).height for arm in (1, 0)]
     if min(counts) < MIN_RUNS_PER_ARM:
         raise InconclusiveError(
@@ -287,18 +313,11 @@ def _check_answerable(outcomes: pl.DataFrame) -> None:
 
 def _fit_ols(formula: str, frame: pd.DataFrame) -> tuple[Any, int]:
     """OLS with HC3 errors after leaving out exactly fitted runs; any failure is inconclusive."""
+    model, left_out = _without_exact_fits(formula, frame)
     try:
-        frame, left_out = _without_exact_fits(formula, frame)
-        fit = smf.ols(formula, frame).fit(cov_type="HC3")
+        return model.fit(cov_type="HC3"), left_out
     except Exception as exc:  # a failed fit is a reported outcome, not a crash
         raise InconclusiveError(f"the OLS fit failed: {type(exc).__name__}: {exc}") from exc
-    if "treatment" not in fit.params.index:
-        raise InconclusiveError(f"the model {formula!r} has no 'treatment' coefficient")
-    exog = fit.model.exog
-    rank = np.linalg.matrix_rank(exog)
-    if rank < exog.shape[1]:
-        raise InconclusiveError(f"treatment is not identifiable: design rank {rank} < {exog.shape[1]} columns")
-    return fit, left_out
 
 
 def run_level_test(outcomes: pl.DataFrame, hypothesis: Hypothesis) -> RunLevelTest:
@@ -309,8 +328,6 @@ def run_level_test(outcomes: pl.DataFrame, hypothesis: Hypothesis) -> RunLevelTe
     _check_answerable(outcomes)
     (fit, left_out), fit_warnings = _recording(lambda: _fit_ols(hypothesis.model, outcomes.to_pandas()))
     estimate, se, df = float(fit.params["treatment"]), float(fit.bse["treatment"]), float(fit.df_resid)
-    if df < 1:
-        raise InconclusiveError("no residual degrees of freedom left for the run-level test")
     if not np.isfinite(estimate):
         raise InconclusiveError("the treatment estimate is NaN")
     if not np.isfinite(se) or se <= 0:
@@ -532,27 +549,29 @@ def attractor_fit(initial: np.ndarray, final: np.ndarray) -> AttractorFit:
     keep = np.isfinite(initial) & np.isfinite(final)
     if keep.sum() < 3:
         raise ValueError(f"attractor_fit needs at least 3 chains with finite values, got {int(keep.sum())}")
+    if np.ptp(initial[keep]) == 0:
+        raise ValueError("attractor_fit needs initial values that vary across chains")
     fit = sm.OLS(final[keep], sm.add_constant(initial[keep])).fit(cov_type="HC3")
     (a, b), cov, df = fit.params, fit.cov_params(), fit.df_resid
     gradient = np.array([1 / (1 - b), a / (1 - b) ** 2])
     fixed_point, fixed_se = a / (1 - b), float(np.sqrt(gradient @ cov @ gradient))
-    slope_se = float(np.sqrt(cov[1, 1]))
+    b_se = float(np.sqrt(cov[1, 1]))
     strength = 1 - abs(b)
     bound = 1.0 if b >= 0 else -1.0
-    t_stat = (b - bound) / slope_se
+    t_stat = (b - bound) / b_se
     p_contraction = sps.t.cdf(t_stat, df) if b >= 0 else sps.t.sf(t_stat, df)
     fixed_ci = _t_interval(fixed_point, fixed_se, df, CI_LEVEL)
-    strength_ci = _t_interval(strength, slope_se, df, CI_LEVEL)
+    strength_ci = _t_interval(strength, b_se, df, CI_LEVEL)
     return AttractorFit(
         n=int(keep.sum()),
-        intercept=float(a),
-        slope=float(b),
-        slope_se=slope_se,
+        a=float(a),
+        b=float(b),
+        b_se=b_se,
         fixed_point=float(fixed_point),
         fixed_point_ci=(float(fixed_ci[0]), float(fixed_ci[1])),
         strength=float(strength),
         strength_ci=(float(strength_ci[0]), float(strength_ci[1])),
-        p_contraction=float(p_contraction),
+        p_value=float(p_contraction),
     )
 
 

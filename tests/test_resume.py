@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -118,5 +117,3 @@ def test_workers_do_not_change_results(study_file: Path, tmp_path: Path, embedde
     for table in ("metrics.parquet", "traits.parquet"):
         assert (one / table).read_bytes() == (two / table).read_bytes(), table
     assert pl.read_parquet(one / "metrics.parquet")["run_id"].n_unique() == 8
-
-

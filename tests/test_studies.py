@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import runpy
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import polars as pl
 import pytest
 
+from culturesim.analysis_report import write_analysis
 from culturesim.config import load_config
 from culturesim.study.prereg import read_lock
 from culturesim.study.runner import StudyRunner
 
+ANALYSIS = Path(__file__).parents[1] / "analysis"
 STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
 
 
@@ -31,11 +35,33 @@ def test_study_matches_its_lock(study: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
-def test_study_runs_at_toy_size(study: Path, tmp_path: Path, embedder, vllm_backend) -> None:
+def test_study_runs_at_toy_size_and_its_analysis_runs(
+    study: Path, tmp_path: Path, embedder, vllm_backend, monkeypatch
+) -> None:
     config = load_config(study).toy()
     start = time.perf_counter()
     folder = StudyRunner(embedder=embedder, backend=vllm_backend).run(config, out_root=tmp_path, toy=True)
     print(f"{study.stem}: toy run {time.perf_counter() - start:.1f} s")
     metrics = pl.read_parquet(folder / "metrics.parquet")
-    assert metrics["run_id"].n_unique() == len(config.condition_grid())
+    assert metrics["run_id"].n_unique() == 2 * len(config.condition_grid())
     assert sorted(metrics["generation"].unique()) == [0, 1, 2]
+
+    report = write_analysis(folder)
+    text = report.read_text()
+    for hypothesis in config.preregistration.hypotheses:
+        assert f"| {hypothesis.id} |" in text
+    html = report.with_suffix(".html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html and 'src="trajectory' not in html
+
+    monkeypatch.setenv("CULTURESIM_RESULTS", str(folder))
+    notebooks = [ANALYSIS / f"{study.stem}.py"] + (
+        [ANALYSIS / "explore_results.py"] if study.stem == "quickstart" else []
+    )
+    for notebook in notebooks:
+        runpy.run_path(str(notebook), run_name="__main__")
+    plt.close("all")
+
+
+def test_every_study_has_an_analysis_notebook() -> None:
+    for study in STUDIES:
+        assert (ANALYSIS / f"{study.stem}.py").exists(), f"analysis/{study.stem}.py is missing"

@@ -35,13 +35,14 @@ from culturesim.study.provenance import file_sha256, provenance, weights_digest
 from culturesim.study.store import (
     GENERATIONS_SCHEMA,
     METRICS_SCHEMA,
+    POPULATION_SCHEMA,
     read_manifest,
     results_dir,
     write_json,
     write_parquet,
 )
 
-RUN_TABLES = ("metrics", "traits", "generations")
+RUN_TABLES = ("metrics", "traits", "generations", "population")
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,12 @@ def write_run(folder: Path, model: CultureModel, log: list[dict[str, object]], *
         schema=METRICS_SCHEMA,
     )
     traits = model.pool.to_frame().with_columns(run_id=pl.lit(spec.run_id), condition=pl.lit(spec.condition))
-    tables = {"metrics": metrics, "traits": traits, "generations": pl.DataFrame(log, schema=GENERATIONS_SCHEMA)}
+    tables = {
+        "metrics": metrics,
+        "traits": traits,
+        "generations": pl.DataFrame(log, schema=GENERATIONS_SCHEMA),
+        "population": population_frame(model),
+    }
     for name, frame in tables.items():
         write_parquet(frame, target / f"{name}.parquet")
     write_json(
@@ -371,6 +377,21 @@ def write_run(folder: Path, model: CultureModel, log: list[dict[str, object]], *
             "finished": datetime.now(UTC).isoformat(),
         },
         target / "done.json",
+    )
+
+
+def population_frame(model: CultureModel) -> pl.DataFrame:
+    """Long table of who held what: run_id, generation, agent, trait_id, is_llm (empty if not saved)."""
+    n, generations = len(model.traits), len(model.population)
+    return pl.DataFrame(
+        {
+            "run_id": [model.spec.run_id] * (n * generations),
+            "generation": np.repeat(np.arange(generations, dtype=np.int64), n),
+            "agent": np.tile(np.arange(n, dtype=np.int64), generations),
+            "trait_id": np.concatenate(model.population) if model.population else np.zeros(0, dtype=np.int64),
+            "is_llm": np.tile(model.is_llm, generations),
+        },
+        schema=POPULATION_SCHEMA,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ GENERATIONS_SCHEMA = {
     "tokens": pl.Int64,
     "model_id": pl.String,
     "engine": pl.String,
+}
+POPULATION_SCHEMA = {
+    "run_id": pl.String,
+    "generation": pl.Int64,
+    "agent": pl.Int64,
+    "trait_id": pl.Int64,
+    "is_llm": pl.Boolean,
 }
 TRACKED_PACKAGES = (
     "culturesim",
@@ -117,7 +125,12 @@ def runs_table(manifest: dict[str, Any]) -> pl.DataFrame:
             "replicate": [r["replicate"] for r in runs],
             **{f: [json.dumps(r["levels"].get(f)) for r in runs] for f in factors},
         },
-        schema={"run_id": pl.String, "condition": pl.String, "replicate": pl.Int64, **dict.fromkeys(factors, pl.String)},
+        schema={
+            "run_id": pl.String,
+            "condition": pl.String,
+            "replicate": pl.Int64,
+            **dict.fromkeys(factors, pl.String),
+        },
     )
 
 
@@ -126,5 +139,45 @@ def require_files(folder: Path, names: tuple[str, ...]) -> None:
     missing = [name for name in names if not (folder / name).exists()]
     if missing:
         raise FileNotFoundError(
-            f"{folder} is incomplete: missing {', '.join(missing)}; finish the study with `culturesim run STUDY --resume`"
+            f"{folder} is incomplete: missing {', '.join(missing)}; "
+            "finish the study with `culturesim run STUDY --resume`"
         )
+
+
+@dataclass(frozen=True)
+class Results:
+    """A finished results folder, loaded for analysis (notebooks, figures, reports)."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    metrics: pl.DataFrame
+    traits: pl.DataFrame
+    runs: pl.DataFrame
+
+    @property
+    def final_generation(self) -> int:
+        return int(self.metrics["generation"].max())
+
+
+def load_results(folder: str | Path) -> Results:
+    """Read a results folder; names what is missing when the study has not finished."""
+    folder = Path(folder)
+    require_files(folder, ("manifest.json", "metrics.parquet", "traits.parquet"))
+    manifest = read_manifest(folder)
+    return Results(
+        folder=folder,
+        manifest=manifest,
+        metrics=pl.read_parquet(folder / "metrics.parquet"),
+        traits=pl.read_parquet(folder / "traits.parquet"),
+        runs=runs_table(manifest),
+    )
+
+
+def latest_results(study: str, root: str | Path = "results") -> Path:
+    """The most recently finished results folder of a study under `root`."""
+    candidates = sorted(Path(root).glob(f"{study}/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(
+            f"no results for study {study!r} under {root}; run `culturesim run studies/{study}.toml`"
+        )
+    return candidates[-1].parent
