@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +31,14 @@ LENGTH_STEP = 8  # token lengths are padded up to a multiple of this
 
 def _text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _cache_namespace(model_path: str) -> str:
+    """Disk-cache folder name: model weights, torch version and CPU, hashed."""
+    from culturesim.fingerprint import hardware, weights_digest
+
+    identity = [model_path, sorted(weights_digest(model_path).items()), torch.__version__, hardware()["cpu"]]
+    return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
 def resolve_embedder(model: str) -> str:
@@ -45,18 +55,47 @@ def resolve_embedder(model: str) -> str:
 class Embedder:
     """Unit-normalised float32 embeddings, cached by text hash."""
 
-    def __init__(self, spec: EmbeddingSection) -> None:
+    def __init__(self, spec: EmbeddingSection, *, cache_dir: Path | None = None) -> None:
+        """`cache_dir`: a folder where vectors persist between processes and studies, in a
+        subfolder keyed by the model's weights, torch version and CPU (vectors are only reused
+        where they would be recomputed bit for bit)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         self.model_id = spec.model
         self.batch_size = spec.batch_size
-        self._model = SentenceTransformer(resolve_embedder(spec.model), device="cpu")
+        path = resolve_embedder(spec.model)
+        self._model = SentenceTransformer(path, device="cpu")
         self.dim = int(self._model.get_embedding_dimension())
         self._pad_id = int(self._model.tokenizer.pad_token_id or 0)
         self._cache: dict[bytes, np.ndarray] = {}
+        self._unsaved: list[bytes] = []
+        self._store = None if cache_dir is None else cache_dir / _cache_namespace(path)
         self.encoded = 0  # distinct texts sent to the model
         self.requested = 0  # texts asked for, copies included
+        self.loaded = self._load_store()  # vectors read from the disk cache
+
+    def _load_store(self) -> int:
+        if self._store is None:
+            return 0
+        for shard in sorted(self._store.glob("*.npz")):
+            with np.load(shard) as data:
+                keys, vectors = data["keys"], data["vectors"]
+            self._cache.update(zip((bytes(k) for k in keys), vectors, strict=True))
+        return len(self._cache)
+
+    def save(self) -> None:
+        """Write the vectors computed since the last save as a new shard of the disk cache."""
+        if self._store is None or not self._unsaved:
+            return
+        self._store.mkdir(parents=True, exist_ok=True)
+        keys = np.array(self._unsaved, dtype="S16")
+        vectors = np.stack([self._cache[k] for k in self._unsaved])
+        shard = self._store / f"{os.getpid()}-{uuid.uuid4().hex}.npz"
+        tmp = shard.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=keys, vectors=vectors)
+        os.replace(tmp, shard)
+        self._unsaved = []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) unit rows; only texts never seen before reach the model."""
@@ -75,6 +114,7 @@ class Embedder:
                 ]
             )
             self._cache.update(zip(missing.keys(), vectors, strict=True))
+            self._unsaved.extend(missing.keys())
             self.encoded += len(missing)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

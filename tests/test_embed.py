@@ -51,3 +51,19 @@ def test_embedding_does_not_depend_on_the_other_texts_in_a_call() -> None:
         company = [texts[i] for i in rng.choice(len(texts), size=17)]
         vectors = fresh.embed([texts[i] for i in subset] + company)[: len(subset)]
         np.testing.assert_array_equal(vectors, reference[subset])
+
+
+def test_disk_cache_persists_vectors_between_embedders(tmp_path) -> None:
+    from culturesim.config import EmbeddingSection
+    from culturesim.embed import Embedder
+
+    texts = ["Soup tastes better the day after.", "Nobody whistles in our library."]
+    first = Embedder(EmbeddingSection(), cache_dir=tmp_path)
+    vectors = first.embed(texts)
+    first.save()
+    second = Embedder(EmbeddingSection(), cache_dir=tmp_path)
+    assert second.loaded == 2
+    np.testing.assert_array_equal(second.embed(texts), vectors)
+    assert second.encoded == 0
+    second.embed(["A new sentence nobody has embedded."])
+    assert second.encoded == 1

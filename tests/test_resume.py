@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from culturesim.config import load_config
-from culturesim.study.provenance import file_sha256
+from culturesim.fingerprint import file_sha256
 from culturesim.study.runner import StudyRunner, finished_runs
 
 STUDY = """

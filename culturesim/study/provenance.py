@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
+from culturesim.fingerprint import hardware
 from culturesim.study.store import package_versions
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@cache
-def weights_digest(model: str) -> dict[str, str]:
-    """sha256 of each weight file of a local model folder (empty for a hub id)."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return {}
-    return {p.name: file_sha256(p) for p in sorted(folder.rglob("*")) if p.suffix in WEIGHT_SUFFIXES}
 
 
 def git_commit() -> str | None:
@@ -42,26 +20,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def hardware() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "os": platform.platform(), "gpu": gpu}
 
 
 def provenance() -> dict[str, Any]:

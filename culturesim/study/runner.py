@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,8 +31,10 @@ from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
 from culturesim.llm import Backend, create_backend, deduplicated_generate
 from culturesim.llm.base import Completion, Request
+from culturesim.llm.models import cache_root
 from culturesim.model import CultureModel, RunSpec
-from culturesim.study.provenance import file_sha256, provenance, weights_digest
+from culturesim.fingerprint import file_sha256, weights_digest
+from culturesim.study.provenance import provenance
 from culturesim.study.store import (
     GENERATIONS_SCHEMA,
     METRICS_SCHEMA,
@@ -128,8 +131,10 @@ class StudyRunner:
         self._backend = backend
 
     def embedder(self, config: StudyConfig) -> Embedder:
+        """The shared embedder, with a disk cache under the user cache unless CULTURESIM_NO_DISK_CACHE is set."""
         if self._embedder is None:
-            self._embedder = Embedder(config.embedding)
+            cache = None if os.environ.get("CULTURESIM_NO_DISK_CACHE") else cache_root() / "embeddings"
+            self._embedder = Embedder(config.embedding, cache_dir=cache)
         return self._embedder
 
     def backend(self, config: StudyConfig) -> Backend:
@@ -272,6 +277,7 @@ class StudyRunner:
                 model.record()
             if on_progress is not None:
                 on_progress(len(models))
+        embedder.save()
         for model, log in zip(models, logs, strict=True):
             if model.spec.run_id not in skip:
                 write_run(folder, model, log, weights=_model_digests(config, backend))

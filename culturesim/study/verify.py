@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from culturesim.config import StudyConfig
-from culturesim.study.provenance import file_sha256
+from culturesim.fingerprint import file_sha256
 from culturesim.study.runner import finished_runs, load_run_marker, run_folder
 from culturesim.study.store import read_manifest
 
