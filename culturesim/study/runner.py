@@ -29,11 +29,11 @@ import polars as pl
 from culturesim.config import ConfigError, StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
+from culturesim.fingerprint import file_sha256, weights_digest
 from culturesim.llm import Backend, create_backend, deduplicated_generate
 from culturesim.llm.base import Completion, Request
 from culturesim.llm.models import cache_root
 from culturesim.model import CultureModel, RunSpec
-from culturesim.fingerprint import file_sha256, weights_digest
 from culturesim.study.provenance import provenance
 from culturesim.study.store import (
     GENERATIONS_SCHEMA,
