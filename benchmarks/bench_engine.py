@@ -1,0 +1,158 @@
+"""Engine speed: agent-generations per second of culturesim's vectorised human transmission
+vs a straightforward per-agent agentpy implementation of the same rule, in one process.
+
+Rule (both): each generation a `turnover` share of agents are learners; a learner samples
+k=3 neighbours on a small-world network and copies one under conformist bias (a trait held
+by n of the 3 is chosen with probability ∝ n^a), or with probability mu innovates a new
+variant. No LLM, no new text to embed.
+
+Run: .venv/bin/python benchmarks/bench_engine.py [--sizes 1000,10000,100000] [--generations 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+
+import agentpy as ap
+import networkx as nx
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import report, timed  # noqa: E402
+
+from culturesim.config import EmbeddingSection, StudyConfig  # noqa: E402
+from culturesim.corpus import load_corpus  # noqa: E402
+from culturesim.embed import Embedder  # noqa: E402
+from culturesim.model import CultureModel, RunSpec  # noqa: E402
+
+K, CONFORMITY, MU, TURNOVER, DEGREE, REWIRE = 3, 2.0, 0.01, 0.5, 6, 0.1
+
+
+class PerAgentLearner(ap.Agent):
+    """The baseline: one Python object per agent, one Python decision per learner."""
+
+    def setup(self) -> None:
+        self.trait = self.id
+
+    def choose(self, graph: nx.Graph, agents: list, rng: np.random.Generator) -> int:
+        neighbours = list(graph.neighbors(self.node))
+        sample = [agents[neighbours[rng.integers(len(neighbours))]].trait for _ in range(K)]
+        weights = [sample.count(t) ** (CONFORMITY - 1) for t in sample]
+        total = sum(weights)
+        pick, acc = rng.random() * total, 0.0
+        for trait, weight in zip(sample, weights, strict=True):
+            acc += weight
+            if pick <= acc:
+                return trait
+        return sample[-1]
+
+
+class PerAgentModel(ap.Model):
+    def setup(self) -> None:
+        self.graph = nx.connected_watts_strogatz_graph(self.p["n"], DEGREE, REWIRE, seed=1)
+        self.agents = ap.AgentList(self, self.p["n"], PerAgentLearner)
+        for node, agent in enumerate(self.agents):
+            agent.node = node
+        self.rng = np.random.default_rng(1)
+        self.next_variant = self.p["n"]
+
+    def step(self) -> None:
+        agents = list(self.agents)
+        learners = [a for a in agents if self.rng.random() < TURNOVER]
+        new = {}
+        for learner in learners:
+            if self.rng.random() < MU:
+                new[learner] = self.next_variant
+                self.next_variant += 1
+            else:
+                new[learner] = learner.choose(self.graph, agents, self.rng)
+        for learner, trait in new.items():
+            learner.trait = trait
+
+
+def baseline_rate(n: int, generations: int) -> float:
+    model = PerAgentModel({"n": n})
+    model.sim_setup(steps=generations)
+    seconds = timed(lambda: [model.sim_step() for _ in range(generations)])
+    return n * generations / seconds
+
+
+def engine_rate(n: int, generations: int, embedder: Embedder) -> float:
+    config = StudyConfig.model_validate(
+        {
+            "study": {
+                "name": "bench",
+                "seed": 1,
+                "replicates": 1,
+                "generations": generations,
+                "save_population": False,
+            },
+            "population": {"size": n, "turnover": TURNOVER},
+            "network": {"kind": "small_world", "degree": DEGREE, "rewire": REWIRE},
+            "humans": {
+                "bias": "conformist",
+                "conformity": CONFORMITY,
+                "demonstrators": K,
+                "copy_error": 0.0,
+                "innovation": MU,
+            },
+            "metrics": {"names": ["distinct_traits", "homozygosity"]},
+        }
+    )
+    corpus = load_corpus(config.corpus)["text"].to_list()
+    model = CultureModel(
+        {
+            "config": config,
+            "spec": RunSpec("bench", "bench", 0, 1),
+            "corpus": corpus,
+            "dim": embedder.dim,
+            "content_axis": None,
+            "norm_axes": {},
+        }
+    )
+    model.sim_setup(steps=generations, seed=1)
+    model.pool.attach_embeddings(embedder.embed(model.pool.pending_texts()))
+    model.record()
+
+    def generation_loop() -> None:
+        for _ in range(generations):
+            model.plan()
+            model.deliver([])
+            model.sim_step()
+            model.pool.attach_embeddings(embedder.embed(model.pool.pending_texts()))
+            model.record()
+
+    return n * generations / timed(generation_loop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--generations", type=int, default=100)
+    parser.add_argument("--baseline-generations", type=int, default=5)
+    parser.add_argument("--baseline-max", type=int, default=10000, help="largest size the slow baseline runs at")
+    args = parser.parse_args()
+    embedder = Embedder(EmbeddingSection())
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        engine = engine_rate(n, args.generations, embedder)
+        baseline = baseline_rate(n, args.baseline_generations) if n <= args.baseline_max else float("nan")
+        rows.append(
+            {
+                "agents": n,
+                "generations": args.generations,
+                "engine_agent_gens_per_s": engine,
+                "engine_seconds": n * args.generations / engine,
+                "agentpy_agent_gens_per_s": baseline,
+                "speedup": engine / baseline,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    report("bench_engine", rows, title="culturesim engine vs per-agent agentpy (conformist copying + innovation)")
+
+
+if __name__ == "__main__":
+    main()
