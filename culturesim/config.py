@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -34,6 +35,7 @@ BUILTIN_MODEL = "builtin:smollm2-135m"
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
 TOY_GENERATIONS = 2
+MAX_NESTING = 16  # lists/tables in a study file; a real study needs about 6
 DEFAULT_METRICS = (
     "semantic_diversity",
     "vendi",
@@ -113,7 +115,7 @@ class HumansSection(_Section):
 
 
 class LLMSection(_Section):
-    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
     model: str = Field(default=BUILTIN_MODEL, min_length=1)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     role: Literal["rewrite", "combine", "create", "advise"] = "rewrite"
@@ -123,6 +125,35 @@ class LLMSection(_Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_num_seqs: int = Field(default=64, ge=1, le=4096)
     max_chars: int = Field(default=280, ge=20, le=10_000, description="longest trait text kept, in characters")
+    retries: int = Field(default=2, ge=0, le=10, description="new-seed retries of an unusable completion")
+    base_url: str | None = Field(
+        default=None, description="OpenAI-compatible server, e.g. 'http://localhost:8000/v1' (backend 'openai')"
+    )
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", min_length=1, description="environment variable holding the API key (never the key)"
+    )
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> LLMSection:
+        if self.backend == "openai":
+            if self.base_url is None or not self.base_url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"backend 'openai' needs llm.base_url = 'http://...' or 'https://...', the server's /v1 URL "
+                    f"(got {self.base_url!r})"
+                )
+            if self.model.startswith("builtin:"):
+                raise ValueError(f"backend 'openai' needs llm.model = the server's model name (got {self.model!r})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_server_fields(self, handler: Any) -> dict[str, Any]:
+        """Leave the server settings out while unset, so studies locked before they existed keep their hash."""
+        data = handler(self)
+        if self.base_url is None:
+            data.pop("base_url", None)
+        if self.api_key_env == LLMSection.model_fields["api_key_env"].default:
+            data.pop("api_key_env", None)
+        return data
 
 
 class EmbeddingSection(_Section):
@@ -254,7 +285,7 @@ class StudyConfig(_Section):
             _check_factor(key)
             if not levels:
                 raise ValueError(f"condition factor {key!r} needs at least one level")
-            if len({json.dumps(v) for v in levels}) < len(levels):
+            if len({_level_key(v) for v in levels}) < len(levels):
                 raise ValueError(f"condition factor {key!r} repeats a level: {levels}")
         return conditions
 
@@ -286,7 +317,7 @@ class StudyConfig(_Section):
                 )
             for side in ("treatment", "reference"):
                 level = getattr(h.contrast, side)
-                if json.dumps(level) not in {json.dumps(v) for v in levels[factor]}:
+                if _level_key(level) not in {_level_key(v) for v in levels[factor]}:
                     raise ValueError(
                         f"{where}.contrast.{side} {level!r} is not a level of {factor}; levels: {levels[factor]}"
                     )
@@ -370,8 +401,27 @@ def _check_factor(key: str) -> None:
         raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
 
 
+def _level_key(value: Any) -> str:
+    """A level as JSON text, to compare levels; TOML dates and times (never valid levels) as their text."""
+    return json.dumps(value, default=str)
+
+
 def _fmt(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, str) else value
+    return _level_key(value) if not isinstance(value, str) else value
+
+
+def _too_deep(data: Any) -> str | None:
+    """Where `data` nests lists or tables more than MAX_NESTING deep (dotted), else None; iterative."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        where, value = stack.pop()
+        if len(where) > MAX_NESTING:
+            return ".".join(str(p) for p in where[:8]) + "..."
+        if isinstance(value, dict):
+            stack.extend(((*where, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(value))
+    return None
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -408,8 +458,13 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study file {path} is not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer literal of more than 4300 digits
         raise ConfigError(f"study file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"study file {path} is not valid TOML: arrays or tables nested too deeply") from None
+    deep = _too_deep(data)
+    if deep is not None:
+        raise ConfigError(f"study file {path}: {deep} nests lists or tables more than {MAX_NESTING} levels deep")
     config = _validate(data, source=str(path))
     try:
         config.condition_grid()

@@ -172,6 +172,7 @@ class CultureModel(ap.Model):
                     top_p=config.llm.top_p,
                 )
             )
+        self._plan["prompts"] = [r.messages[-1][1] for r in requests]
         return requests
 
     def _neighbour_traits(self, askers: np.ndarray) -> np.ndarray:
@@ -234,7 +235,15 @@ class CultureModel(ap.Model):
         askers = plan["askers"]
         n_agents = len(self.llm_agents)
         for kind, rows in (("llm", slice(0, n_agents)), ("human_llm_assisted", slice(n_agents, None))):
-            self._adopt_completions(new_traits, askers[rows], plan["shown"][rows], completions[rows], kind, generation)
+            self._adopt_completions(
+                new_traits,
+                askers[rows],
+                plan["shown"][rows],
+                completions[rows],
+                plan["prompts"][rows],
+                kind,
+                generation,
+            )
 
         self.traits = new_traits
         self._plan = self._completions = None
@@ -245,11 +254,15 @@ class CultureModel(ap.Model):
         agents: np.ndarray,
         shown: np.ndarray,
         completions: list[Completion],
+        prompts: list[str],
         kind: str,
         generation: int,
     ) -> None:
         """Agents adopt the cleaned completion; an unusable one leaves their trait as it was."""
-        texts = [clean_completion(c.text, max_chars=self.config.llm.max_chars) for c in completions]
+        texts = [
+            clean_completion(c.text, max_chars=self.config.llm.max_chars, prompt=prompt)
+            for c, prompt in zip(completions, prompts, strict=True)
+        ]
         usable = np.array([bool(t) for t in texts], dtype=bool)
         self.llm_failures += int((~usable).sum())
         if not usable.any():

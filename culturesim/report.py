@@ -34,6 +34,16 @@ def _cell(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _failures(metrics: pl.DataFrame) -> str:
+    totals = (
+        metrics.filter(pl.col("metric") == "llm_failures")
+        .group_by("condition")
+        .agg(pl.col("value").sum())
+        .sort("condition")
+    )
+    return ", ".join(f"{c}: {int(v)}" for c, v in totals.iter_rows()) or "none"
+
+
 def _lock_line(manifest: dict) -> str:
     lock = manifest.get("lock")
     if lock is None:
@@ -73,6 +83,8 @@ def write_report(folder: Path) -> Path:
         f"- LLM: {throughput['llm_tokens']} tokens in {throughput['llm_seconds']:.1f} s "
         f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests "
         f"({throughput['llm_unique_requests']} distinct) in {throughput['llm_calls']} engine calls\n"
+        f"- unusable LLM answers: {throughput.get('llm_retries', 0)} retried with new seeds; "
+        f"{_failures(metrics)} still unusable (agent kept its trait)\n"
         f"- embeddings: {throughput['embedded_texts']} distinct texts embedded for "
         f"{throughput['embedding_requests']} requested ({throughput['embedded_texts_per_second']:.0f} texts/s)\n"
     )

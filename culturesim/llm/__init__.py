@@ -18,6 +18,12 @@ def vllm_available() -> bool:
 def create_backend(spec: LLMSection, *, seed: int = 0) -> Backend:
     """The engine a study asks for; 'auto' means vLLM wherever it is installed, else transformers."""
     backend = spec.backend
+    if backend == "openai":
+        from culturesim.llm.openai_backend import OpenAIBackend
+
+        if spec.base_url is None:
+            raise ConfigError("llm.backend = 'openai' needs llm.base_url, e.g. 'http://localhost:8000/v1'")
+        return OpenAIBackend(spec.base_url, spec.model, api_key_env=spec.api_key_env)
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
     model = resolve_model(spec.model)

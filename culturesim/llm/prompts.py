@@ -38,16 +38,30 @@ _LEAD_IN_PARAGRAPH = re.compile(r"^(sure|okay|certainly|of course)\b[^\n]{0,40}$
 _QUOTES = ('"', "\u201c\u201d", "'")
 
 
-def clean_completion(text: str, *, max_chars: int) -> str:
-    """The trait text in a raw completion: first paragraph, no lead-in or quotes, at most max_chars.
+def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
+    """The trait text in a raw completion, by a fixed policy: strip whitespace; keep the first
+    paragraph after any lead-in ("Sure! Here is..."); drop one pair of surrounding quotes; cut
+    at max_chars on a sentence or word boundary.
 
-    Returns "" when nothing usable is left; the caller counts that as a failure.
+    Returns "" (unusable: the caller retries with another seed, then counts a failure) when
+    nothing is left, when no letter is left (non-text), or when the answer repeats the prompt's
+    instruction instead of answering it.
     """
     paragraphs = [p.strip() for p in text.strip().split("\n\n") if p.strip()]
     while len(paragraphs) > 1 and _LEAD_IN_PARAGRAPH.match(paragraphs[0]):
         paragraphs.pop(0)
-    text = _LEAD_IN.sub("", paragraphs[0]) if paragraphs else ""
-    return _shorten(_unquote(" ".join(text.split())), max_chars)
+    if not paragraphs or _repeats_prompt(paragraphs[0], prompt):
+        return ""
+    text = _shorten(_unquote(" ".join(_LEAD_IN.sub("", paragraphs[0]).split())), max_chars)
+    if not any(ch.isalpha() for ch in text):
+        return ""
+    return text
+
+
+def _repeats_prompt(text: str, prompt: str) -> bool:
+    """True when the answer starts by echoing the instruction line of the prompt."""
+    instruction = " ".join(prompt.split("\n", 1)[0].split()).lower()
+    return len(instruction) >= 20 and " ".join(text.split()).lower().startswith(instruction[:40])
 
 
 def _unquote(text: str) -> str:

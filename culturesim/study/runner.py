@@ -30,9 +30,10 @@ from culturesim.config import ConfigError, StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
 from culturesim.fingerprint import file_sha256, weights_digest
-from culturesim.llm import Backend, create_backend, deduplicated_generate
-from culturesim.llm.base import Completion, Request
+from culturesim.llm import Backend, create_backend
+from culturesim.llm.base import Completion, Request, generate_with_retries
 from culturesim.llm.models import cache_root
+from culturesim.llm.prompts import clean_completion
 from culturesim.model import CultureModel, RunSpec
 from culturesim.study.provenance import provenance
 from culturesim.study.store import (
@@ -87,6 +88,7 @@ class Throughput:
     llm_requests: int = 0
     llm_unique_requests: int = 0
     llm_calls: int = 0
+    llm_retries: int = 0
     embedded_texts: int = 0
     embedding_requests: int = 0
     embed_seconds: float = 0.0
@@ -264,7 +266,7 @@ class StudyRunner:
         for generation in range(1, config.study.generations + 1):
             plans_ = [model.plan() for model in models]
             requests = [r for plan in plans_ for r in plan]
-            completions = self._generate(backend, requests, stats)
+            completions = self._generate(backend, requests, stats, retries=config.llm.retries)
             offset = 0
             for model, plan, log in zip(models, plans_, logs, strict=True):
                 answered = completions[offset : offset + len(plan)]
@@ -303,17 +305,20 @@ class StudyRunner:
             models.append(model)
         return models
 
-    def _generate(self, backend: Backend | None, requests: list[Request], stats: Throughput) -> list[Completion]:
+    def _generate(
+        self, backend: Backend | None, requests: list[Request], stats: Throughput, *, retries: int
+    ) -> list[Completion]:
         if not requests:
             return []
         if backend is None:
             raise RuntimeError("LLM requests were made but no backend was started")
         start = time.perf_counter()
-        completions = deduplicated_generate(backend, requests)
+        completions, attempts = generate_with_retries(backend, requests, usable=_usable, retries=retries)
         stats.llm_seconds += time.perf_counter() - start
         unique = {r.key(): c for r, c in zip(requests, completions, strict=True)}
-        stats.llm_calls += 1
+        stats.llm_calls += max(attempts)
         stats.llm_requests += len(requests)
+        stats.llm_retries += sum(attempts) - len(attempts)
         stats.llm_unique_requests += len(unique)
         stats.llm_tokens += sum(c.tokens for c in unique.values())
         return completions
@@ -331,6 +336,10 @@ class StudyRunner:
         for model, batch in zip(models, pending, strict=True):
             model.pool.attach_embeddings(vectors[offset : offset + len(batch)])
             offset += len(batch)
+
+
+def _usable(request: Request, completion: Completion) -> bool:
+    return bool(clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.messages[-1][1]))
 
 
 def _run_batch_in_worker(config_json: str, plans: list[RunPlan], folder: str, skip: set[str]) -> dict[str, float]:
