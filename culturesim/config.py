@@ -458,8 +458,12 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study file {path} is not UTF-8 text") from None
     try:
         data = tomllib.loads(text)
-    except ValueError as exc:  # TOMLDecodeError, or an integer literal of more than 4300 digits
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"study file {path} is not valid TOML: {exc}") from None
+    except ValueError as exc:  # int() refuses literals of more than sys.get_int_max_str_digits() (4300) digits
+        long = re.search(r"\d[\d_]{4000,}", text)
+        where = f"a number on line {text.count(chr(10), 0, long.start()) + 1} has too many digits" if long else exc
+        raise ConfigError(f"study file {path} is not valid TOML: {where}") from None
     except RecursionError:
         raise ConfigError(f"study file {path} is not valid TOML: arrays or tables nested too deeply") from None
     deep = _too_deep(data)

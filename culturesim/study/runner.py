@@ -46,6 +46,7 @@ from culturesim.study.store import (
     write_parquet,
 )
 
+EXECUTORS = ("local", "ray")
 RUN_TABLES = ("metrics", "traits", "generations", "population")
 
 
@@ -158,14 +159,22 @@ class StudyRunner:
         resume: bool = False,
         workers: int = 1,
         batch_runs: int | None = None,
+        executor: str = "local",
+        address: str | None = None,
         deviation: dict[str, Any] | None = None,
         lock: dict[str, Any] | None = None,
         toy: bool = False,
         on_progress: ProgressFn | None = None,
     ) -> Path:
-        """Run every pending condition x replicate and write the results folder; returns its path."""
+        """Run every pending condition x replicate and write the results folder; returns its path.
+
+        `executor` "local" runs batches here (workers = 1) or in a process pool; "ray" runs them
+        as Ray tasks on the cluster at `address` (a local Ray instance without one).
+        """
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1 (got {workers})")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {EXECUTORS} (got {executor!r})")
         folder = results_dir(config, out_root)
         plans = plan_runs(config)
         done = finished_runs(folder)
@@ -179,7 +188,7 @@ class StudyRunner:
         started = time.perf_counter()
         try:
             for batch_stats in self._execute(
-                config, folder, plan_batches(config, plans, batch_runs), done, workers, on_progress
+                config, folder, plan_batches(config, plans, batch_runs), done, workers, on_progress, executor, address
             ):
                 stats.add(batch_stats)
                 self._update_manifest(folder, manifest, stats, started, status="running")
@@ -191,13 +200,23 @@ class StudyRunner:
         self._update_manifest(folder, manifest, stats, started, status="complete")
         return folder
 
-    def _execute(self, config, folder, batches, done, workers, on_progress):
+    def _execute(self, config, folder, batches, done, workers, on_progress, executor="local", address=None):
         """Yield each finished batch's throughput counters, running batches here or in a pool.
 
         A batch with any unfinished run is rerun whole (same LLM batch composition, so the
         same completions) and only its unfinished runs are written.
         """
         todo = [batch for batch in batches if any(p.run_id not in done for p in batch)]
+        if executor == "ray":
+            from culturesim.study.ray_executor import run_on_ray
+
+            for batch, batch_stats in run_on_ray(
+                config, todo, folder, done, address=address, needs_llm=needs_llm(config)
+            ):
+                if on_progress is not None:
+                    on_progress(len(batch) * config.study.generations)
+                yield batch_stats
+            return
         if workers == 1:
             for batch in todo:
                 yield self.run_batch(config, batch, folder, skip=done, on_progress=on_progress)

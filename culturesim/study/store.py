@@ -60,6 +60,10 @@ TRACKED_PACKAGES = (
 )
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def results_dir(config: StudyConfig, root: Path) -> Path:
     """results/<study>/<hash12>/: one folder per exact configuration."""
     return root / config.study.name / config.hash()[:12]
@@ -82,6 +86,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

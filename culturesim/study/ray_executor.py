@@ -1,0 +1,103 @@
+"""Ray executor: lockstep batches as Ray tasks, LLM engines held in Ray actors.
+
+Each batch of runs becomes a task (its own embedder, its own models); every LLM call of
+a task goes to an engine actor, so batches from many workers feed the same engines.
+One engine actor per GPU, or one in total on a CPU-only cluster. Results are identical
+to the local executor: a batch's randomness and requests do not depend on where it runs.
+Ray retries a task whose worker dies; a retried batch rewrites identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from culturesim.config import ConfigError, LLMSection, StudyConfig
+from culturesim.llm.base import Completion, Request
+
+TASK_RETRIES = 3
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'culturesim[ray]'") from None
+    return ray
+
+
+class EngineProxy:
+    """The batch protocol, answered by a remote engine actor."""
+
+    def __init__(self, actor: Any, model_id: str, engine_version: str) -> None:
+        self._actor, self.model_id, self.engine_version = actor, model_id, engine_version
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        return _ray().get(self._actor.generate.remote(requests))
+
+    def close(self) -> None:
+        """The actor outlives the task; the executor shuts it down."""
+
+
+class EngineHost:
+    """Actor body: one LLM backend, started once, answering batches from many tasks."""
+
+    def __init__(self, spec: LLMSection, seed: int) -> None:
+        from culturesim.llm import create_backend
+
+        self._backend = create_backend(spec, seed=seed)
+
+    def identity(self) -> tuple[str, str]:
+        return self._backend.model_id, self._backend.engine_version
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        return self._backend.generate(requests)
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def _run_batch_task(config_json: str, plans: list, folder: str, skip: set[str], engine: Any) -> dict[str, float]:
+    from culturesim.study.runner import StudyRunner
+
+    backend = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
+    runner = StudyRunner(backend=backend)
+    return runner.run_batch(StudyConfig.model_validate_json(config_json), plans, Path(folder), skip=skip)
+
+
+def run_on_ray(
+    config: StudyConfig, batches: list[list], folder: Path, skip: set[str], *, address: str | None, needs_llm: bool
+) -> Iterator[tuple[list, dict[str, float]]]:
+    """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address."""
+    ray = _ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address,
+            num_cpus=None if address else len(os.sched_getaffinity(0)),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    engines: list[Any] = []
+    try:
+        if needs_llm:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
+            engines = [host.remote(config.llm, config.study.seed) for _ in range(max(gpus, 1))]
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
+        config_json = config.model_dump_json()
+        pending = {
+            task.remote(config_json, batch, str(folder), skip, engines[i % len(engines)] if engines else None): batch
+            for i, batch in enumerate(batches)
+        }
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done), ray.get(done)
+    finally:
+        for engine in engines:
+            ray.get(engine.close.remote())
+        if started_here:
+            ray.shutdown()
