@@ -456,6 +456,8 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"study file {path} does not exist") from None
     except UnicodeDecodeError:
         raise ConfigError(f"study file {path} is not UTF-8 text") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"study file {path} cannot be read ({exc.strerror or exc})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

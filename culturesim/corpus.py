@@ -45,7 +45,12 @@ def load_corpus(spec: CorpusSection) -> pl.DataFrame:
         frame = read_corpus_file(Path(spec.source).expanduser())
     if "domain" not in frame.columns:
         frame = frame.with_columns(domain=pl.lit("any"))
-    frame = frame.with_columns(pl.col("domain").cast(pl.String))
+    try:
+        frame = frame.with_columns(pl.col("domain").cast(pl.String))
+    except pl.exceptions.PolarsError:
+        raise ConfigError(
+            f"corpus.source {spec.source}: column 'domain' must hold strings, not {frame.schema['domain']}"
+        ) from None
     if spec.domains:
         known = set(frame["domain"].unique().to_list())
         unknown = sorted(set(spec.domains) - known)

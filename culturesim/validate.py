@@ -250,6 +250,8 @@ def time_averages(
     Σp² (which draws with replacement); distinct_traits: variants in the whole population;
     k_sample: distinct variants among `sample_n` agents drawn without replacement (needs `rng`).
     """
+    if sample_n is not None and rng is None:
+        raise ValueError("sample_n needs rng: the sample of agents is drawn from it")
     model = build_model(config, replicate=replicate, study_seed=study_seed, embedder=embedder)
     n_pop = config.population.size
     for _ in range(burn_in):
@@ -261,7 +263,7 @@ def time_averages(
         values = advance(model, embedder)
         homozygosity[g] = (n_pop * values["homozygosity"] - 1.0) / (n_pop - 1.0)
         distinct[g] = values["distinct_traits"]
-        if sample_n is not None and rng is not None:
+        if sample_n is not None:
             k_sample[g] = np.unique(model.traits[rng.choice(n_pop, size=sample_n, replace=False)]).size
     return {
         "homozygosity": float(homozygosity.mean()),
@@ -513,7 +515,7 @@ class ChainReport:
     per_generation: generation, between_similarity (mean cosine over pairs of distinct chains),
         similarity_to_initial (mean cosine of each chain to its own start), mean_words, sd_words,
         changed (share of chains whose text differs from the previous generation), failures
-        (unusable completions: the chain kept its text).
+        (unusable completions: the chain kept its text); changed is null at generation 0.
     texts: chain, generation, text, words.
     fits: one row per axis ('length_words', 'semantic_pc1', extra axes): `stats.attractor_fit` of
         final on initial position (b, fixed point, strength 1−|b|, one-sided p for |b| < 1).
@@ -661,8 +663,8 @@ def chains(
             "similarity_to_initial": np.einsum("gid,id->g", emb, emb[0]) / n_chains,
             "mean_words": words.mean(axis=1),
             "sd_words": words.std(axis=1, ddof=1),
-            "changed": [0.0] + [float(np.mean([a != b for a, b in zip(history[g - 1], history[g], strict=True)]))
-                                for g in range(1, generations + 1)],
+            "changed": [None] + [float(np.mean([a != b for a, b in zip(history[g - 1], history[g], strict=True)]))
+                                 for g in range(1, generations + 1)],
             "failures": failures,
         }
     )  # fmt: skip

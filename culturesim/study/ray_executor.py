@@ -74,9 +74,10 @@ def run_on_ray(
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
+        local = {} if address else {"num_cpus": len(os.sched_getaffinity(0)), "_node_ip_address": "127.0.0.1"}
         ray.init(
             address=address,
-            num_cpus=None if address else len(os.sched_getaffinity(0)),
+            **local,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,

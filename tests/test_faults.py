@@ -1,0 +1,114 @@
+"""Fault injection: a worker killed mid-batch (process pool, Ray) loses nothing and counts no run twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.test_resume import CLI, _run
+
+pytestmark = pytest.mark.slow
+
+
+def _processes() -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path(f"/proc/{pid}/task").iterdir():
+        path = entry / "children"
+        if path.exists():
+            children += [int(c) for c in path.read_text().split()]
+    return children
+
+
+def _kill_first(match, process: subprocess.Popen, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, cmdline in _processes().items():
+            if match(pid, cmdline):
+                os.kill(pid, signal.SIGKILL)
+                return cmdline
+        if process.poll() is not None:
+            raise AssertionError("study ended before a worker could be killed")
+        time.sleep(0.05)
+    raise AssertionError("no worker to kill appeared in time")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, study_file: Path) -> Path:
+    out = tmp_path_factory.mktemp("whole")
+    assert _run(study_file, out).returncode == 0
+    [folder] = list((out / "crashy").iterdir())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory) -> Path:
+    from tests.test_resume import STUDY
+
+    path = tmp_path_factory.mktemp("study") / "crashy.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def _check_same(folder: Path, reference: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    run_ids = [r["run_id"] for r in manifest["runs"]]
+    assert len(run_ids) == len(set(run_ids)) == 8
+    metrics = pl.read_parquet(folder / "metrics.parquet")
+    assert metrics.group_by("run_id", "generation", "metric").len()["len"].max() == 1, "a run was counted twice"
+    for table in ("metrics.parquet", "traits.parquet", "population.parquet"):
+        assert (folder / table).read_bytes() == (reference / table).read_bytes(), table
+
+
+def test_killed_pool_worker_then_resume(study_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--workers", "2"], stderr=subprocess.PIPE, text=True
+    )
+
+    def pool_worker(pid: int, cmdline: str) -> bool:
+        started = any(tmp_path.glob("crashy/*/runs/*/done.json"))
+        return started and pid in _children(process.pid) and "multiprocessing.spawn" in cmdline
+
+    _kill_first(pool_worker, process)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 1 and "worker process died" in stderr, stderr
+    [folder] = list((tmp_path / "crashy").iterdir())
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "interrupted"
+    resumed = _run(study_file, tmp_path, "--resume", "--workers", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    _check_same(folder, uninterrupted)
+
+
+def test_killed_ray_worker_is_retried(study_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install culturesim[ray]")
+    process = subprocess.Popen(
+        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--executor", "ray"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = _kill_first(lambda pid, cmdline: cmdline.startswith("ray::_run_batch_task"), process)
+    _, stderr = process.communicate(timeout=300)
+    [folder] = list((tmp_path / "crashy").iterdir())
+    if process.returncode != 0:  # Ray gave up on the task: the study resumes like any interrupted one
+        assert _run(study_file, tmp_path, "--resume", "--executor", "ray").returncode == 0
+    print(f"killed {killed!r}; first attempt exit code {process.returncode}")
+    _check_same(folder, uninterrupted)
