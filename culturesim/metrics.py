@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Distinct-trait rows gathered per block for sums and covariances; memory ~ ROW_CHUNK·d floats.
+ROW_CHUNK = 16_384
 # Rows per block in the nearest-neighbour search of novelty; memory ~ chunk² floats.
 NOVELTY_CHUNK = 1024
 
@@ -125,10 +127,28 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else np.full_like(v, np.nan)
 
 
+def _weighted_sum(embeddings: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ_i weights_i · unit(embeddings[ids_i]), (d,), gathered ROW_CHUNK rows at a time so that a
+    million distinct traits never materialise as one float64 copy (3 GB at d = 384)."""
+    total = np.zeros(embeddings.shape[1])
+    for start in range(0, len(ids), ROW_CHUNK):
+        total += weights[start : start + ROW_CHUNK] @ _unit_rows(embeddings[ids[start : start + ROW_CHUNK]])
+    return total
+
+
+def _weighted_covariance(embeddings: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σ_i weights_i · x_i x_iᵀ over unit rows x_i, (d, d), in ROW_CHUNK-row blocks."""
+    matrix = np.zeros((embeddings.shape[1], embeddings.shape[1]))
+    for start in range(0, len(ids), ROW_CHUNK):
+        rows = _unit_rows(embeddings[ids[start : start + ROW_CHUNK]])
+        matrix += (rows * weights[start : start + ROW_CHUNK, None]).T @ rows
+    return matrix
+
+
 def _mean_embedding(inp: MetricInput) -> np.ndarray:
     """Mean of the agents' (unit) embeddings, (d,)."""
     ids, counts = _held(inp)
-    return counts @ _unit_rows(inp.embeddings[ids]) / counts.sum()
+    return _weighted_sum(inp.embeddings, ids, counts.astype(np.float64)) / counts.sum()
 
 
 def _mean_pairwise_distance(total: np.ndarray, n: int) -> float:
@@ -166,6 +186,11 @@ def vendi_score(rows: np.ndarray, weights: np.ndarray, *, via_gram: bool | None 
         matrix = scaled @ scaled.T
     else:
         matrix = (rows * weights[:, None]).T @ rows
+    return _exp_spectral_entropy(matrix)
+
+
+def _exp_spectral_entropy(matrix: np.ndarray) -> float:
+    """exp of the Shannon entropy of a PSD matrix's eigenvalues (which sum to 1 here)."""
     eigenvalues = np.clip(np.linalg.eigvalsh(matrix), 0.0, None)
     eigenvalues = eigenvalues[eigenvalues > 0]
     return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
@@ -194,7 +219,7 @@ def nearest_distance(embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarr
 def semantic_diversity(inp: MetricInput) -> dict[str, float]:
     """Mean cosine distance between two different agents' texts (0 = all agree)."""
     ids, counts = _held(inp)
-    total = counts @ _unit_rows(inp.embeddings[ids])
+    total = _weighted_sum(inp.embeddings, ids, counts.astype(np.float64))
     return {"semantic_diversity": _mean_pairwise_distance(total, len(inp.traits))}
 
 
@@ -202,8 +227,10 @@ def semantic_diversity(inp: MetricInput) -> dict[str, float]:
 def vendi(inp: MetricInput) -> dict[str, float]:
     """Effective number of semantically distinct texts (1 = all identical)."""
     ids, counts = _held(inp)
-    rows = _unit_rows(inp.embeddings[ids])
-    return {"vendi": vendi_score(rows, counts / counts.sum())}
+    weights = counts / counts.sum()
+    if len(ids) <= inp.embeddings.shape[1]:
+        return {"vendi": vendi_score(_unit_rows(inp.embeddings[ids]), weights)}
+    return {"vendi": _exp_spectral_entropy(_weighted_covariance(inp.embeddings, ids, weights))}
 
 
 @register("distinct_traits")

@@ -33,7 +33,7 @@ from culturesim.learning import (
 )
 from culturesim.llm.base import Completion, Request
 from culturesim.llm.prompts import build_messages, clean_completion
-from culturesim.metrics import MetricInput, compute_metrics
+from culturesim.metrics import ROW_CHUNK, MetricInput, compute_metrics
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
 
@@ -280,7 +280,9 @@ class CultureModel(ap.Model):
         embeddings = self.pool.embeddings
         if self.initial_centroid is None:
             ids, counts = np.unique(self.traits, return_counts=True)
-            self.initial_centroid = counts @ embeddings[ids] / len(self.traits)
+            self.initial_centroid = sum(
+                counts[i : i + ROW_CHUNK] @ embeddings[ids[i : i + ROW_CHUNK]] for i in range(0, len(ids), ROW_CHUNK)
+            ) / len(self.traits)
         values = compute_metrics(
             self.config.metrics.names,
             MetricInput(

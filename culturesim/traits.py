@@ -19,6 +19,9 @@ import polars as pl
 AUTHOR_KINDS = ("seed", "human", "human_error", "human_innovation", "llm", "human_llm_assisted")
 MACHINE_KINDS = frozenset({"llm", "human_llm_assisted"})
 _CODE = {kind: code for code, kind in enumerate(AUTHOR_KINDS)}
+# The embedding matrix grows by 1/GROWTH_DIVISOR of its size: at a million traits, doubling
+# would briefly hold 1.5 GB + 3 GB of float32 rows.
+GROWTH_DIVISOR = 4
 
 TRAITS_SCHEMA = {
     "trait_id": pl.Int64,
@@ -111,7 +114,10 @@ class TraitPool:
             raise ValueError(f"expected {pending} embeddings of dim {self.dim}, got {vectors.shape}")
         needed = len(self)
         if needed > len(self._embeddings):
-            grown = np.zeros((max(needed, 2 * len(self._embeddings)), self.dim), dtype=np.float32)
+            grown = np.zeros(
+                (max(needed, len(self._embeddings) + len(self._embeddings) // GROWTH_DIVISOR), self.dim),
+                dtype=np.float32,
+            )
             grown[: self._embedded] = self._embeddings[: self._embedded]
             self._embeddings = grown
         self._embeddings[self._embedded : needed] = vectors
