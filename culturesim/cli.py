@@ -199,6 +199,40 @@ def figures(
 
 
 @app.command()
+def validate(
+    check: str = typer.Argument(..., help="neutral | conformity | network | chains"),
+    replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
+    chains_count: int = typer.Option(20, "--chains", min=3, help="initial texts (chains) for `chains`"),
+    generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
+) -> None:
+    """Check the simulator against theory (neutral, conformity, network) or published LLM results (chains)."""
+    from culturesim import validate as checks
+
+    if check == "neutral":
+        table = checks.neutral([(50, 0.005), (50, 0.02), (100, 0.005), (100, 0.02)], replicates=replicates)
+    elif check == "conformity":
+        table = checks.conformity([0.0, 0.5, 1.0, 2.0, 4.0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+        typer.echo(checks.format(table))
+        table = checks.conformity_ordering(replicates=replicates)
+    elif check == "network":
+        table = checks.network_effect(replicates=replicates)
+    elif check == "chains":
+        from culturesim.config import EmbeddingSection, LLMSection
+        from culturesim.embed import Embedder
+        from culturesim.llm import create_backend
+
+        backend = create_backend(LLMSection(), seed=0)
+        try:
+            texts = checks.corpus_sample(per_domain=max(1, chains_count // 4))
+            table = checks.chains(backend, Embedder(EmbeddingSection()), initial_texts=texts, generations=generations)
+        finally:
+            backend.close()
+    else:
+        _fail(ConfigError(f"unknown check {check!r}; choose neutral, conformity, network or chains"))
+    typer.echo(checks.format(table))
+
+
+@app.command()
 def metrics() -> None:
     """List the metrics a study can record."""
     from culturesim.metrics import available_metrics

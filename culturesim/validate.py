@@ -29,7 +29,7 @@ from scipy import stats as sps
 from culturesim.config import CorpusSection, StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.learning import choose_models
-from culturesim.llm.base import Backend, Request
+from culturesim.llm.base import Backend, Completion, Request, generate_with_retries
 from culturesim.llm.prompts import build_messages, clean_completion
 from culturesim.model import CultureModel, RunSpec, request_seed
 from culturesim.stats import AttractorFit, attractor_fit
@@ -484,10 +484,11 @@ def network_effect(
 ) -> pl.DataFrame:
     """A ring lattice keeps more diversity than a complete graph with the same N and μ.
 
-    Unbiased copying of one neighbour with innovation μ, turnover 1. On a ring, neighbours copy
-    from overlapping neighbourhoods, so distant agents' lineages take ~N²/degree² generations to
-    meet and are usually cut by innovation first: variants persist locally. Degree 4 (±1, ±2)
-    rather than 2, because with synchronous updating on a degree-2 ring two lineages at odd distance
+    Unbiased copying of one neighbour with innovation μ, turnover 1. On a ring a lineage moves
+    ±1 or ±2 sites per generation (variance σ² = 2.5 sites² for degree 4), so two distant agents'
+    lineages need ~N²/σ² generations to meet and are usually cut by innovation (rate 2μ) first:
+    variants persist locally, while on the complete graph any two lineages meet at rate ~1/N.
+    Degree 4 (±1, ±2) rather than 2, because with synchronous updating on a degree-2 ring two lineages at odd distance
     can never meet (parity), which would inflate the effect for a trivial reason.
     One row per metric ('distinct_traits', '1-homozygosity'): lattice vs complete, one-sided tests.
     """
@@ -550,12 +551,16 @@ def run_chains(
     top_p: float = 0.95,
     max_chars: int = 280,
     seed: int = 0,
+    retries: int = 0,
 ) -> tuple[list[list[str]], list[int]]:
     """Texts per generation (generation 0 = initial) and failures per generation.
 
     All chains advance in lockstep: one `backend.generate` call per generation holding every chain's
     request. Chain c's request at generation g has seed `request_seed(seed, c, g, 0, 0)`.
-    An unusable completion (empty after `clean_completion`) leaves the chain's text unchanged.
+    A completion is unusable when `clean_completion` (with the request's prompt, as the model
+    cleans it) leaves nothing; with `retries` > 0 those are asked again with new seeds, as the
+    model does (llm.retries, one more batched call per round for the unusable ones only). A
+    completion still unusable leaves the chain's text unchanged and counts as a failure.
     """
     history = [list(initial_texts)]
     failures = [0]
@@ -570,13 +575,29 @@ def run_chains(
             )
             for chain, text in enumerate(history[-1])
         ]
-        completions = backend.generate(requests)
-        if len(completions) != len(requests):
-            raise RuntimeError(f"backend returned {len(completions)} completions for {len(requests)} requests")
-        cleaned = [clean_completion(c.text, max_chars=max_chars) for c in completions]
+        completions = _generate(backend, requests, max_chars=max_chars, retries=retries)
+        cleaned = [_clean(r, c, max_chars) for r, c in zip(requests, completions, strict=True)]
         history.append([new or old for new, old in zip(cleaned, history[-1], strict=True)])
         failures.append(sum(not new for new in cleaned))
     return history, failures
+
+
+def _clean(request: Request, completion: Completion, max_chars: int) -> str:
+    """The trait text of a completion, cleaned exactly as `CultureModel` cleans it."""
+    return clean_completion(completion.text, max_chars=max_chars, prompt=request.messages[-1][1])
+
+
+def _generate(backend: Backend, requests: list[Request], *, max_chars: int, retries: int) -> list[Completion]:
+    """One batched call for all requests (plus, with retries, new-seed rounds for unusable answers)."""
+    if retries > 0:
+        completions, _ = generate_with_retries(
+            backend, requests, usable=lambda r, c: bool(_clean(r, c, max_chars)), retries=retries
+        )
+    else:
+        completions = backend.generate(requests)
+    if len(completions) != len(requests):
+        raise RuntimeError(f"backend returned {len(completions)} completions for {len(requests)} requests")
+    return completions
 
 
 def _pair_mean(similarity: np.ndarray) -> float:
@@ -631,6 +652,7 @@ def chains(
     top_p: float = 0.95,
     max_chars: int = 280,
     seed: int = 0,
+    retries: int = 0,
     semantic_axes: Mapping[str, np.ndarray] | None = None,
     bootstrap: int = 2000,
 ) -> ChainReport:
@@ -641,13 +663,16 @@ def chains(
     map of the initial one, final = a + b·initial with |b| < 1 (an attractor at a/(1−b)), on length in
     words and on a semantic axis: the first principal direction of the initial embeddings (centred on
     their mean), plus any `semantic_axes` (name -> (d,) vector, e.g. e(pos) − e(neg)).
-    Findings are reported as observed, whichever way they come out.
+    Findings are reported as observed, whichever way they come out. Caveat: b near 0 with
+    `similarity_to_initial` near the generation-0 between-chain similarity means the chains forgot
+    their start; |b| < 1 then holds trivially and only the fixed point is informative.
+    `retries` as in `run_chains` (0: exactly one engine call per generation).
     """
     if len(initial_texts) < 3:
         raise ValueError(f"chains needs at least 3 initial texts, got {len(initial_texts)}")
     history, failures = run_chains(
         backend, initial_texts, generations=generations, role=role, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, max_chars=max_chars, seed=seed,
+        temperature=temperature, top_p=top_p, max_chars=max_chars, seed=seed, retries=retries,
     )  # fmt: skip
     n_chains = len(initial_texts)
     flat = [text for texts in history for text in texts]

@@ -20,8 +20,18 @@ def test_power_from_a_pilot(tmp_path: Path) -> None:
     before = (study.read_bytes(), lock_path(study).read_bytes())
     result = CliRunner().invoke(
         app,
-        ["power", str(study), "--pilot", "3", "--out", str(tmp_path / "out"), "--simulations", "200",
-         "--max-replicates", "12"],
+        [
+            "power",
+            str(study),
+            "--pilot",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            "--simulations",
+            "200",
+            "--max-replicates",
+            "12",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "H1" in result.output
