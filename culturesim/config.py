@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -55,15 +55,22 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """TOML `true` must not silently become the number 1."""
-        if isinstance(value, bool) and cls.model_fields[info.field_name].annotation in (int, float):
-            raise ValueError(f"must be a number, not the boolean {str(value).lower()}")
+        """TOML `true` must not silently become the number 1 (also inside unions and tuples)."""
+        if _allows_bool(cls.model_fields[info.field_name].annotation):
+            return value
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError("must be a number, not a boolean")
         return value
+
+
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean anywhere (Any does)."""
+    return annotation is bool or annotation is Any or any(_allows_bool(a) for a in get_args(annotation))
 
 
 class StudySection(_Section):

@@ -112,3 +112,17 @@ def test_bad_preregistration_gives_one_clear_error(tmp_path: Path, edit: tuple[s
     with pytest.raises(ConfigError, match=field) as info:
         load_config(study)
     assert str(study) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (('id = "H1"', 'id = "H1"\ngeneration = true'), "generation"),
+        (('id = "H1"', 'id = "H1"\nsummary = "slope"\nwindow = [true, 2]'), "window"),
+        (('direction = "less"', 'direction = "less"\nsesoi = inf'), "sesoi"),
+        (("size = 24", "size = 24\nllm_share = nan"), "population.llm_share"),
+    ],
+)
+def test_booleans_and_non_finite_numbers_are_refused(tmp_path: Path, edit: tuple[str, str], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_config(_study(tmp_path, PLAN.replace(*edit)))
