@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_resume import CLI, _run
+from tests.test_resume import CLI, ENV, _run
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,10 @@ def _check_same(folder: Path, reference: Path) -> None:
 
 def test_killed_pool_worker_then_resume(study_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--workers", "2"], stderr=subprocess.PIPE, text=True
+        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
 
     def pool_worker(pid: int, cmdline: str) -> bool:
@@ -103,6 +106,7 @@ def test_killed_ray_worker_is_retried(study_file: Path, uninterrupted: Path, tmp
         [*CLI, "run", str(study_file), "--out", str(tmp_path), "--executor", "ray"],
         stderr=subprocess.PIPE,
         text=True,
+        env=ENV,
     )
     killed = _kill_first(lambda pid, cmdline: cmdline.startswith("ray::_run_batch_task"), process)
     _, stderr = process.communicate(timeout=300)

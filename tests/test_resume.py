@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -33,6 +34,8 @@ innovation = 0.02
 "network.kind" = ["small_world", "scale_free"]
 """
 CLI = [sys.executable, "-m", "culturesim.cli"]
+# Without the embedding disk cache each run takes about a second, so a signal lands mid-study.
+ENV = {**os.environ, "CULTURESIM_NO_DISK_CACHE": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def study_file(tmp_path_factory) -> Path:
 
 
 def _run(study: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "run", str(study), "--out", str(out), *extra], capture_output=True, text=True)
+    return subprocess.run([*CLI, "run", str(study), "--out", str(out), *extra], capture_output=True, text=True, env=ENV)
 
 
 def _wait_for_first_run(folder_root: Path, process: subprocess.Popen, timeout: float = 240) -> Path:
@@ -65,7 +68,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(study_file: Path, tmp_
     [whole] = list((tmp_path / "whole" / "crashy").iterdir())
 
     process = subprocess.Popen(
-        [*CLI, "run", str(study_file), "--out", str(tmp_path / "killed")], stderr=subprocess.PIPE, text=True
+        [*CLI, "run", str(study_file), "--out", str(tmp_path / "killed")], stderr=subprocess.PIPE, text=True, env=ENV
     )
     folder = _wait_for_first_run(tmp_path / "killed", process)
     process.send_signal(signal.SIGKILL)
@@ -90,14 +93,14 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(study_file: Path, tmp_
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["sessions"]) == 2
     assert {r["status"] for r in manifest["runs"]} == {"complete"}
-    verified = subprocess.run([*CLI, "verify", str(folder)], capture_output=True, text=True)
+    verified = subprocess.run([*CLI, "verify", str(folder)], capture_output=True, text=True, env=ENV)
     assert verified.returncode == 0, verified.stderr
 
 
 @pytest.mark.slow
 def test_ctrl_c_saves_finished_runs(study_file: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [*CLI, "run", str(study_file), "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True
+        [*CLI, "run", str(study_file), "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True, env=ENV
     )
     folder = _wait_for_first_run(tmp_path, process)
     process.send_signal(signal.SIGINT)

@@ -192,11 +192,11 @@ class StudyRunner:
             ):
                 stats.add(batch_stats)
                 self._update_manifest(folder, manifest, stats, started, status="running")
+            combine_runs(folder, plans)
+            manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
         except BaseException:
             self._update_manifest(folder, manifest, stats, started, status="interrupted")
             raise
-        combine_runs(folder, plans)
-        manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
         self._update_manifest(folder, manifest, stats, started, status="complete")
         return folder
 
