@@ -23,10 +23,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report, timed  # noqa: E402
 
+from culturesim import generation  # noqa: E402
 from culturesim.config import EmbeddingSection, StudyConfig  # noqa: E402
 from culturesim.corpus import load_corpus  # noqa: E402
 from culturesim.embed import Embedder  # noqa: E402
-from culturesim.model import CultureModel, RunSpec  # noqa: E402
+from culturesim.generation import Throughput  # noqa: E402
+from culturesim.model import RunSpec, build_run  # noqa: E402
 
 K, CONFORMITY, MU, TURNOVER, DEGREE, REWIRE = 3, 2.0, 0.01, 0.5, 6, 0.1
 
@@ -103,27 +105,13 @@ def engine_rate(n: int, generations: int, embedder: Embedder) -> float:
         }
     )
     corpus = load_corpus(config.corpus)["text"].to_list()
-    model = CultureModel(
-        {
-            "config": config,
-            "spec": RunSpec("bench", "bench", 0, 1),
-            "corpus": corpus,
-            "dim": embedder.dim,
-            "content_axis": None,
-            "norm_axes": {},
-        }
-    )
-    model.sim_setup(steps=generations, seed=1)
-    model.pool.attach_embeddings(embedder.embed(model.pool.pending_texts()))
-    model.record()
+    model = build_run(config, RunSpec("bench", "bench", 0, 1), corpus=corpus, dim=embedder.dim)
+    stats = Throughput()
+    generation.start([model], embedder, stats)
 
     def generation_loop() -> None:
-        for _ in range(generations):
-            model.plan()
-            model.deliver([])
-            model.sim_step()
-            model.pool.attach_embeddings(embedder.embed(model.pool.pending_texts()))
-            model.record()
+        for g in range(1, generations + 1):
+            generation.advance([model], g, source=None, vectors=embedder, stats=stats)
 
     return n * generations / timed(generation_loop)
 

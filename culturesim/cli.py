@@ -40,11 +40,14 @@ def run(
     address: str = typer.Option("", "--address", help="Ray cluster address (default: start a local Ray)"),
     deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
     toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 2 replicates"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the study's size (runs, requests, tables) and exit"),
 ) -> None:
     """Run every condition x replicate of a study and write results, a report and a figure."""
     from culturesim.report import write_report
+    from culturesim.study.holder import FolderHeldError
     from culturesim.study.prereg import check_lock, read_lock
     from culturesim.study.runner import StudyRunner, plan_runs
+    from culturesim.study.sizing import check_disk, plan_table, size_study
 
     runner = StudyRunner()
     try:
@@ -54,6 +57,11 @@ def run(
             config, deviation_record = config.toy(), None
         else:
             deviation_record = check_lock(config, study, deviation=deviation or None)
+        size = size_study(config)
+        console.print(plan_table(size))
+        check_disk(size, out)
+        if dry_run:
+            return
         total = len(plan_runs(config)) * config.study.generations
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
@@ -72,10 +80,11 @@ def run(
                 on_progress=lambda n: progress.advance(task, n),
             )
         report = write_report(folder)
-    except ConfigError as exc:
+    except (ConfigError, FolderHeldError) as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted:[/yellow] finished runs are saved; continue with --resume")
+        console.print("[yellow]interrupted:[/yellow] finished runs and the completion log are saved; "
+                      "continue with --resume")  # fmt: skip
         raise typer.Exit(130) from None
     except BrokenProcessPool:
         console.print("[red]a worker process died:[/red] finished runs are saved; continue with --resume")
@@ -83,6 +92,27 @@ def run(
     finally:
         runner.close()
     console.print(f"results: {folder}\nreport:  {report}")
+
+
+@app.command()
+def replay(
+    results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/"),
+    out: Path = typer.Option(None, "--out", help="folder for the replayed tables (default: RESULTS/replay)"),
+    study: Path = typer.Option(None, "--study", help="a study file to replay instead of the recorded config"),
+) -> None:
+    """Recompute a study from its completion log and stored vectors, with no LLM or embedder loaded."""
+    from culturesim.completions import MissingCompletion
+    from culturesim.study.holder import FolderHeldError
+    from culturesim.study.runner import StudyRunner
+    from culturesim.vectors import MissingVector
+
+    target = out or results / "replay"
+    try:
+        config = load_config(study) if study is not None else None
+        folder = StudyRunner().replay(results, target, config=config)
+    except (ConfigError, FileNotFoundError, FolderHeldError, MissingCompletion, MissingVector) as exc:
+        _fail(exc)
+    console.print(f"replayed: {folder}")
 
 
 @app.command()
@@ -117,8 +147,8 @@ def verify(results: Path = typer.Argument(..., help="a results folder results/<s
 @app.command()
 def status(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
     """Show which runs have finished, which are missing, and the recorded deviations."""
-    from culturesim.study.runner import finished_runs
     from culturesim.study.store import read_manifest
+    from culturesim.study.tables import finished_runs
 
     try:
         manifest = read_manifest(results)

@@ -50,6 +50,15 @@ DEFAULT_METRICS = (
 )
 
 
+# Sections every run of a study shares, so a condition cannot change them (why, in words).
+SHARED_SECTIONS = {
+    "study": "name, seed, replicates and generations define the runs themselves",
+    "preregistration": "the analysis plan covers all conditions",
+    "conditions": "the design itself",
+    "condition_sets": "the design itself",
+}
+
+
 class ConfigError(ValueError):
     """A study file or option that cannot be used, with a message meant for people."""
 
@@ -401,10 +410,15 @@ class StudyConfig(_Section):
 
 def _check_factor(key: str) -> None:
     section, _, field = key.partition(".")
+    if section in SHARED_SECTIONS:
+        raise ValueError(
+            f"condition factor {key!r} cannot vary per condition: [{section}] is shared by every run of a study "
+            f"({SHARED_SECTIONS[section]}); run a separate study for each value instead"
+        )
     model = StudyConfig.model_fields.get(section)
     annotation = getattr(model, "annotation", None)
     fields = getattr(annotation, "model_fields", {})
-    if section in ("study", "preregistration") or field not in fields:
+    if field not in fields:
         raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
 
 

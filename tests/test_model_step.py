@@ -1,7 +1,8 @@
 """Transmission mechanics of culturesim.model.CultureModel, without any LLM or embedding model.
 
-Embeddings are a deterministic fake (a unit vector seeded by a hash of the text): these tests are
-about who copies whom and what is born, not about semantics. LLM answers are fake `Completion`s.
+Every generation runs through `culturesim.generation.advance`, as in a study. Embeddings are a
+deterministic fake (a unit vector seeded by a hash of the text): these tests are about who copies
+whom and what is born, not about semantics. LLM answers come from a scripted fake engine.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import hashlib
 import numpy as np
 import pytest
 
+from culturesim import generation as gen
+from culturesim.completions import CompletionSource, EngineIdentity
 from culturesim.config import StudyConfig
-from culturesim.llm.base import Completion
+from culturesim.generation import Throughput
+from culturesim.llm.base import Completion, Request
 from culturesim.llm.prompts import clean_completion
-from culturesim.model import CultureModel, RunSpec
+from culturesim.model import CultureModel, RunSpec, build_run
 
 DIM = 8
 CORPUS = [
@@ -49,12 +53,39 @@ def fake_embed(texts: list[str]) -> np.ndarray:
     return vectors
 
 
+class FakeVectors:
+    dim = DIM
+    encoded = 0
+
+    def embed(self, texts):
+        return fake_embed(list(texts))
+
+
+class ScriptedEngine:
+    """A fake engine: `answer(i, request)` is the text of the i-th request of a call."""
+
+    model_id = "scripted"
+    engine_version = "scripted 0"
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls: list[list[Request]] = []
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        return [Completion(self.answer(i, r), 3) for i, r in enumerate(requests)]
+
+    def close(self):
+        pass
+
+
 def make_config(*, size=40, llm_share=0.0, turnover=1.0, copy_error=0.0, innovation=0.0, seed=1, **sections):
     data = {
         "study": {"name": "t", "seed": seed, "replicates": 1, "generations": 5},
         "population": {"size": size, "llm_share": llm_share, "turnover": turnover},
         "network": {"kind": "small_world", "degree": 4, "rewire": 0.2},
         "humans": {"bias": "unbiased", "copy_error": copy_error, "innovation": innovation},
+        "llm": {"retries": 0},  # failures are counted here, not retried
         "metrics": {"names": sorted(METRIC_KEYS)},
     }
     for section, values in sections.items():
@@ -63,36 +94,25 @@ def make_config(*, size=40, llm_share=0.0, turnover=1.0, copy_error=0.0, innovat
 
 
 def make_model(config: StudyConfig, *, seed: int | None = None, replicate: int = 0) -> CultureModel:
-    """A model set up and recorded at generation 0, as StudyRunner._build_models and run() do."""
+    """A model set up and recorded at generation 0, as a study's batch builds it."""
     seed = config.study.seed if seed is None else seed
-    model = CultureModel(
-        {
-            "config": config,
-            "spec": RunSpec("c0-r0", "baseline", replicate, seed),
-            "corpus": CORPUS,
-            "dim": DIM,
-            "content_axis": None,
-            "norm_axes": {},
-        }
-    )
-    model.sim_setup(steps=config.study.generations, seed=seed)
-    model.pool.attach_embeddings(fake_embed(model.pool.pending_texts()))
-    model.record()
+    model = build_run(config, RunSpec("c0-r0", "baseline", replicate, seed), corpus=CORPUS, dim=DIM)
+    gen.start([model], FakeVectors(), Throughput())
     return model
 
 
-def finish(model: CultureModel) -> None:
-    """The rest of a generation after deliver(): step, embed new texts, record."""
-    model.sim_step()
-    model.pool.attach_embeddings(fake_embed(model.pool.pending_texts()))
-    model.record()
+def llm_generation(model: CultureModel, answer) -> tuple[list[Request], list[dict]]:
+    """One generation through `generation.advance`; LLM requests are answered by `answer(i, request)`.
+    Returns the requests of the generation's first engine call and the run's LLM rows."""
+    engine = ScriptedEngine(answer)
+    source = CompletionSource(engine=EngineIdentity("scripted", "scripted", "", 0), start_engine=lambda: engine)
+    next_generation = model.records[-1]["generation"] + 1
+    [rows] = gen.advance([model], next_generation, source=source, vectors=FakeVectors(), stats=Throughput())
+    return (engine.calls[0] if engine.calls else []), rows
 
 
 def human_generation(model: CultureModel) -> list:
-    requests = model.plan()
-    model.deliver([])
-    finish(model)
-    return requests
+    return llm_generation(model, lambda i, r: pytest.fail("a human-only generation asked an LLM"))[0]
 
 
 def born_in(model: CultureModel, generation: int) -> np.ndarray:
@@ -147,9 +167,7 @@ def test_number_of_learners_is_turnover_times_humans(size, llm_share, turnover):
     humans = size - round(llm_share * size)
     assert len(model.humans) == humans
     for generation in range(1, 4):
-        requests = model.plan()
-        model.deliver([Completion("", 0)] * len(requests))  # LLM agents fail and keep their traits
-        finish(model)
+        llm_generation(model, lambda i, r: "")  # LLM agents fail and keep their traits
         new = born_in(model, generation)
         assert len(new) == round(turnover * humans)
         learners = np.flatnonzero(np.isin(model.traits, new))
@@ -210,21 +228,19 @@ def test_one_request_per_llm_agent_per_generation():
     model = make_model(make_config(llm_share=0.25, turnover=0.5))
     assert len(model.llm_agents) == 10
     for generation in range(1, 4):
-        requests = model.plan()
+        requests, rows = llm_generation(model, lambda i, r, g=generation: f"Generation {g} text {i}.")
         assert len(requests) == 10
-        assert model.askers().tolist() == model.llm_agents.tolist()
+        assert [row["agent"] for row in rows] == model.llm_agents.tolist()
+        assert [row["generation"] for row in rows] == [generation] * 10
         assert len({r.seed for r in requests}) == 10
-        model.deliver([Completion(f"Generation {generation} text {i}.", 5) for i in range(len(requests))])
-        finish(model)
 
 
 def test_llm_agents_adopt_cleaned_completions():
     model = make_model(make_config(llm_share=0.25, turnover=0.5))
     before = model.traits.copy()
-    requests = model.plan()
-    raw = [f'Sure! Here is a rewritten version: "Text number {i} from the machine."' for i in range(len(requests))]
-    model.deliver([Completion(text, 12) for text in raw])
-    finish(model)
+    raw = [f'Sure! Here is a rewritten version: "Text number {i} from the machine."' for i in range(10)]
+    requests, _ = llm_generation(model, lambda i, r: raw[i])
+    assert len(requests) == 10
     for agent, text in zip(model.llm_agents, raw, strict=True):
         trait = model.traits[agent]
         assert model.pool.texts[trait] == clean_completion(text, max_chars=280)
@@ -242,19 +258,16 @@ def test_llm_agents_adopt_cleaned_completions():
 def test_empty_completion_keeps_the_trait_and_counts_a_failure():
     model = make_model(make_config(llm_share=0.25, turnover=0.5))
     before = model.traits.copy()
-    requests = model.plan()
-    answers = ["   ", "Sure! Here is a rewritten version:", ""] + ["A usable new text."] * (len(requests) - 3)
-    model.deliver([Completion(text, 3) for text in answers])
-    finish(model)
+    answers = ["   ", "Sure! Here is a rewritten version:", ""] + ["A usable new text."] * 7
+    requests, _ = llm_generation(model, lambda i, r: answers[i])
+    assert len(requests) == 10
     agents = model.llm_agents
     assert model.traits[agents[:3]].tolist() == before[agents[:3]].tolist()
     assert all(model.pool.texts[t] == "A usable new text." for t in model.traits[agents[3:]])
     failures = {r["generation"]: r["value"] for r in model.records if r["metric"] == "llm_failures"}
     assert failures == {0: 0.0, 1: 3.0}
     # the counter restarts every generation
-    requests = model.plan()
-    model.deliver([Completion("Fine.", 1)] * len(requests))
-    finish(model)
+    llm_generation(model, lambda i, r: "Fine.")
     assert [r["value"] for r in model.records if r["metric"] == "llm_failures"][-1] == 0.0
 
 
@@ -262,12 +275,10 @@ def test_combine_role_reads_several_neighbours():
     config = make_config(llm_share=0.25, turnover=0.5, llm={"role": "combine", "neighbours_read": 3})
     model = make_model(config)
     before = model.traits.copy()
-    requests = model.plan()
+    requests, _ = llm_generation(model, lambda i, r: "Combined idea.")
     assert len(requests) == len(model.llm_agents)
     for request in requests:
         assert request.messages[-1][1].count("\n- ") == 3
-    model.deliver([Completion("Combined idea.", 3)] * len(requests))
-    finish(model)
     for agent in model.llm_agents:
         parents = model.pool.parents[model.traits[agent]]
         assert len(parents) == 3
@@ -277,19 +288,20 @@ def test_combine_role_reads_several_neighbours():
 def test_consulting_humans_adopt_assisted_traits():
     config = make_config(turnover=0.5, humans={"llm_consultation": 1.0})
     model = make_model(config)
-    requests = model.plan()
+    requests, rows = llm_generation(model, lambda i, r: f"Advice {i}.")
     assert len(requests) == 20  # every learner consults
-    askers = model.askers().copy()
-    model.deliver([Completion(f"Advice {i}.", 2) for i in range(len(requests))])
-    finish(model)
+    askers = np.array([row["agent"] for row in rows])
     assert [model.pool.texts[t] for t in model.traits[askers]] == [f"Advice {i}." for i in range(20)]
     assert model.pool.author_kinds(model.traits[askers]) == ["human_llm_assisted"] * 20
 
 
 def test_missing_completions_are_not_silently_ignored():
     model = make_model(make_config(llm_share=0.25, turnover=0.5))
-    requests = model.plan()
+    with pytest.raises(RuntimeError, match="no completion source"):
+        gen.advance([model], 1, source=None, vectors=FakeVectors(), stats=Throughput())
+    requests = model.plan(1)
     assert len(requests) == 10
-    with pytest.raises((ValueError, RuntimeError)):
-        model.deliver([])
-        model.sim_step()
+    with pytest.raises(ValueError, match="expected 10, got 0"):
+        model.step(1, [])
+    with pytest.raises(RuntimeError, match=r"plan\(2\) must run before step\(2\)"):
+        model.step(2, [Completion("x", 1)] * 10)

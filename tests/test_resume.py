@@ -15,7 +15,8 @@ import pytest
 
 from culturesim.config import load_config
 from culturesim.fingerprint import file_sha256
-from culturesim.study.runner import StudyRunner, finished_runs
+from culturesim.study.runner import StudyRunner
+from culturesim.study.tables import finished_runs
 
 STUDY = """
 [study]

@@ -178,10 +178,10 @@ def test_neutral_dynamics_do_not_depend_on_embeddings(embedder):
     real = v.time_averages(config, rng=np.random.default_rng(0), embedder=embedder, **kwargs)
     placeholder = v.time_averages(config, rng=np.random.default_rng(0), **kwargs)
     assert real == placeholder
-    model = v.build_model(config, replicate=0, study_seed=4, embedder=embedder)
-    v.advance(model, embedder)
-    assert model.pool.embeddings.shape == (len(model.pool), embedder.dim)
-    assert np.allclose(np.linalg.norm(model.pool.embeddings, axis=1), 1.0, atol=1e-5)
+    run = v.build_model(config, replicate=0, study_seed=4, embedder=embedder)
+    run.advance()
+    assert run.model.pool.embeddings.shape == (len(run.model.pool), embedder.dim)
+    assert np.allclose(np.linalg.norm(run.model.pool.embeddings, axis=1), 1.0, atol=1e-5)
 
 
 # --- 4. LLM transmission chains ---------------------------------------------------------------

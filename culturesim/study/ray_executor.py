@@ -2,9 +2,10 @@
 
 Each batch of runs becomes a task (its own embedder, its own models); every LLM call of
 a task goes to an engine actor, so batches from many workers feed the same engines.
-One engine actor per GPU, or one in total on a CPU-only cluster. Results are identical
-to the local executor: a batch's randomness and requests do not depend on where it runs.
-Ray retries a task whose worker dies; a retried batch rewrites identical files.
+One engine actor per GPU, or one in total on a CPU-only cluster, for one engine group at
+a time. Results are identical to the local executor: a batch's randomness, requests and
+vectors do not depend on where it runs. Ray retries a task whose worker dies; the retried
+batch answers what the dead one logged from the completion log and rewrites identical files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from culturesim.config import ConfigError, LLMSection, StudyConfig
 from culturesim.llm.base import Completion, Request
+from culturesim.study.batch import LogPolicy, group_embedder, run_batch
+from culturesim.study.groups import EngineGroup, engine_groups
 
 TASK_RETRIES = 3
 
@@ -59,16 +62,32 @@ class EngineHost:
         self._backend.close()
 
 
-def _run_batch_task(config_json: str, plans: list, folder: str, skip: set[str], engine: Any) -> dict[str, float]:
-    from culturesim.study.runner import StudyRunner
-
-    backend = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
-    runner = StudyRunner(backend=backend)
-    return runner.run_batch(StudyConfig.model_validate_json(config_json), plans, Path(folder), skip=skip)
+def _run_batch_task(
+    config_json: str, plans: list, folder: str, skip: set[str], log: LogPolicy, engine: Any
+) -> dict[str, float]:
+    config = StudyConfig.model_validate_json(config_json)
+    [group] = engine_groups(config, plans)
+    proxy = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
+    return run_batch(
+        config,
+        plans,
+        Path(folder),
+        vectors=group_embedder(group.config.embedding),
+        log=log,
+        engine=None if proxy is None else (lambda: proxy),
+        skip=skip,
+    )
 
 
 def run_on_ray(
-    config: StudyConfig, batches: list[list], folder: Path, skip: set[str], *, address: str | None, needs_llm: bool
+    config: StudyConfig,
+    group: EngineGroup,
+    batches: list[list],
+    folder: Path,
+    skip: set[str],
+    log: LogPolicy,
+    *,
+    address: str | None,
 ) -> Iterator[tuple[list, dict[str, float]]]:
     """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address."""
     ray = _ray()
@@ -84,14 +103,16 @@ def run_on_ray(
         )
     engines: list[Any] = []
     try:
-        if needs_llm:
+        if group.needs_llm:
             gpus = int(ray.cluster_resources().get("GPU", 0))
             host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
-            engines = [host.remote(config.llm, config.study.seed) for _ in range(max(gpus, 1))]
+            engines = [host.remote(group.config.llm, config.study.seed) for _ in range(max(gpus, 1))]
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
         config_json = config.model_dump_json()
         pending = {
-            task.remote(config_json, batch, str(folder), skip, engines[i % len(engines)] if engines else None): batch
+            task.remote(
+                config_json, batch, str(folder), skip, log, engines[i % len(engines)] if engines else None
+            ): batch
             for i, batch in enumerate(batches)
         }
         while pending:

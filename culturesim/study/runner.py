@@ -1,64 +1,42 @@
-"""Run a study: conditions x replicates, in lockstep batches, crash-safe and resumable.
+"""Run a study: conditions x replicates, grouped by engine, in lockstep batches, crash-safe.
 
-The runs of a batch advance together, generation by generation, so each
-generation's LLM requests, from every agent of every run in the batch, go to the
-engine in one call (identical requests answered once), and all new texts are
-embedded in one call through the shared cache. When a batch ends, each run's
-tables are written atomically, then a `done.json` marker with their hashes: a run
-counts as finished only when its marker exists, so a killed study resumes where
-it stopped and never counts a run twice. Batches are independent units of work
-for a process pool (`workers`) or, later, a cluster executor.
+Runs are grouped by the engines they need (`culturesim.study.groups`): each group gets
+its own LLM engine and embedder, and only one engine is alive at a time. Within a group,
+the runs of a batch advance together, so each generation's LLM requests, from every agent
+of every run in the batch, go to the engine in one call. Every engine call is appended to
+the completion log as it happens, so a killed study resumes from the log (zero engine
+calls for what was logged), and `replay` recomputes a study from its log and stored
+vectors with no model loaded. When a batch ends, each run's tables are written
+atomically, then a `done.json` marker: a run counts as finished only when it exists.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-
 from culturesim.config import ConfigError, StudyConfig
-from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
-from culturesim.fingerprint import file_sha256, weights_digest
+from culturesim.fingerprint import file_sha256
+from culturesim.generation import Throughput, VectorSource
 from culturesim.llm import Backend, create_backend
-from culturesim.llm.base import Completion, Request, generate_with_retries
-from culturesim.llm.models import cache_root
-from culturesim.llm.prompts import clean_completion
-from culturesim.model import CultureModel, RunSpec
+from culturesim.study.batch import LogPolicy, ProgressFn, RunPlan, group_embedder, needs_llm, run_batch
+from culturesim.study.groups import EngineGroup, engine_groups, plan_batches
+from culturesim.study.holder import hold_folder
 from culturesim.study.provenance import provenance
-from culturesim.study.store import (
-    GENERATIONS_SCHEMA,
-    METRICS_SCHEMA,
-    POPULATION_SCHEMA,
-    read_manifest,
-    results_dir,
-    write_json,
-    write_parquet,
-)
+from culturesim.study.sizing import check_disk, size_study
+from culturesim.study.store import read_manifest, results_dir, write_json
+from culturesim.study.tables import RUN_TABLES, combine_runs, finished_runs
+from culturesim.vectors import StoredVectors
 
 EXECUTORS = ("local", "ray")
-RUN_TABLES = ("metrics", "traits", "generations", "population")
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One run of a study: which condition, which replicate."""
-
-    run_id: str
-    condition: str
-    levels: dict[str, Any]
-    replicate: int
-    condition_index: int
+LOG_FOLDER = "log"
 
 
 def plan_runs(config: StudyConfig) -> list[RunPlan]:
@@ -72,83 +50,42 @@ def plan_runs(config: StudyConfig) -> list[RunPlan]:
     return plans
 
 
-def plan_batches(config: StudyConfig, plans: list[RunPlan], batch_runs: int | None) -> list[list[RunPlan]]:
-    """Fixed lockstep batches: all runs together when LLMs are involved (one engine call per
-    generation), else one run per batch (saved as soon as it ends). The partition depends only on
-    the study and `batch_runs`, never on workers or on what a resume finds done."""
-    size = batch_runs or (len(plans) if needs_llm(config) else 1)
-    return [plans[i : i + size] for i in range(0, len(plans), size)]
-
-
-@dataclass
-class Throughput:
-    """Counters for the progress bar and the manifest."""
-
-    llm_tokens: int = 0
-    llm_seconds: float = 0.0
-    llm_requests: int = 0
-    llm_unique_requests: int = 0
-    llm_calls: int = 0
-    llm_retries: int = 0
-    embedded_texts: int = 0
-    embedding_requests: int = 0
-    embed_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    def tokens_per_second(self) -> float:
-        return self.llm_tokens / self.llm_seconds if self.llm_seconds else 0.0
-
-    def add(self, other: dict[str, float]) -> None:
-        for key, value in other.items():
-            if key in self.__dataclass_fields__:
-                setattr(self, key, getattr(self, key) + value)
-
-    def summary(self) -> dict[str, float]:
-        data = asdict(self)
-        data["llm_tokens_per_second"] = self.tokens_per_second()
-        data["embedded_texts_per_second"] = self.embedded_texts / self.embed_seconds if self.embed_seconds else 0.0
-        return data
-
-
-def needs_llm(config: StudyConfig) -> bool:
-    return any(cfg.population.llm_share > 0 or cfg.humans.llm_consultation > 0 for _, cfg in config.condition_grid())
-
-
-ProgressFn = Callable[[int], None]  # called with the number of run-generations just completed
-
-
-def run_folder(folder: Path, run_id: str) -> Path:
-    return folder / "runs" / run_id
-
-
-def finished_runs(folder: Path) -> set[str]:
-    """Runs whose done marker exists: their tables are complete."""
-    return {p.parent.name for p in (folder / "runs").glob("*/done.json")}
-
-
 class StudyRunner:
-    """Owns the engines (one LLM backend, one embedder) and runs batches of runs with them."""
+    """Owns the engines of the group being run (one LLM backend, one embedder) and runs its batches.
+
+    An injected `embedder` or `backend` (tests share one per session) is used for every group
+    and never closed here."""
 
     def __init__(self, *, embedder: Embedder | None = None, backend: Backend | None = None) -> None:
-        self._embedder = embedder
-        self._backend = backend
+        self._shared_embedder = embedder
+        self._shared_backend = backend
+        self._embedder: Embedder | None = None
+        self._backend: Backend | None = None
+        self.engines_started: list[dict[str, str]] = []  # in start order, for the manifest
 
-    def embedder(self, config: StudyConfig) -> Embedder:
-        """The shared embedder, with a disk cache under the user cache unless CULTURESIM_NO_DISK_CACHE is set."""
-        if self._embedder is None:
-            cache = None if os.environ.get("CULTURESIM_NO_DISK_CACHE") else cache_root() / "embeddings"
-            self._embedder = Embedder(config.embedding, cache_dir=cache)
+    def embedder(self, group: EngineGroup) -> VectorSource:
+        """The group's embedder (kept while consecutive groups share the embedding model)."""
+        if self._shared_embedder is not None:
+            return self._shared_embedder
+        if self._embedder is None or self._embedder.model_id != group.config.embedding.model:
+            self._embedder = group_embedder(group.config.embedding)
         return self._embedder
 
-    def backend(self, config: StudyConfig) -> Backend:
+    def backend(self, group: EngineGroup) -> Backend:
+        """The group's LLM engine, started on first need (a resume answered by the log starts none)."""
+        if self._shared_backend is not None:
+            return self._shared_backend
         if self._backend is None:
-            self._backend = create_backend(config.llm, seed=config.study.seed)
+            self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
+            self.engines_started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
         return self._backend
 
     def close(self) -> None:
+        """Stop the group's engine; one engine is alive at a time."""
         if self._backend is not None:
             self._backend.close()
             self._backend = None
+            self.engines_started[-1]["stopped"] = datetime.now(UTC).isoformat()
 
     # -- a whole study -------------------------------------------------------------------------
     def run(
@@ -176,291 +113,155 @@ class StudyRunner:
         if executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {EXECUTORS} (got {executor!r})")
         folder = results_dir(config, out_root)
-        plans = plan_runs(config)
-        done = finished_runs(folder)
-        if done and not resume:
-            raise ConfigError(
-                f"{folder} already holds {len(done)} finished run(s); pass --resume to finish the study "
-                "or delete the folder to start again"
-            )
-        manifest = self._start_manifest(folder, config, plans, deviation=deviation, lock=lock, toy=toy)
-        stats = Throughput()
-        started = time.perf_counter()
-        try:
-            for batch_stats in self._execute(
-                config, folder, plan_batches(config, plans, batch_runs), done, workers, on_progress, executor, address
-            ):
-                stats.add(batch_stats)
-                self._update_manifest(folder, manifest, stats, started, status="running")
-            combine_runs(folder, plans)
-            manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
-        except BaseException:
-            self._update_manifest(folder, manifest, stats, started, status="interrupted")
-            raise
-        self._update_manifest(folder, manifest, stats, started, status="complete")
+        with hold_folder(folder):
+            done = finished_runs(folder)
+            if done and not resume:
+                raise ConfigError(
+                    f"{folder} already holds {len(done)} finished run(s); pass --resume to finish the study "
+                    "or delete the folder to start again"
+                )
+            check_disk(size_study(config), out_root)
+            manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy)
+            log = LogPolicy(folder / LOG_FOLDER)
+            self._run_groups(config, folder, manifest, done, log, None, workers, batch_runs, executor, address,
+                             on_progress)  # fmt: skip
         return folder
 
-    def _execute(self, config, folder, batches, done, workers, on_progress, executor="local", address=None):
-        """Yield each finished batch's throughput counters, running batches here or in a pool.
+    def replay(self, source: Path, out: Path, *, config: StudyConfig | None = None) -> Path:
+        """Recompute a study from its completion log and stored vectors into `out`, with no model loaded.
 
-        A batch with any unfinished run is rerun whole (same LLM batch composition, so the
-        same completions) and only its unfinished runs are written.
-        """
-        todo = [batch for batch in batches if any(p.run_id not in done for p in batch)]
+        `config` defaults to the study's own; a config whose requests or texts the study never
+        made stops with a message naming the first missing one."""
+        manifest_in = read_manifest(source)
+        config = config or StudyConfig.model_validate(manifest_in["config"])
+        vectors = StoredVectors.from_folder(source)
+        with hold_folder(out):
+            if finished_runs(out):
+                raise ConfigError(f"{out} already holds a replay; delete it or choose another --out")
+            manifest = _start_manifest(out, config, deviation=None, lock=manifest_in.get("lock"), toy=False)
+            manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
+            log = LogPolicy(source / LOG_FOLDER, append=False)
+            self._run_groups(config, out, manifest, set(), log, vectors, 1, None, "local", None, None)
+        return out
+
+    def _run_groups(self, config, folder, manifest, done, log, vectors, workers, batch_runs, executor, address,
+                    on_progress) -> None:  # fmt: skip
+        """Each engine group in turn, with its own engines; then the combined tables.
+
+        `vectors` None: the groups' embedders; else stored vectors (replay, which also asks no engine)."""
+        plans = plan_runs(config)
+        self.engines_started = manifest["engines"]
+        stats = Throughput(**{k: v for k, v in manifest["throughput"].items() if k in Throughput.__dataclass_fields__})
+        started = time.perf_counter() - stats.wall_seconds
+        try:
+            for group in engine_groups(config, plans):
+                batches = [b for b in plan_batches(group, batch_runs) if any(p.run_id not in done for p in b)]
+                for batch_stats in self._execute(
+                    config, group, folder, batches, done, log, vectors, workers, executor, address, on_progress
+                ):
+                    stats.add(batch_stats)
+                    _update_manifest(folder, manifest, stats, started, status="running")
+                self.close()
+            combine_runs(folder, [p.run_id for p in plans])
+            manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
+        except BaseException:
+            self.close()
+            _update_manifest(folder, manifest, stats, started, status="interrupted")
+            raise
+        _update_manifest(folder, manifest, stats, started, status="complete")
+
+    def _execute(self, config, group, folder, batches, done, log, vectors, workers, executor, address,
+                 on_progress) -> Iterator[dict[str, float]]:  # fmt: skip
+        """Yield each finished batch's throughput counters, running batches here, in a pool or on Ray.
+
+        A batch with any unfinished run is rerun whole (its logged requests come from the log)
+        and only its unfinished runs are written."""
+        generations = config.study.generations
         if executor == "ray":
             from culturesim.study.ray_executor import run_on_ray
 
-            for batch, batch_stats in run_on_ray(
-                config, todo, folder, done, address=address, needs_llm=needs_llm(config)
-            ):
+            for batch, batch_stats in run_on_ray(config, group, batches, folder, done, log, address=address):
                 if on_progress is not None:
-                    on_progress(len(batch) * config.study.generations)
+                    on_progress(len(batch) * generations)
                 yield batch_stats
             return
         if workers == 1:
-            for batch in todo:
-                yield self.run_batch(config, batch, folder, skip=done, on_progress=on_progress)
+            engine = None if vectors is not None else _lazy(self, group)
+            for batch in batches:
+                yield run_batch(
+                    config,
+                    batch,
+                    folder,
+                    vectors=vectors or self.embedder(group),
+                    log=log,
+                    engine=engine,
+                    skip=done,
+                    on_progress=on_progress,
+                )
             return
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {
-                pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done): batch
-                for batch in todo
+                pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done, log): batch
+                for batch in batches
             }
             for future in as_completed(futures):
                 if on_progress is not None:
-                    on_progress(len(futures[future]) * config.study.generations)
+                    on_progress(len(futures[future]) * generations)
                 yield future.result()
 
-    def _start_manifest(self, folder, config, plans, *, deviation, lock, toy) -> dict[str, Any]:
-        path = folder / "manifest.json"
-        previous = read_manifest(folder) if path.exists() else {}
-        deviations = previous.get("deviations", []) + ([deviation] if deviation else [])
-        manifest = {
-            "study": config.study.name,
-            "config": config.model_dump(mode="json"),
-            "config_hash": config.hash(),
-            "toy": toy,
-            "lock": lock,
-            "deviations": deviations,
-            "started": previous.get("started", datetime.now(UTC).isoformat()),
-            "sessions": previous.get("sessions", []) + [provenance()],
-            "llm": {"model": config.llm.model, "backend": config.llm.backend} if needs_llm(config) else None,
-            "embedder": config.embedding.model,
-            "runs": [{**asdict(p), "seed": {"entropy": config.study.seed, "spawn_key": [p.replicate]}} for p in plans],
-            "throughput": previous.get("throughput", {}),
-        }
-        write_json(manifest, path)
-        return manifest
 
-    def _update_manifest(self, folder, manifest, stats, started, *, status: str) -> None:
-        done = finished_runs(folder)
-        for run in manifest["runs"]:
-            run["status"] = "complete" if run["run_id"] in done else "pending"
-        stats.wall_seconds = time.perf_counter() - started
-        manifest["status"] = status
-        manifest["throughput"] = stats.summary()
-        manifest["updated"] = datetime.now(UTC).isoformat()
-        write_json(manifest, folder / "manifest.json")
-
-    # -- one lockstep batch --------------------------------------------------------------------
-    def run_batch(
-        self,
-        config: StudyConfig,
-        plans: list[RunPlan],
-        folder: Path,
-        *,
-        skip: set[str] = frozenset(),
-        on_progress: ProgressFn | None = None,
-    ) -> dict[str, float]:
-        """Advance the runs together, then write each run's tables and done marker."""
-        embedder = self.embedder(config)
-        backend = self.backend(config) if needs_llm(config) else None
-        stats = Throughput()
-        models = self._build_models(config, plans, embedder)
-        self._embed_pending(models, embedder, stats)
-        for model in models:
-            model.record()
-        logs: list[list[dict[str, object]]] = [[] for _ in models]
-        for generation in range(1, config.study.generations + 1):
-            plans_ = [model.plan() for model in models]
-            requests = [r for plan in plans_ for r in plan]
-            completions = self._generate(backend, requests, stats, retries=config.llm.retries)
-            offset = 0
-            for model, plan, log in zip(models, plans_, logs, strict=True):
-                answered = completions[offset : offset + len(plan)]
-                offset += len(plan)
-                log.extend(_log_rows(model, generation, plan, answered, backend))
-                model.deliver(answered)
-                model.sim_step()
-            self._embed_pending(models, embedder, stats)
-            for model in models:
-                model.record()
-            if on_progress is not None:
-                on_progress(len(models))
-        embedder.save()
-        for model, log in zip(models, logs, strict=True):
-            if model.spec.run_id not in skip:
-                write_run(folder, model, log, weights=_model_digests(config, backend))
-        return asdict(stats)
-
-    def _build_models(self, config: StudyConfig, plans: list[RunPlan], embedder: Embedder) -> list[CultureModel]:
-        grid = config.condition_grid()
-        models = []
-        for plan in plans:
-            condition = grid[plan.condition_index][1]
-            corpus = load_corpus(condition.corpus)["text"].to_list()
-            model = CultureModel(
-                {
-                    "config": condition,
-                    "spec": RunSpec(plan.run_id, plan.condition, plan.replicate, config.study.seed),
-                    "corpus": corpus,
-                    "dim": embedder.dim,
-                    "content_axis": _axis(embedder, condition.humans.content_axis),
-                    "norm_axes": {name: _axis(embedder, poles) for name, poles in condition.metrics.norm_axes.items()},
-                }
-            )
-            model.sim_setup(steps=config.study.generations, seed=config.study.seed)
-            models.append(model)
-        return models
-
-    def _generate(
-        self, backend: Backend | None, requests: list[Request], stats: Throughput, *, retries: int
-    ) -> list[Completion]:
-        if not requests:
-            return []
-        if backend is None:
-            raise RuntimeError("LLM requests were made but no backend was started")
-        start = time.perf_counter()
-        completions, attempts = generate_with_retries(backend, requests, usable=_usable, retries=retries)
-        stats.llm_seconds += time.perf_counter() - start
-        unique = {r.key(): c for r, c in zip(requests, completions, strict=True)}
-        stats.llm_calls += max(attempts)
-        stats.llm_requests += len(requests)
-        stats.llm_retries += sum(attempts) - len(attempts)
-        stats.llm_unique_requests += len(unique)
-        stats.llm_tokens += sum(c.tokens for c in unique.values())
-        return completions
-
-    def _embed_pending(self, models: list[CultureModel], embedder: Embedder, stats: Throughput) -> None:
-        pending = [model.pool.pending_texts() for model in models]
-        texts = [t for batch in pending for t in batch]
-        before = embedder.encoded
-        start = time.perf_counter()
-        vectors = embedder.embed(texts)
-        stats.embed_seconds += time.perf_counter() - start
-        stats.embedded_texts += embedder.encoded - before
-        stats.embedding_requests += len(texts)
-        offset = 0
-        for model, batch in zip(models, pending, strict=True):
-            model.pool.attach_embeddings(vectors[offset : offset + len(batch)])
-            offset += len(batch)
+def _lazy(runner: StudyRunner, group: EngineGroup):
+    """An engine factory for the group: the runner's engine, started on first need."""
+    return lambda: runner.backend(group)
 
 
-def _usable(request: Request, completion: Completion) -> bool:
-    return bool(clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.messages[-1][1]))
-
-
-def _run_batch_in_worker(config_json: str, plans: list[RunPlan], folder: str, skip: set[str]) -> dict[str, float]:
+def _run_batch_in_worker(
+    config_json: str, plans: list[RunPlan], folder: str, skip: set[str], log: LogPolicy
+) -> dict[str, float]:
     """Process-pool entry point: a fresh runner (own engines) for one batch."""
+    config = StudyConfig.model_validate_json(config_json)
+    [group] = engine_groups(config, plans)
     runner = StudyRunner()
     try:
-        return runner.run_batch(StudyConfig.model_validate_json(config_json), plans, Path(folder), skip=skip)
+        return run_batch(
+            config, plans, Path(folder), vectors=runner.embedder(group), log=log, engine=_lazy(runner, group), skip=skip
+        )
     finally:
         runner.close()
 
 
-def _model_digests(config: StudyConfig, backend: Backend | None) -> dict[str, Any]:
-    from culturesim.embed import resolve_embedder
-
-    digests: dict[str, Any] = {"embedder": weights_digest(resolve_embedder(config.embedding.model))}
-    if backend is not None:
-        digests["llm"] = {
-            "model_id": backend.model_id,
-            "engine": backend.engine_version,
-            "weights": weights_digest(backend.model_id),
-        }
-    return digests
-
-
-def write_run(folder: Path, model: CultureModel, log: list[dict[str, object]], *, weights: dict[str, Any]) -> None:
-    """One run's tables, each atomic, then the done marker with their hashes (written last)."""
-    spec = model.spec
-    target = run_folder(folder, spec.run_id)
-    metrics = pl.DataFrame(
-        [
-            {"run_id": spec.run_id, "condition": spec.condition, "replicate": spec.replicate, **row}
-            for row in model.records
-        ],
-        schema=METRICS_SCHEMA,
-    )
-    traits = model.pool.to_frame().with_columns(run_id=pl.lit(spec.run_id), condition=pl.lit(spec.condition))
-    tables = {
-        "metrics": metrics,
-        "traits": traits,
-        "generations": pl.DataFrame(log, schema=GENERATIONS_SCHEMA),
-        "population": population_frame(model),
+def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    previous = read_manifest(folder) if path.exists() else {}
+    deviations = previous.get("deviations", []) + ([deviation] if deviation else [])
+    manifest = {
+        "study": config.study.name,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.hash(),
+        "toy": toy,
+        "lock": lock,
+        "deviations": deviations,
+        "started": previous.get("started", datetime.now(UTC).isoformat()),
+        "sessions": previous.get("sessions", []) + [provenance()],
+        "llm": {"model": config.llm.model, "backend": config.llm.backend} if needs_llm(config) else None,
+        "embedder": config.embedding.model,
+        "engines": previous.get("engines", []),
+        "runs": [
+            {**asdict(p), "seed": {"entropy": config.study.seed, "spawn_key": [p.replicate]}} for p in plan_runs(config)
+        ],  # fmt: skip
+        "throughput": previous.get("throughput", {}),
     }
-    for name, frame in tables.items():
-        write_parquet(frame, target / f"{name}.parquet")
-    write_json(
-        {
-            "run_id": spec.run_id,
-            "files": {f"{name}.parquet": file_sha256(target / f"{name}.parquet") for name in tables},
-            "models": weights,
-            "finished": datetime.now(UTC).isoformat(),
-        },
-        target / "done.json",
-    )
+    write_json(manifest, path)
+    return manifest
 
 
-def population_frame(model: CultureModel) -> pl.DataFrame:
-    """Long table of who held what: run_id, generation, agent, trait_id, is_llm (empty if not saved)."""
-    n, generations = len(model.traits), len(model.population)
-    return pl.DataFrame(
-        {
-            "run_id": [model.spec.run_id] * (n * generations),
-            "generation": np.repeat(np.arange(generations, dtype=np.int64), n),
-            "agent": np.tile(np.arange(n, dtype=np.int64), generations),
-            "trait_id": np.concatenate(model.population) if model.population else np.zeros(0, dtype=np.int64),
-            "is_llm": np.tile(model.is_llm, generations),
-        },
-        schema=POPULATION_SCHEMA,
-    )
-
-
-def combine_runs(folder: Path, plans: list[RunPlan]) -> None:
-    """The study-level long tables: every run's table, in plan order."""
-    for table in RUN_TABLES:
-        frames = [pl.read_parquet(run_folder(folder, p.run_id) / f"{table}.parquet") for p in plans]
-        write_parquet(pl.concat(frames, how="vertical"), folder / f"{table}.parquet")
-
-
-def load_run_marker(folder: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((run_folder(folder, run_id) / "done.json").read_text(encoding="utf-8"))
-
-
-def _axis(embedder: Embedder, poles: tuple[str, str] | None) -> np.ndarray | None:
-    """Axis between two pole sentences: e(positive) - e(negative)."""
-    if poles is None:
-        return None
-    positive, negative = embedder.embed(list(poles))
-    return positive - negative
-
-
-def _log_rows(model: CultureModel, generation: int, requests, completions, backend) -> list[dict[str, object]]:
-    return [
-        {
-            "run_id": model.spec.run_id,
-            "generation": generation,
-            "agent": int(agent),
-            "request_key": r.key(),
-            "seed": r.seed,
-            "prompt": r.messages[-1][1],
-            "completion": c.text,
-            "tokens": c.tokens,
-            "model_id": backend.model_id,
-            "engine": backend.engine_version,
-        }
-        for agent, r, c in zip(model.askers(), requests, completions, strict=True)
-    ]
+def _update_manifest(folder, manifest, stats, started, *, status: str) -> None:
+    done = finished_runs(folder)
+    for run in manifest["runs"]:
+        run["status"] = "complete" if run["run_id"] in done else "pending"
+    stats.wall_seconds = time.perf_counter() - started
+    manifest["status"] = status
+    manifest["throughput"] = stats.summary()
+    manifest["updated"] = datetime.now(UTC).isoformat()
+    write_json(manifest, folder / "manifest.json")

@@ -26,17 +26,22 @@ METRICS_SCHEMA = {
     "metric": pl.String,
     "value": pl.Float64,
 }
-GENERATIONS_SCHEMA = {
+GENERATIONS_SCHEMA = {  # one row per LLM request of a run: the request, the seed that wrote the answer, the answer
     "run_id": pl.String,
     "generation": pl.Int64,
     "agent": pl.Int64,
-    "request_key": pl.String,
-    "seed": pl.Int64,
+    "request_key": pl.String,  # of the first attempt
+    "seed": pl.Int64,  # of the attempt whose answer was kept
+    "attempts": pl.Int64,
+    "system": pl.String,
     "prompt": pl.String,
+    "max_tokens": pl.Int64,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
     "completion": pl.String,
     "tokens": pl.Int64,
     "model_id": pl.String,
-    "engine": pl.String,
+    "dtype": pl.String,
 }
 POPULATION_SCHEMA = {
     "run_id": pl.String,

@@ -1,0 +1,261 @@
+"""Completion sources and the completion log: where a generation's LLM answers come from.
+
+The completion log is the primary data of an LLM study: vLLM output is not reproducible
+across hardware, dtype or versions, so a study must be recoverable and replayable from
+what its engine once answered. After every engine call, every request of that call (one
+entry per asking agent, retries included) is appended to a JSON Lines file, followed by a
+commit line, and fsynced: a call is in the log whole or not at all, so a kill -9 at any
+moment loses at most the call in flight.
+
+A `CompletionSource` answers a round of requests from the log first and sends only what
+the log lacks to its engine. Its three uses are one class with different parts:
+
+- a fresh run:  an empty log and an engine;
+- a resume:     the partial log and an engine (the logged requests cost zero engine calls);
+- a replay:     the log and no engine (a request the log lacks stops the replay, naming it).
+
+A request is identified in the log by its engine (`EngineIdentity.key`) and its content
+hash (`Request.key`, which includes the exact seed): two engines never share an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from culturesim.config import LLMSection
+from culturesim.llm.base import Backend, Completion, Request, retry_seed
+
+LOG_SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked: a run, a generation and an agent of that run."""
+
+    run_id: str
+    generation: int
+    agent: int
+
+    def describe(self) -> str:
+        return f"run {self.run_id}, generation {self.generation}, agent {self.agent}"
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """The engine settings that decide what a request's answer is (not how fast it comes)."""
+
+    backend: str
+    model: str
+    dtype: str
+    max_num_seqs: int
+    base_url: str | None = None
+
+    @classmethod
+    def of(cls, spec: LLMSection) -> EngineIdentity:
+        return cls(spec.backend, spec.model, spec.dtype, spec.max_num_seqs, spec.base_url)
+
+    def key(self) -> str:
+        """A short label naming this engine in the log: backend/model/dtype, then a settings hash."""
+        payload = json.dumps([self.backend, self.model, self.dtype, self.max_num_seqs, self.base_url])
+        return f"{self.backend}/{self.model}/{self.dtype}#{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
+
+
+class MissingCompletion(RuntimeError):
+    """A replay met a request its log does not hold."""
+
+
+class CompletionLog:
+    """The JSON Lines files under `folder`: read them all, append to one of them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def load(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every committed entry of every file, keyed by (engine key, request key)."""
+        entries: dict[tuple[str, str], dict[str, Any]] = {}
+        for path in sorted(self.folder.glob(f"*{LOG_SUFFIX}")):
+            for entry in _committed(path)[0]:
+                entries[(entry["engine_key"], entry["request_key"])] = entry
+        return entries
+
+    def append(self, name: str, entries: list[dict[str, Any]]) -> None:
+        """Append one engine call's entries and a commit line to `name`.jsonl, durably.
+
+        A torn tail left by a killed writer is cut off first, so the file stays a
+        sequence of whole, committed calls."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}{LOG_SUFFIX}"
+        if path.exists():
+            _, end = _committed(path)
+            if end != path.stat().st_size:
+                os.truncate(path, end)
+        lines = [json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries]
+        lines.append(json.dumps({"commit": len(entries)}))
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _committed(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The entries of `path` that a commit line vouches for, and the byte offset after the last commit."""
+    entries: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    offset = end = 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            offset += len(raw)
+            if not raw.endswith(b"\n"):
+                break  # torn tail
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            if "commit" in record:
+                if record["commit"] != len(pending):
+                    break
+                entries += pending
+                pending = []
+                end = offset
+            else:
+                pending.append(record)
+    return entries, end
+
+
+@dataclass
+class SourceCounters:
+    """What a source did: requests answered by the log, engine calls and their cost."""
+
+    from_log: int = 0  # requests answered from the log (no engine call)
+    engine_calls: int = 0
+    engine_requests: int = 0  # distinct requests sent to the engine
+    engine_tokens: int = 0  # generated tokens
+    engine_seconds: float = 0.0
+
+
+@dataclass
+class CompletionSource:
+    """Answers rounds of requests: from `log` first, then from an engine started on first need.
+
+    `log_name`: the file this source appends the engine's answers to (None: answers are not
+    logged, as in a validation chain). `start_engine`: None for a replay."""
+
+    engine: EngineIdentity
+    known: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    log: CompletionLog | None = None
+    log_name: str | None = None
+    start_engine: Callable[[], Backend] | None = None
+    counters: SourceCounters = field(default_factory=SourceCounters)
+    _backend: Backend | None = None
+    _new: set[tuple[str, str]] = field(default_factory=set)
+
+    def answer(self, requests: list[Request], origins: list[Origin], attempt: int) -> list[Completion]:
+        """One round: completions in request order; identical requests are answered once."""
+        engine_key = self.engine.key()
+        keys = [(engine_key, r.key()) for r in requests]
+        missing: dict[tuple[str, str], Request] = {}
+        for key, request in zip(keys, requests, strict=True):
+            if key not in self.known and key not in missing:
+                missing[key] = request
+        self.counters.from_log += sum(1 for k in keys if k in self.known and k not in self._new)
+        if missing:
+            self._ask_engine(missing, keys, requests, origins, attempt)
+        return [Completion(self.known[k]["completion"], self.known[k]["tokens"]) for k in keys]
+
+    def _ask_engine(self, missing, keys, requests, origins, attempt) -> None:
+        if self.start_engine is None:
+            first = next(i for i, k in enumerate(keys) if k in missing)
+            raise MissingCompletion(
+                f"the completion log has no answer for {origins[first].describe()} (attempt {attempt}, "
+                f"engine {self.engine.key()}, request {keys[first][1][:12]}): the config asks for a request "
+                "the study never made; replay with the study's own config, or run it with --resume to ask the engine"
+            )
+        if self._backend is None:
+            self._backend = self.start_engine()
+        started = time.perf_counter()
+        answers = self._backend.generate(list(missing.values()))
+        self.counters.engine_seconds += time.perf_counter() - started
+        self.counters.engine_calls += 1
+        self.counters.engine_requests += len(missing)
+        self.counters.engine_tokens += sum(a.tokens for a in answers)
+        engine_version = getattr(self._backend, "engine_version", "unknown")
+        for key, answer in zip(missing, answers, strict=True):
+            self.known[key] = {"completion": answer.text, "tokens": answer.tokens}
+            self._new.add(key)
+        entries = [
+            _entry(request, origin, attempt, self.engine, engine_version, self.known[key])
+            for key, request, origin in zip(keys, requests, origins, strict=True)
+            if key in missing
+        ]
+        if self.log is not None and self.log_name is not None:
+            self.log.append(self.log_name, entries)
+
+    def close(self) -> None:
+        """Release the engine this source started (an injected shared one is closed by its owner)."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str, answer) -> dict[str, Any]:
+    """One log line: the exact request (messages, sampling, seed), who asked, which engine answered."""
+    messages = dict(request.messages)
+    return {
+        "run_id": origin.run_id,
+        "generation": origin.generation,
+        "agent": origin.agent,
+        "attempt": attempt,
+        "request_key": request.key(),
+        "seed": request.seed,
+        "system": messages.get("system", ""),
+        "user": messages.get("user", ""),
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "engine_key": engine.key(),
+        "backend": engine.backend,
+        "model": engine.model,
+        "dtype": engine.dtype,
+        "engine_version": engine_version,
+        "completion": answer["completion"],
+        "tokens": answer["tokens"],
+    }
+
+
+def answer_with_retries(
+    source: CompletionSource,
+    requests: list[Request],
+    origins: list[Origin],
+    *,
+    usable: Callable[[Request, Completion], bool],
+    retries: list[int],
+) -> tuple[list[Request], list[Completion], list[int]]:
+    """Answer every request; an unusable answer is asked again with a new seed, up to its `retries`.
+
+    Each round is one batched call for all the requests still unanswered. Returns the request
+    that produced each final completion (its seed is the one actually used), the completions
+    (the last attempt's where none was usable) and the attempts per request."""
+    used = list(requests)
+    completions = source.answer(requests, origins, attempt=0) if requests else []
+    attempts = [1] * len(requests)
+    for attempt in range(1, max(retries, default=0) + 1):
+        bad = [
+            i
+            for i, (r, c) in enumerate(zip(used, completions, strict=True))
+            if attempt <= retries[i] and not usable(r, c)
+        ]
+        if not bad:
+            break
+        again = [replace(requests[i], seed=retry_seed(requests[i].seed, attempt)) for i in bad]
+        answers = source.answer(again, [origins[i] for i in bad], attempt=attempt)
+        for i, request, completion in zip(bad, again, answers, strict=True):
+            used[i], completions[i] = request, completion
+            attempts[i] += 1
+    return used, completions, attempts

@@ -1,0 +1,196 @@
+"""One generation of many runs in lockstep: the only place a generation is put together.
+
+Every caller (the study runner, replay, validation, benchmarks, tests) advances runs
+with `advance`, so resume, replay and every executor share one code path:
+
+    plan(g) for every run ─► answer every LLM request of every run from a completion
+    source (one batched round, then retry rounds) ─► step(g) ─► embed the new texts of
+    every run in one call ─► record(g)
+
+The simulation is a pure function of (config, completions, vectors): completions come
+from a `CompletionSource` (engine, log, or log then engine) and vectors from any object
+with `dim` and `embed` (the embedder, or the vectors stored with a study's results).
+Floats of the simulator itself (learning, metrics) are computed with BLAS on one thread,
+because a product split over threads rounds differently (measured with OpenBLAS: X.T @ X
+on 1 and 2 threads differ in the last bits), and the bytes must not depend on the machine's
+thread settings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from culturesim.completions import CompletionSource, Origin, answer_with_retries
+from culturesim.llm.base import Completion, Request
+from culturesim.llm.prompts import clean_completion
+from culturesim.model import CultureModel
+
+SIMULATOR_BLAS_THREADS = 1
+
+
+class VectorSource(Protocol):
+    """Unit vectors for texts: the embedder, or vectors stored with results."""
+
+    dim: int
+    encoded: int  # distinct texts computed so far
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class Throughput:
+    """Counters for the progress bar and the manifest (seconds are wall-clock)."""
+
+    llm_tokens: int = 0
+    llm_seconds: float = 0.0
+    llm_requests: int = 0
+    llm_unique_requests: int = 0
+    llm_calls: int = 0  # engine calls
+    llm_from_log: int = 0  # requests answered by the completion log, with no engine call
+    llm_retries: int = 0
+    embedded_texts: int = 0
+    embedding_requests: int = 0
+    embed_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def add(self, other: dict[str, float]) -> None:
+        for key, value in other.items():
+            if key in self.__dataclass_fields__:
+                setattr(self, key, getattr(self, key) + value)
+
+    def summary(self) -> dict[str, float]:
+        data = asdict(self)
+        data["llm_tokens_per_second"] = self.llm_tokens / self.llm_seconds if self.llm_seconds else 0.0
+        data["embedded_texts_per_second"] = self.embedded_texts / self.embed_seconds if self.embed_seconds else 0.0
+        return data
+
+
+def usable(request: Request, completion: Completion) -> bool:
+    """Whether a completion leaves a trait text after cleaning (else it is retried)."""
+    return bool(clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.messages[-1][1]))
+
+
+def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
+    """Generation 0: embed every run's seed texts in one call and record the initial culture."""
+    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+        _embed_pending(models, vectors, stats)
+        for model in models:
+            model.record(0)
+
+
+def advance(
+    models: list[CultureModel],
+    generation: int,
+    *,
+    source: CompletionSource | None,
+    vectors: VectorSource,
+    stats: Throughput,
+) -> list[list[dict[str, object]]]:
+    """Advance every run from generation - 1 to `generation`; returns each run's LLM rows
+    (who asked what, the seed actually used, the attempts, the answer)."""
+    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+        planned = [model.plan(generation) for model in models]
+    requests = [r for batch in planned for r in batch]
+    origins = [
+        Origin(model.spec.run_id, generation, int(agent))
+        for model, batch in zip(models, planned, strict=True)
+        for agent in model.askers()[: len(batch)]
+    ]
+    used, completions, attempts = _answer(source, models, planned, requests, origins, stats)
+    rows: list[list[dict[str, object]]] = []
+    offset = 0
+    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+        for model, batch in zip(models, planned, strict=True):
+            span = slice(offset, offset + len(batch))
+            offset += len(batch)
+            rows.append(_rows(model, generation, requests[span], used[span], completions[span], attempts[span]))
+            model.step(generation, completions[span])
+        _embed_pending(models, vectors, stats)
+        for model in models:
+            model.record(generation)
+    return rows
+
+
+def run_generations(
+    models: list[CultureModel],
+    generations: int,
+    *,
+    source: CompletionSource | None,
+    vectors: VectorSource,
+    stats: Throughput,
+    on_generation: Callable[[int], None] | None = None,
+) -> list[list[dict[str, object]]]:
+    """Generation 0, then generations 1..`generations`; returns each run's LLM rows."""
+    start(models, vectors, stats)
+    rows: list[list[dict[str, object]]] = [[] for _ in models]
+    for generation in range(1, generations + 1):
+        for log, new in zip(
+            rows, advance(models, generation, source=source, vectors=vectors, stats=stats), strict=True
+        ):
+            log.extend(new)
+        if on_generation is not None:
+            on_generation(generation)
+    return rows
+
+
+def _answer(source, models, planned, requests, origins, stats: Throughput):
+    if not requests:
+        return [], [], []
+    if source is None:
+        raise RuntimeError("LLM requests were made but the runs have no completion source")
+    retries = [model.config.llm.retries for model, batch in zip(models, planned, strict=True) for _ in batch]
+    before = (source.counters.engine_calls, source.counters.engine_tokens, source.counters.engine_seconds)
+    from_log = source.counters.from_log
+    used, completions, attempts = answer_with_retries(source, requests, origins, usable=usable, retries=retries)
+    stats.llm_calls += source.counters.engine_calls - before[0]
+    stats.llm_tokens += source.counters.engine_tokens - before[1]
+    stats.llm_seconds += source.counters.engine_seconds - before[2]
+    stats.llm_from_log += source.counters.from_log - from_log
+    stats.llm_requests += len(requests)
+    stats.llm_unique_requests += len({r.key() for r in requests})
+    stats.llm_retries += sum(attempts) - len(attempts)
+    return used, completions, attempts
+
+
+def _embed_pending(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
+    pending = [model.pool.pending_texts() for model in models]
+    texts = [t for batch in pending for t in batch]
+    before = vectors.encoded
+    started = time.perf_counter()
+    embedded = vectors.embed(texts)
+    stats.embed_seconds += time.perf_counter() - started
+    stats.embedded_texts += vectors.encoded - before
+    stats.embedding_requests += len(texts)
+    offset = 0
+    for model, batch in zip(models, pending, strict=True):
+        model.pool.attach_embeddings(embedded[offset : offset + len(batch)])
+        offset += len(batch)
+
+
+def _rows(model: CultureModel, generation: int, asked, used, completions, attempts) -> list[dict[str, object]]:
+    return [
+        {
+            "run_id": model.spec.run_id,
+            "generation": generation,
+            "agent": int(agent),
+            "request_key": first.key(),
+            "seed": final.seed,
+            "attempts": tries,
+            "system": dict(first.messages).get("system", ""),
+            "prompt": first.messages[-1][1],
+            "max_tokens": first.max_tokens,
+            "temperature": first.temperature,
+            "top_p": first.top_p,
+            "completion": c.text,
+            "tokens": c.tokens,
+            "model_id": model.config.llm.model,
+            "dtype": model.config.llm.dtype,
+        }
+        for agent, first, final, c, tries in zip(model.askers(), asked, used, completions, attempts, strict=True)
+    ]

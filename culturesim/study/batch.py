@@ -1,0 +1,153 @@
+"""One lockstep batch of runs: build them, advance them generation by generation, write them.
+
+Every executor (this process, a process pool, a Ray task) and every mode (run, resume,
+replay) runs a batch through `run_batch`; they differ only in where completions and
+vectors come from. A batch's runs share one engine group (see `culturesim.study.groups`),
+so all their LLM requests of a generation go to one engine in one call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from culturesim.completions import CompletionLog, CompletionSource, EngineIdentity
+from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
+from culturesim.corpus import load_corpus
+from culturesim.fingerprint import weights_digest
+from culturesim.generation import Throughput, VectorSource, run_generations
+from culturesim.llm.base import Backend
+from culturesim.llm.models import cache_root
+from culturesim.model import CultureModel, RunSpec, build_run
+from culturesim.study.tables import run_vectors, write_run
+
+ProgressFn = Callable[[int], None]  # called with the number of run-generations just completed
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of a study: which condition, which replicate."""
+
+    run_id: str
+    condition: str
+    levels: dict[str, Any]
+    replicate: int
+    condition_index: int
+
+
+@dataclass(frozen=True)
+class LogPolicy:
+    """The completion log of a batch: the JSON Lines files under `folder` answer first; the
+    engine's new answers are appended there when `append` is true (false for a replay)."""
+
+    folder: Path
+    append: bool = True
+
+
+def group_embedder(spec: EmbeddingSection):
+    """An embedder with the disk cache under the user cache, unless CULTURESIM_NO_DISK_CACHE is set
+    (vectors are bit-identical either way; the cache only saves time)."""
+    from culturesim.embed import Embedder
+
+    cache = None if os.environ.get("CULTURESIM_NO_DISK_CACHE") else cache_root() / "embeddings"
+    return Embedder(spec, cache_dir=cache)
+
+
+def needs_llm(config: StudyConfig) -> bool:
+    return any(cfg.population.llm_share > 0 or cfg.humans.llm_consultation > 0 for _, cfg in config.condition_grid())
+
+
+def run_batch(
+    config: StudyConfig,
+    plans: list[RunPlan],
+    folder: Path,
+    *,
+    vectors: VectorSource,
+    log: LogPolicy,
+    engine: Callable[[], Backend] | None,
+    skip: set[str] = frozenset(),
+    on_progress: ProgressFn | None = None,
+) -> dict[str, float]:
+    """Advance the runs together, then write each unfinished run's tables and done marker.
+
+    `engine` starts (or returns) the batch's LLM engine when the log lacks an answer; None
+    means the log must answer everything (replay)."""
+    grid = config.condition_grid()
+    group = grid[plans[0].condition_index][1]
+    source = _source(group, plans, log, engine) if any(needs_llm(grid[p.condition_index][1]) for p in plans) else None
+    stats = Throughput()
+    models, poles = _build_models(config, plans, vectors)
+    logs = run_generations(
+        models,
+        config.study.generations,
+        source=source,
+        vectors=vectors,
+        stats=stats,
+        on_generation=None if on_progress is None else (lambda _: on_progress(len(models))),
+    )
+    vectors.save()
+    digests = _model_digests(group, source)
+    for model, log, extra in zip(models, logs, poles, strict=True):
+        if model.spec.run_id not in skip:
+            write_run(folder, model, log, run_vectors(model, extra, vectors.embed), models=digests)
+    return asdict(stats)
+
+
+def _source(group: StudyConfig, plans: list[RunPlan], policy: LogPolicy, engine) -> CompletionSource:
+    log = CompletionLog(policy.folder)
+    return CompletionSource(
+        engine=EngineIdentity.of(group.llm),
+        known=log.load(),
+        log=log if policy.append else None,
+        log_name=plans[0].run_id,
+        start_engine=engine,
+    )
+
+
+def _build_models(
+    config: StudyConfig, plans: list[RunPlan], vectors: VectorSource
+) -> tuple[list[CultureModel], list[list[str]]]:
+    """The batch's runs, and per run the pole sentences its axes were embedded from."""
+    grid = config.condition_grid()
+    models, poles = [], []
+    for plan in plans:
+        condition = grid[plan.condition_index][1]
+        axes = {name: p for name, p in condition.metrics.norm_axes.items()}
+        content = condition.humans.content_axis
+        models.append(
+            build_run(
+                condition,
+                RunSpec(plan.run_id, plan.condition, plan.replicate, config.study.seed),
+                corpus=load_corpus(condition.corpus)["text"].to_list(),
+                dim=vectors.dim,
+                content_axis=_axis(vectors, content),
+                norm_axes={name: _axis(vectors, p) for name, p in axes.items()},
+            )
+        )
+        poles.append([t for pair in [content, *axes.values()] if pair is not None for t in pair])
+    return models, poles
+
+
+def _axis(vectors: VectorSource, poles: tuple[str, str] | None):
+    """Axis between two pole sentences: e(positive) - e(negative)."""
+    if poles is None:
+        return None
+    positive, negative = vectors.embed(list(poles))
+    return positive - negative
+
+
+def _model_digests(group: StudyConfig, source: CompletionSource | None) -> dict[str, Any]:
+    """Which models made a run: embedder weights, and the LLM engine where one was asked."""
+    from culturesim.embed import resolve_embedder
+
+    digests: dict[str, Any] = {"embedder": {"model": group.embedding.model}}
+    try:
+        digests["embedder"]["weights"] = weights_digest(resolve_embedder(group.embedding.model))
+    except ConfigError as exc:  # a replay may run where the embedder is not installed
+        digests["embedder"]["weights"] = f"unavailable: {exc}"
+    if source is not None:
+        digests["llm"] = {"engine_key": source.engine.key(), "model_id": group.llm.model, "dtype": group.llm.dtype}
+    return digests

@@ -1,0 +1,182 @@
+"""Size a study before it runs: runs, agent-generations, LLM requests and bytes on disk.
+
+A study file can ask for 10,000 replicates x 100,000 generations x 10,000,000 agents,
+which would fill any disk long before it finished. Everything here is arithmetic on
+the configuration, O(conditions), on Python ints (no floats lose rows, nothing is
+allocated per agent), so a study of any size is sized in milliseconds.
+
+Counts follow `culturesim.model.CultureModel` exactly where it is deterministic (LLM
+agents, learners, recorded rows); where it draws at random (learning outcomes) they
+are expected values, rounded once per condition. Isolated learners, who always copy,
+are ignored: the estimate is then a slight upper bound on a sparse random network.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from rich.table import Table
+
+from culturesim.config import ConfigError, StudyConfig
+from culturesim.metrics import recorded_keys
+
+# Bytes per row, per table, as written by polars (Parquet, zstd). Measured on synthetic tables
+# of realistic shape (1M population rows, 50,000 traits from the built-in corpus, 20,000 requests).
+METRICS_ROW_BYTES = 8  # the float64 value is incompressible; ids, generation and metric run-length encode (7.6)
+POPULATION_ROW_BYTES = 3  # int64 trait ids barely change between generations; the rest encodes to ~0 (1.8-2.8)
+# Distinct built-in corpus texts (mean 101 B of UTF-8) compress to 47 B; ids, lineage, generation and
+# ancestry add ~15 B. A pool of copying errors (near-duplicates) measured 28 B, so this errs high.
+TRAITS_ROW_BYTES = 64
+# Prompt (200-400 characters, built from pool texts) + completion (~100) + a 64-hex request key +
+# seed, tokens, model and engine; measured 128 B with corpus completions, fresh LLM text adds ~60.
+GENERATIONS_ROW_BYTES = 192
+# A JSON log entry, uncompressed: system prompt (~100 B) + user prompt (200-400) + completion (up to
+# ~200 at 48 tokens) + metadata (key, seed, model, engine, timing, ~300).
+LOG_ENTRY_BYTES = 1024
+MEAN_TEXT_BYTES = 101  # mean UTF-8 length of the built-in corpus texts
+PARQUET_FILE_BYTES = 1024  # footer and schema of one Parquet file (an empty one is 0.7-1.1 kB)
+DEFAULT_EMBEDDING_DIM = 384  # the built-in all-MiniLM-L6-v2; other models are not loaded to ask
+FLOAT32_BYTES = 4
+RUN_TABLES = ("metrics", "traits", "population", "generations")  # kept per run and combined: stored twice
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB")
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """One output table: `rows` (count), `bytes` (one copy, estimated) and how many `copies` are kept."""
+
+    name: str
+    rows: int
+    bytes: int
+    copies: int = 1
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of all copies together."""
+        return self.bytes * self.copies
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """What a study will produce: counts (ints) and tables, for a plan and a disk check."""
+
+    study: str
+    runs: int
+    generations: int  # per run
+    agent_generations: int  # sum over runs of agents x generations
+    llm_requests: int  # expected first attempts over the whole study
+    llm_requests_max: int  # first attempts plus every allowed retry
+    tables: tuple[TableSize, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Estimated bytes on disk of every table, counting copies."""
+        return sum(t.disk_bytes for t in self.tables)
+
+    def table(self, name: str) -> TableSize:
+        """The table called `name` (KeyError naming the tables if there is none)."""
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(f"no table {name!r}; tables: {[t.name for t in self.tables]}")
+
+
+def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DIM) -> StudySize:
+    """Counts and bytes of a whole study, summed over its conditions; `embedding_dim` in floats."""
+    replicates, generations = config.study.replicates, config.study.generations
+    runs = agent_generations = metrics_rows = population_rows = 0
+    traits_rows = requests = requests_max = Fraction(0)
+    for _, condition in config.condition_grid():
+        population, humans = condition.population, condition.humans
+        n = population.size
+        n_llm = round(population.llm_share * n)  # as CultureModel.setup, banker's rounding included
+        learners = round(population.turnover * (n - n_llm))  # as CultureModel.plan
+        consult = Fraction(humans.llm_consultation)
+        innovate = (1 - consult) * Fraction(humans.innovation)
+        err = (1 - consult) * (1 - Fraction(humans.innovation)) * Fraction(humans.copy_error)
+        run_generations = replicates * generations
+        per_generation = n_llm + learners * consult
+        keys = len(recorded_keys(condition.metrics.names, tuple(condition.metrics.norm_axes)))
+
+        runs += replicates
+        agent_generations += replicates * n * generations
+        metrics_rows += replicates * (generations + 1) * keys
+        if condition.study.save_population:
+            population_rows += replicates * (generations + 1) * n
+        requests += run_generations * per_generation
+        requests_max += run_generations * per_generation * (1 + condition.llm.retries)
+        # Every copying error, innovation and usable completion is a new variant; completions are
+        # counted as all usable (an unusable one keeps the old trait), an upper bound.
+        seeds = condition.corpus.initial_variants or n
+        traits_rows += replicates * seeds + run_generations * (learners * (err + innovate) + per_generation)
+
+    traits, first, most = round(traits_rows), round(requests), round(requests_max)
+    vector_bytes = FLOAT32_BYTES * embedding_dim + MEAN_TEXT_BYTES
+    tables = (
+        _run_table("metrics", metrics_rows, METRICS_ROW_BYTES, runs),
+        _run_table("traits", traits, TRAITS_ROW_BYTES, runs),
+        _run_table("population", population_rows, POPULATION_ROW_BYTES, runs),
+        _run_table("generations", first, GENERATIONS_ROW_BYTES, runs),
+        TableSize("log", most, most * LOG_ENTRY_BYTES),
+        # At most one vector per distinct text, and there are no more distinct texts than variants.
+        TableSize("vectors", traits, traits * vector_bytes),
+    )
+    return StudySize(config.study.name, runs, generations, agent_generations, first, most, tables)
+
+
+def _run_table(name: str, rows: int, row_bytes: int, runs: int) -> TableSize:
+    """A table kept per run (one Parquet file each) and again combined: two copies."""
+    return TableSize(name, rows, rows * row_bytes + runs * PARQUET_FILE_BYTES, copies=2)
+
+
+def human_bytes(n: int) -> str:
+    """`n` bytes in decimal units with one decimal, e.g. 1_234_000_000 -> '1.2 GB'."""
+    value, unit = float(n), _UNITS[0]
+    for unit in _UNITS:
+        if value < 1000 or unit == _UNITS[-1]:
+            break
+        value /= 1000
+    return f"{n:,} B" if unit == "B" else f"{value:,.1f} {unit}"
+
+
+def plan_table(size: StudySize) -> Table:
+    """A readable plan: runs, agent-generations, LLM requests, then rows and bytes per table."""
+    table = Table(title=f"study {size.study}: {size.runs:,} runs x {size.generations:,} generations")
+    table.add_column("")
+    table.add_column("rows", justify="right")
+    table.add_column("copies", justify="right")
+    table.add_column("on disk", justify="right")
+    table.add_row("runs", f"{size.runs:,}", "", "")
+    table.add_row("agent-generations", f"{size.agent_generations:,}", "", "")
+    table.add_row("LLM requests (first attempts)", f"{size.llm_requests:,}", "", "")
+    table.add_row("LLM requests (with all retries)", f"{size.llm_requests_max:,}", "", "", end_section=True)
+    for t in size.tables:
+        table.add_row(t.name, f"{t.rows:,}", f"x{t.copies}", human_bytes(t.disk_bytes))
+    table.add_section()
+    table.add_row("total", "", "", human_bytes(size.total_bytes), style="bold")
+    return table
+
+
+def check_disk(size: StudySize, out_root: Path) -> None:
+    """Refuse (ConfigError) a study whose tables would not fit in the free space under `out_root`.
+
+    `out_root` need not exist yet: the free space is that of its nearest existing parent.
+    """
+    folder = Path(out_root).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if size.total_bytes <= free:
+        return
+    biggest = max(size.tables, key=lambda t: t.disk_bytes)
+    fixes = "lower study.replicates, study.generations or population.size"
+    if size.table("population").rows:
+        fixes += ", set study.save_population = false"
+    raise ConfigError(
+        f"study {size.study!r} needs about {human_bytes(size.total_bytes)} for its tables "
+        f"({biggest.name} {human_bytes(biggest.disk_bytes)}) but {folder} has {human_bytes(free)} free; "
+        f"{fixes} or choose another --out"
+    )

@@ -1,0 +1,70 @@
+"""A results folder is held by one process: others are refused at once, a killed holder frees it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from culturesim.study.holder import HOLDER_FILE, FolderHeldError, hold_folder
+
+HOLD_AND_SLEEP = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from culturesim.study.holder import hold_folder\n"
+    "with hold_folder(Path(sys.argv[1])):\n"
+    "    time.sleep(600)\n"
+)
+STARTUP_SECONDS = 60  # imports on a busy machine
+
+
+def wait_for(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read() if process.stderr else "holder exited"
+        assert time.monotonic() < deadline, f"{path} did not appear within {STARTUP_SECONDS} s"
+        time.sleep(0.05)
+
+
+def test_another_process_is_refused_until_the_holder_is_killed(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "x" / "abc123"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_AND_SLEEP, str(folder)], stderr=subprocess.PIPE)
+    try:
+        wait_for(folder / HOLDER_FILE, holder)
+        start = time.perf_counter()
+        with pytest.raises(FolderHeldError) as refused, hold_folder(folder):
+            pass
+        assert time.perf_counter() - start < 1.0
+        message = str(refused.value)
+        assert f"pid {holder.pid} on host" in message and str(folder) in message
+        assert "killed holder releases it" in message
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs in the holder
+        holder.wait()
+    assert json.loads((folder / HOLDER_FILE).read_text())["pid"] == holder.pid  # left behind by kill -9
+    with hold_folder(folder):
+        assert json.loads((folder / HOLDER_FILE).read_text())["pid"] == os.getpid()
+    assert not (folder / HOLDER_FILE).exists()
+
+
+def test_sequential_holds_and_a_nested_one(tmp_path: Path) -> None:
+    for _ in range(2):
+        with hold_folder(tmp_path / "new"):
+            holder = json.loads((tmp_path / "new" / HOLDER_FILE).read_text())
+            assert holder["pid"] == os.getpid() and holder["started"].endswith("Z")
+            with pytest.raises(FolderHeldError, match=f"pid {os.getpid()}"), hold_folder(tmp_path / "new"):
+                pass
+        assert not (tmp_path / "new" / HOLDER_FILE).exists()
+
+
+def test_an_unknown_holder_is_still_refused(tmp_path: Path) -> None:
+    with hold_folder(tmp_path):
+        (tmp_path / HOLDER_FILE).write_text("{not json")
+        with pytest.raises(FolderHeldError, match="holder unknown"), hold_folder(tmp_path):
+            pass
+    assert (tmp_path / HOLDER_FILE).exists()  # not ours any more: left alone

@@ -1,0 +1,147 @@
+"""Sizing a study before it runs: counts against a real run and hand-computed formulas, speed, disk check."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+from culturesim.config import ConfigError, StudyConfig
+from culturesim.study.runner import StudyRunner
+from culturesim.study.sizing import (
+    MEAN_TEXT_BYTES,
+    check_disk,
+    human_bytes,
+    plan_table,
+    size_study,
+)
+
+
+def study(**sections: dict) -> StudyConfig:
+    data: dict = {"study": {"name": "sized", "seed": 3, "replicates": 2, "generations": 8}}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return StudyConfig.model_validate(data)
+
+
+def human_only() -> StudyConfig:
+    """60 humans, 8 generations, 2 replicates: 30 learners a generation, 7.2 new variants expected."""
+    return study(population={"size": 60}, humans={"copy_error": 0.2, "innovation": 0.05})
+
+
+@pytest.fixture(scope="module")
+def real_run(embedder, tmp_path_factory) -> Path:
+    """The results folder of `human_only()`, really run."""
+    return StudyRunner(embedder=embedder).run(human_only(), out_root=tmp_path_factory.mktemp("results"))
+
+
+def test_counts_match_a_real_run(real_run: Path) -> None:
+    size = size_study(human_only())
+    assert size.runs == 2 and size.generations == 8 and size.agent_generations == 2 * 60 * 8
+    for name in ("metrics", "population", "generations"):
+        assert size.table(name).rows == pl.read_parquet(real_run / f"{name}.parquet").height, name
+    real_traits = pl.read_parquet(real_run / "traits.parquet").height
+    assert abs(size.table("traits").rows - real_traits) <= 0.25 * real_traits
+    assert size.llm_requests == size.llm_requests_max == 0
+
+
+def test_bytes_are_near_a_real_run(real_run: Path) -> None:
+    """Each run table's estimate (one copy, per-run files) within a factor 2 of the real files."""
+    size = size_study(human_only())
+    for name in ("metrics", "traits", "population", "generations"):
+        real = sum(p.stat().st_size for p in (real_run / "runs").glob(f"*/{name}.parquet"))
+        assert real / 2 <= size.table(name).bytes <= 2 * real, (name, size.table(name).bytes, real)
+
+
+def test_rows_follow_the_formulas() -> None:
+    size = size_study(human_only())
+    keys = 14  # 9 single-key default metrics + lexical_diversity's 3 keys + llm_failures, pool_size
+    assert size.table("metrics").rows == 2 * 9 * keys
+    assert size.table("population").rows == 2 * 9 * 60
+    # 120 seeds + 2 runs x 8 generations x 30 learners x (0.05 + 0.95 x 0.2) = 120 + 115.2
+    assert size.table("traits").rows == 235
+    assert size.table("vectors").rows == 235
+    # 10 shared seed texts per run; default rates: 16 x 30 x (0.02 + 0.98 x 0.05) = 33.12 new variants.
+    shared = size_study(study(population={"size": 60}, corpus={"initial_variants": 10}))
+    assert shared.table("traits").rows == 20 + 33
+    unsaved = size_study(study(population={"size": 60}, study={"save_population": False}))
+    assert unsaved.table("population").rows == 0
+
+
+def test_llm_requests_follow_the_formula() -> None:
+    config = study(
+        study={"replicates": 3, "generations": 10},
+        population={"size": 60, "llm_share": 0.25},
+        humans={"llm_consultation": 0.1},
+        llm={"retries": 2},
+    )
+    size = size_study(config)
+    # 15 LLM agents; 45 humans x turnover 0.5 = 22.5 learners, rounded half to even as the model does
+    # (22), 10 % of whom consult: (15 + 2.2) requests x 10 generations x 3 runs.
+    assert size.llm_requests == 516
+    assert size.llm_requests_max == 516 * 3
+    assert size.table("generations").rows == 516 and size.table("log").rows == 1548
+    assert size.table("log").bytes == 1548 * 1024
+    # The same with a condition without LLM agents: 30 learners, 3 consult per generation.
+    grid = config.model_copy(update={"conditions": {"population.llm_share": [0.0, 0.25]}})
+    assert size_study(grid).llm_requests == 3 * 10 * 3 + 516
+    assert size_study(grid).runs == 6
+
+
+def test_conditions_sum_agent_generations() -> None:
+    config = study(conditions={"population.size": [40, 60]})
+    assert size_study(config).agent_generations == 2 * 8 * (40 + 60)
+    assert size_study(config).table("population").rows == 2 * 9 * (40 + 60)
+
+
+def test_a_huge_study_sizes_at_once_and_is_refused(tmp_path: Path) -> None:
+    config = study(study={"replicates": 10_000, "generations": 100_000}, population={"size": 10_000_000})
+    start = time.perf_counter()
+    size = size_study(config)
+    assert time.perf_counter() - start < 0.2
+    assert size.table("population").rows == 10_000 * 100_001 * 10_000_000
+    assert size.agent_generations == 10_000 * 100_000 * 10_000_000
+    with pytest.raises(ConfigError) as refused:
+        check_disk(size, tmp_path / "not" / "yet")
+    message = str(refused.value)
+    assert human_bytes(size.total_bytes) in message and "save_population" in message
+    assert f"but {tmp_path} has" in message and "--out" in message
+    unsaved = size_study(
+        config.model_copy(update={"study": config.study.model_copy(update={"save_population": False})})
+    )
+    with pytest.raises(ConfigError, match="population.size or choose another --out") as refused:
+        check_disk(unsaved, tmp_path)
+    assert "save_population" not in str(refused.value)
+
+
+def test_a_small_study_fits(tmp_path: Path) -> None:
+    size = size_study(human_only())
+    assert 10_000 < size.total_bytes < 1_000_000
+    check_disk(size, tmp_path / "results" / "not-yet")
+
+
+def test_plan_table_shows_counts_with_separators() -> None:
+    size = size_study(study(study={"replicates": 1000}, population={"size": 60, "llm_share": 0.5}))
+    console = Console(record=True, width=120)
+    console.print(plan_table(size))
+    text = console.export_text()
+    assert "1,000" in text and f"{size.agent_generations:,}" in text and "480,000" in text
+    assert f"{size.llm_requests:,}" in text and f"{size.llm_requests_max:,}" in text
+    assert "population" in text and human_bytes(size.total_bytes) in text and "total" in text
+
+
+def test_human_bytes() -> None:
+    assert human_bytes(999) == "999 B"
+    assert human_bytes(1_234_000_000) == "1.2 GB"
+    assert human_bytes(3_400_000_000_000_000) == "3.4 PB"
+
+
+def test_mean_text_bytes_is_the_builtin_corpus_mean() -> None:
+    lines = files("culturesim").joinpath("data", "seed_corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    lengths = [len(json.loads(line)["text"].encode()) for line in lines if line.strip()]
+    assert abs(sum(lengths) / len(lengths) - MEAN_TEXT_BYTES) < 2
