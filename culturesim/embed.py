@@ -128,13 +128,18 @@ class Embedder:
         return np.stack([self._cache[k] for k in keys])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        """Unit embeddings on EMBED_THREADS threads, one forward pass per token-length group."""
+        """Unit embeddings on EMBED_THREADS threads, one forward pass per token-length group.
+
+        The thread count is set through `torch._C.set_num_threads`: vLLM's CPU worker, running in
+        this process, replaces `torch.set_num_threads` with a no-op once it has bound its threads."""
         previous = torch.get_num_threads()
-        torch.set_num_threads(EMBED_THREADS)
+        if previous != EMBED_THREADS:
+            torch._C.set_num_threads(EMBED_THREADS)
         try:
             return self._encode_by_length(texts)
         finally:
-            torch.set_num_threads(previous)
+            if previous != EMBED_THREADS:
+                torch._C.set_num_threads(previous)
 
     @torch.inference_mode()
     def _encode_by_length(self, texts: list[str]) -> np.ndarray:

