@@ -74,7 +74,7 @@ def _check_same(folder: Path, reference: Path) -> None:
     assert len(run_ids) == len(set(run_ids)) == 8
     metrics = pl.read_parquet(folder / "metrics.parquet")
     assert metrics.group_by("run_id", "generation", "metric").len()["len"].max() == 1, "a run was counted twice"
-    for table in ("metrics.parquet", "traits.parquet", "population.parquet"):
+    for table in ("metrics.parquet", "traits.parquet", "population.parquet", "vectors.parquet"):
         assert (folder / table).read_bytes() == (reference / table).read_bytes(), table
 
 

