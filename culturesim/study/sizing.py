@@ -88,7 +88,8 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
     """Counts and bytes of a whole study, summed over its conditions; `embedding_dim` in floats."""
     replicates, generations = config.study.replicates, config.study.generations
     runs = agent_generations = metrics_rows = population_rows = 0
-    traits_rows = requests = requests_max = Fraction(0)
+    traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
+    corpus_texts = 0
     for _, condition in config.condition_grid():
         population, humans = condition.population, condition.humans
         n = population.size
@@ -112,19 +113,37 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         # counted as all usable (an unusable one keeps the old trait), an upper bound.
         seeds = condition.corpus.initial_variants or n
         traits_rows += replicates * seeds + run_generations * (learners * (err + innovate) + per_generation)
+        # Distinct texts (one vector each): seeds and innovations are corpus draws, so at most the
+        # corpus; copying errors and completions are new texts; plus the axes' pole sentences.
+        corpus = corpus_size(condition)
+        poles = 2 * (len(condition.metrics.norm_axes) + (condition.humans.content_axis is not None))
+        drawn = min(Fraction(corpus), seeds + generations * learners * innovate)
+        new = generations * (learners * err + per_generation)
+        run_vector_rows += replicates * (drawn + new + poles)
+        new_texts += replicates * new + poles
+        corpus_texts = max(corpus_texts, corpus)
 
     traits, first, most = round(traits_rows), round(requests), round(requests_max)
     vector_bytes = FLOAT32_BYTES * embedding_dim + MEAN_TEXT_BYTES
+    combined_vectors = min(traits, round(corpus_texts + new_texts))
+    vectors_on_disk = (min(traits, round(run_vector_rows)) + combined_vectors) * vector_bytes
     tables = (
         _run_table("metrics", metrics_rows, METRICS_ROW_BYTES, runs),
         _run_table("traits", traits, TRAITS_ROW_BYTES, runs),
         _run_table("population", population_rows, POPULATION_ROW_BYTES, runs),
         _run_table("generations", first, GENERATIONS_ROW_BYTES, runs),
         TableSize("log", most, most * LOG_ENTRY_BYTES),
-        # At most one vector per distinct text, and there are no more distinct texts than variants.
-        TableSize("vectors", traits, traits * vector_bytes),
+        # Rows: distinct texts of the study (the combined table); bytes: each run's table plus that one.
+        TableSize("vectors", combined_vectors, vectors_on_disk),
     )
     return StudySize(config.study.name, runs, generations, agent_generations, first, most, tables)
+
+
+def corpus_size(condition: StudyConfig) -> int:
+    """Texts in a condition's corpus (read once per distinct corpus setting, as a run reads it)."""
+    from culturesim.corpus import load_corpus
+
+    return load_corpus(condition.corpus).height
 
 
 def _run_table(name: str, rows: int, row_bytes: int, runs: int) -> TableSize:
