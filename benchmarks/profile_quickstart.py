@@ -22,14 +22,14 @@ from culturesim.study.runner import StudyRunner  # noqa: E402
 PHASES = {
     "LLM engine start (vLLM)": ("runner.py", "backend"),
     "embedder load": ("runner.py", "embedder"),
-    "LLM generation (all lockstep calls)": ("runner.py", "_generate"),
-    "embedding new texts": ("runner.py", "_embed_pending"),
+    "LLM generation (all lockstep calls)": ("completions.py", "_ask_engine"),
+    "embedding new texts": ("generation.py", "_embed_pending"),
     "human learning + requests (plan)": ("model.py", "plan"),
     "new traits, turnover (step)": ("model.py", "step"),
     "metrics (record)": ("model.py", "record"),
-    "model setup (network, seed culture)": ("runner.py", "_build_models"),
-    "writing run tables": ("runner.py", "write_run"),
-    "combining tables": ("runner.py", "combine_runs"),
+    "model setup (network, seed culture)": ("batch.py", "_build_models"),
+    "writing run tables": ("tables.py", "write_run"),
+    "combining tables": ("tables.py", "combine_runs"),
 }
 
 

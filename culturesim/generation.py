@@ -18,13 +18,14 @@ thread settings.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from culturesim.completions import CompletionSource, Origin, answer_with_retries
 from culturesim.llm.base import Completion, Request
@@ -32,6 +33,16 @@ from culturesim.llm.prompts import clean_completion
 from culturesim.model import CultureModel
 
 SIMULATOR_BLAS_THREADS = 1
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's BLAS libraries, found once (a fresh scan costs ~0.5 ms, twice per generation)."""
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    return _blas().limit(limits=SIMULATOR_BLAS_THREADS, user_api="blas")
 
 
 class VectorSource(Protocol):
@@ -78,7 +89,7 @@ def usable(request: Request, completion: Completion) -> bool:
 
 def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
     """Generation 0: embed every run's seed texts in one call and record the initial culture."""
-    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+    with _one_blas_thread():
         _embed_pending(models, vectors, stats)
         for model in models:
             model.record(0)
@@ -94,7 +105,7 @@ def advance(
 ) -> list[list[dict[str, object]]]:
     """Advance every run from generation - 1 to `generation`; returns each run's LLM rows
     (who asked what, the seed actually used, the attempts, the answer)."""
-    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+    with _one_blas_thread():
         planned = [model.plan(generation) for model in models]
     requests = [r for batch in planned for r in batch]
     origins = [
@@ -105,7 +116,7 @@ def advance(
     used, completions, attempts = _answer(source, models, planned, requests, origins, stats)
     rows: list[list[dict[str, object]]] = []
     offset = 0
-    with threadpool_limits(SIMULATOR_BLAS_THREADS, user_api="blas"):
+    with _one_blas_thread():
         for model, batch in zip(models, planned, strict=True):
             span = slice(offset, offset + len(batch))
             offset += len(batch)

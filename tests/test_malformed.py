@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import StudyConfig
-from culturesim.llm.base import Completion, Request, generate_with_retries, retry_seed
+from culturesim.llm.base import Completion, Request, retry_seed
 from culturesim.llm.prompts import build_messages, clean_completion
 from culturesim.study.runner import StudyRunner
 
@@ -57,7 +58,9 @@ def test_overlong_completion_is_truncated_not_dropped() -> None:
 def test_retries_use_new_seeds_in_one_batched_call_per_round() -> None:
     requests = [Request(messages=(("user", f"Say something {s}."),), seed=s) for s in range(5)]
     backend = ScriptedBackend(bad_first_attempts=2)
-    completions, attempts = generate_with_retries(backend, requests, usable=_usable, retries=3)
+    source = CompletionSource(engine=EngineIdentity("scripted", "scripted", "", 0), start_engine=lambda: backend)
+    origins = [Origin("c0-r0", 1, agent) for agent in range(5)]
+    _, completions, attempts = answer_with_retries(source, requests, origins, usable=_usable, retries=[3] * 5)
     assert all(c.text.startswith("Fine text") for c in completions)
     assert len({c.text for c in completions}) == 5
     assert attempts == [3] * 5 and backend.calls == [5, 5, 5]

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 DEFAULT_MAX_TOKENS = 48
@@ -61,33 +60,6 @@ def retry_seed(seed: int, attempt: int) -> int:
     """A fresh 31-bit seed for the attempt-th retry of a request, derived from its own seed."""
     digest = hashlib.sha256(f"{seed}:{attempt}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def generate_with_retries(
-    backend: Backend,
-    requests: list[Request],
-    *,
-    usable: Callable[[Request, Completion], bool],
-    retries: int,
-) -> tuple[list[Completion], list[int]]:
-    """Answer every request; unusable answers are asked again with a new seed, up to `retries` times.
-
-    Each round is one batched call for all the requests still unanswered. Returns the
-    completions (the last attempt's where none was usable) and the attempts per request.
-    """
-    completions = deduplicated_generate(backend, requests)
-    attempts = [1] * len(requests)
-    for attempt in range(1, retries + 1):
-        bad = [i for i, (r, c) in enumerate(zip(requests, completions, strict=True)) if not usable(r, c)]
-        if not bad:
-            break
-        again = deduplicated_generate(
-            backend, [replace(requests[i], seed=retry_seed(requests[i].seed, attempt)) for i in bad]
-        )
-        for i, completion in zip(bad, again, strict=True):
-            completions[i] = completion
-            attempts[i] += 1
-    return completions, attempts
 
 
 def deduplicated_generate(backend: Backend, requests: list[Request]) -> list[Completion]:
