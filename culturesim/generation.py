@@ -53,6 +53,9 @@ class VectorSource(Protocol):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def save(self) -> None:
+        """Persist what was computed (a disk cache), if anything."""
+
 
 @dataclass
 class Throughput:
@@ -63,7 +66,8 @@ class Throughput:
     llm_requests: int = 0
     llm_unique_requests: int = 0
     llm_calls: int = 0  # engine calls
-    llm_from_log: int = 0  # requests answered by the completion log, with no engine call
+    llm_attempts: int = 0  # first attempts and retries
+    llm_from_log: int = 0  # attempts answered by the completion log, with no engine call
     llm_retries: int = 0
     embedded_texts: int = 0
     embedding_requests: int = 0
@@ -111,7 +115,7 @@ def advance(
     origins = [
         Origin(model.spec.run_id, generation, int(agent))
         for model, batch in zip(models, planned, strict=True)
-        for agent in model.askers()[: len(batch)]
+        for agent in model.askers()
     ]
     used, completions, attempts = _answer(source, models, planned, requests, origins, stats)
     rows: list[list[dict[str, object]]] = []
@@ -165,6 +169,7 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
     stats.llm_from_log += source.counters.from_log - from_log
     stats.llm_requests += len(requests)
     stats.llm_unique_requests += len({r.key() for r in requests})
+    stats.llm_attempts += sum(attempts)
     stats.llm_retries += sum(attempts) - len(attempts)
     return used, completions, attempts
 

@@ -83,7 +83,7 @@ def write_report(folder: Path) -> Path:
         f"- LLM: {throughput['llm_tokens']} tokens in {throughput['llm_seconds']:.1f} s "
         f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests "
         f"({throughput['llm_unique_requests']} distinct) in {throughput['llm_calls']} engine calls; "
-        f"{throughput.get('llm_from_log', 0)} answered by the completion log\n"
+        f"{throughput.get('llm_from_log', 0)} of {throughput.get('llm_attempts', 0)} attempts answered by the log\n"
         f"- unusable LLM answers: {throughput.get('llm_retries', 0)} retried with new seeds; "
         f"{_failures(metrics)} still unusable (agent kept its trait)\n"
         f"- embeddings: {throughput['embedded_texts']} distinct texts embedded for "

@@ -208,6 +208,9 @@ class _PlaceholderVectors:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return np.ones((len(texts), 1), dtype=np.float32)
 
+    def save(self) -> None:
+        """Nothing is computed, so nothing is saved."""
+
 
 @dataclass
 class ValidationRun:

@@ -130,7 +130,7 @@ def test_replay_without_vllm_gives_the_same_bytes(whole: Path, tmp_path: Path) -
         assert file_sha256(tmp_path / "replay" / f"{table}.parquet") == file_sha256(whole / f"{table}.parquet"), table
     manifest = json.loads((tmp_path / "replay" / "manifest.json").read_text())
     assert manifest["throughput"]["llm_calls"] == 0 and manifest["throughput"]["embedded_texts"] == 0
-    assert manifest["throughput"]["llm_from_log"] == manifest["throughput"]["llm_requests"] > 0
+    assert manifest["throughput"]["llm_from_log"] == manifest["throughput"]["llm_attempts"] > 0
 
 
 def test_replay_with_an_analysis_only_change(whole: Path, study_file: Path, tmp_path: Path) -> None:
