@@ -16,7 +16,7 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,23 @@ from culturesim.vectors import StoredVectors
 
 EXECUTORS = ("local", "ray")
 LOG_FOLDER = "log"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one `run` or `replay` executes: into which folder, from which log, how parallel.
+
+    `vectors`: stored vectors (a replay, which also asks no engine); None: each group's embedder."""
+
+    folder: Path
+    log: LogPolicy
+    done: frozenset[str] = frozenset()
+    vectors: VectorSource | None = None
+    workers: int = 1
+    batch_runs: int | None = None
+    executor: str = "local"
+    address: str | None = None
+    on_progress: ProgressFn | None = None
 
 
 def plan_runs(config: StudyConfig) -> list[RunPlan]:
@@ -122,9 +139,17 @@ class StudyRunner:
                 )
             check_disk(size_study(config), out_root)
             manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy)
-            log = LogPolicy(folder / LOG_FOLDER)
-            self._run_groups(config, folder, manifest, done, log, None, workers, batch_runs, executor, address,
-                             on_progress)  # fmt: skip
+            execution = Execution(
+                folder,
+                LogPolicy(folder / LOG_FOLDER),
+                frozenset(done),
+                workers=workers,
+                batch_runs=batch_runs,
+                executor=executor,
+                address=address,
+                on_progress=on_progress,
+            )
+            self._run_groups(config, manifest, execution)
         return folder
 
     def replay(self, source: Path, out: Path, *, config: StudyConfig | None = None) -> Path:
@@ -141,24 +166,20 @@ class StudyRunner:
             manifest = _start_manifest(out, config, deviation=None, lock=manifest_in.get("lock"), toy=False)
             manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
             log = LogPolicy(source / LOG_FOLDER, append=False)
-            self._run_groups(config, out, manifest, set(), log, vectors, 1, None, "local", None, None)
+            self._run_groups(config, manifest, Execution(out, log, vectors=vectors))
         return out
 
-    def _run_groups(self, config, folder, manifest, done, log, vectors, workers, batch_runs, executor, address,
-                    on_progress) -> None:  # fmt: skip
-        """Each engine group in turn, with its own engines; then the combined tables.
-
-        `vectors` None: the groups' embedders; else stored vectors (replay, which also asks no engine)."""
-        plans = plan_runs(config)
+    def _run_groups(self, config: StudyConfig, manifest: dict[str, Any], execution: Execution) -> None:
+        """Each engine group in turn, with its own engines; then the combined tables."""
+        folder, plans = execution.folder, plan_runs(config)
         self.engines_started = manifest["engines"]
         stats = Throughput(**{k: v for k, v in manifest["throughput"].items() if k in Throughput.__dataclass_fields__})
         started = time.perf_counter() - stats.wall_seconds
         try:
             for group in engine_groups(config, plans):
-                batches = [b for b in plan_batches(group, batch_runs) if any(p.run_id not in done for p in b)]
-                for batch_stats in self._execute(
-                    config, group, folder, batches, done, log, vectors, workers, executor, address, on_progress
-                ):
+                batches = plan_batches(group, execution.batch_runs)
+                todo = [batch for batch in batches if any(p.run_id not in execution.done for p in batch)]
+                for batch_stats in self._execute(config, group, todo, execution):
                     stats.add(batch_stats)
                     _update_manifest(folder, manifest, stats, started, status="running")
                 self.close()
@@ -170,44 +191,40 @@ class StudyRunner:
             raise
         _update_manifest(folder, manifest, stats, started, status="complete")
 
-    def _execute(self, config, group, folder, batches, done, log, vectors, workers, executor, address,
-                 on_progress) -> Iterator[dict[str, float]]:  # fmt: skip
+    def _execute(
+        self, config: StudyConfig, group: EngineGroup, batches: list[list[RunPlan]], execution: Execution
+    ) -> Iterator[dict[str, float]]:
         """Yield each finished batch's throughput counters, running batches here, in a pool or on Ray.
 
         A batch with any unfinished run is rerun whole (its logged requests come from the log)
         and only its unfinished runs are written."""
+        folder, done, log, progress = execution.folder, set(execution.done), execution.log, execution.on_progress
         generations = config.study.generations
-        if executor == "ray":
+        if execution.executor == "ray":
             from culturesim.study.ray_executor import run_on_ray
 
-            for batch, batch_stats in run_on_ray(config, group, batches, folder, done, log, address=address):
-                if on_progress is not None:
-                    on_progress(len(batch) * generations)
+            for batch, batch_stats in run_on_ray(config, group, batches, folder, done, log, address=execution.address):
+                if progress is not None:
+                    progress(len(batch) * generations)
                 yield batch_stats
             return
-        if workers == 1:
-            engine = None if vectors is not None else _lazy(self, group)
+        if execution.workers == 1:
+            vectors = execution.vectors or self.embedder(group)
+            engine = None if execution.vectors is not None else _lazy(self, group)
             for batch in batches:
                 yield run_batch(
-                    config,
-                    batch,
-                    folder,
-                    vectors=vectors or self.embedder(group),
-                    log=log,
-                    engine=engine,
-                    skip=done,
-                    on_progress=on_progress,
+                    config, batch, folder, vectors=vectors, log=log, engine=engine, skip=done, on_progress=progress
                 )
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=execution.workers, mp_context=context) as pool:
             futures = {
                 pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done, log): batch
                 for batch in batches
             }
             for future in as_completed(futures):
-                if on_progress is not None:
-                    on_progress(len(futures[future]) * generations)
+                if progress is not None:
+                    progress(len(futures[future]) * generations)
                 yield future.result()
 
 
