@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from culturesim.off_task import is_off_task
+
 # Distinct-trait rows gathered per block for sums and covariances; memory ~ ROW_CHUNK·d floats.
 ROW_CHUNK = 16_384
 # Rows per block in the nearest-neighbour search of novelty; memory ~ chunk² floats.
@@ -302,6 +304,14 @@ def machine_ancestry(inp: MetricInput) -> dict[str, float]:
 def llm_trait_share(inp: MetricInput) -> dict[str, float]:
     """Share of agents holding a trait an LLM wrote, in [0, 1]."""
     return {"llm_trait_share": float(np.mean(inp.machine_authored[inp.traits]))}
+
+
+@register("off_task")
+def off_task(inp: MetricInput) -> dict[str, float]:
+    """Share of agents holding a trait that is talk about the task, not a text (culturesim.off_task)."""
+    ids, counts = _held(inp)
+    flags = np.fromiter((is_off_task(inp.texts[i]) for i in ids), dtype=bool, count=len(ids))
+    return {"off_task": float(counts[flags].sum() / counts.sum())}
 
 
 @register("novelty")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import polars as pl
 
 from culturesim.figures import trajectories
+from culturesim.off_task import is_off_task
 from culturesim.study.store import read_manifest, write_text
 
 SUMMARY_METRICS = ("semantic_diversity", "vendi", "distinct_traits", "machine_ancestry", "llm_trait_share")
@@ -22,6 +24,28 @@ def final_summary(metrics: pl.DataFrame) -> pl.DataFrame:
         .agg(mean=pl.col("value").mean(), sd=pl.col("value").std(), replicates=pl.len())
         .sort("metric", "condition")
     )
+
+
+def off_task_summary(traits: pl.DataFrame, population: pl.DataFrame) -> pl.DataFrame:
+    """Per condition: share of machine-written traits that are meta-talk (all generations), and share of
+    agents holding a meta-talk trait at the last generation (when the population table was saved)."""
+    flagged = traits.with_columns(
+        off_task=pl.col("text").map_elements(is_off_task, return_dtype=pl.Boolean),
+        machine=pl.col("author_kind").is_in(["llm", "human_llm_assisted"]),
+    )
+    written = flagged.group_by("condition").agg(
+        machine_traits=pl.col("machine").sum(),
+        machine_off_task=(pl.col("off_task") & pl.col("machine")).sum() / pl.col("machine").sum().clip(1),
+    )
+    if population.is_empty():
+        return written.sort("condition")
+    last = population.filter(pl.col("generation") == population["generation"].max())
+    held = (
+        last.join(flagged.select("run_id", "trait_id", "condition", "off_task"), on=["run_id", "trait_id"])
+        .group_by("condition")
+        .agg(held_off_task=pl.col("off_task").mean())
+    )
+    return written.join(held, on="condition", how="left").sort("condition")
 
 
 def _markdown_table(frame: pl.DataFrame) -> str:
@@ -65,6 +89,9 @@ def write_report(folder: Path) -> Path:
     metrics = pl.read_parquet(folder / "metrics.parquet")
     fig = trajectories(metrics, "semantic_diversity")
     fig.savefig(folder / FIGURE_NAME, dpi=200)
+    plt.close(fig)
+    traits, population = (pl.read_parquet(folder / f"{name}.parquet") for name in ("traits", "population"))
+    off_task = off_task_summary(traits, population)
     throughput = manifest["throughput"]
     config = manifest["config"]
     text = (
@@ -77,6 +104,9 @@ def write_report(folder: Path) -> Path:
         f"- LLM: {config['llm']['model']} (backend {config['llm']['backend']}); embedder: {manifest['embedder']}\n\n"
         f"{_deviations(manifest)}"
         f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
+        "## Off-task texts\n\nMachine-written traits that are talk about the task instead of a text "
+        "(`culturesim.off_task` rules), and the share of agents holding one at the last generation:\n\n"
+        f"{_markdown_table(off_task)}\n"
         f"## Diversity over generations\n\n![semantic diversity]({FIGURE_NAME})\n\n"
         "## Throughput\n\n"
         f"- wall time: {throughput['wall_seconds']:.1f} s\n"
