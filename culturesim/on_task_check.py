@@ -9,7 +9,9 @@ check reports three numbers per role over many real completions:
 - `parent_cosine`: mean cosine similarity between a completion and the texts it was shown.
 
 Requests are built exactly as a study builds them (`build_messages`, the role, the neighbours'
-texts), answered in one batched call per role, and cleaned as a study cleans them.
+texts), answered in batched rounds with the study's retry policy (`llm.retries` new-seed retries
+of an unusable or off-task answer), and cleaned as a study cleans them. `first_off_task` is the
+share before any retry, i.e. what the prompt alone achieves.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import LLMSection
+from culturesim.generation import usable as usable_answer
 from culturesim.llm.base import Backend, Request
 from culturesim.llm.prompts import build_messages, clean_completion
 from culturesim.model import request_seed
@@ -50,10 +54,19 @@ def check_role(backend: Backend, embedder, role: str, texts: Sequence[str], *, c
                seed: int = 0) -> tuple[dict[str, object], list[dict[str, object]]]:  # fmt: skip
     """One role's summary row and its completions (shown texts, raw and cleaned answer, rule)."""
     requests, shown = role_requests(role, texts, count=count, spec=spec, seed=seed)
-    completions = backend.generate(requests)
+    source = CompletionSource(engine=EngineIdentity.of(spec), start_engine=lambda: backend)
+    origins = [Origin(f"check-{role}", 0, i) for i in range(count)]
+    first = source.answer(requests, origins, attempt=0)
+    _, completions, attempts = answer_with_retries(
+        source, requests, origins, usable=usable_answer, retries=[spec.retries] * count
+    )
     cleaned = [
         clean_completion(c.text, max_chars=spec.max_chars, prompt=r.messages[-1][1])
         for r, c in zip(requests, completions, strict=True)
+    ]
+    first_cleaned = [
+        clean_completion(c.text, max_chars=spec.max_chars, prompt=r.messages[-1][1])
+        for r, c in zip(requests, first, strict=True)
     ]
     usable = [i for i, text in enumerate(cleaned) if text]
     samples = [
@@ -71,7 +84,9 @@ def check_role(backend: Backend, embedder, role: str, texts: Sequence[str], *, c
         "role": role,
         "completions": count,
         "usable": len(usable),
+        "first_off_task": _share(is_off_task(t) for t in first_cleaned if t),
         "off_task": _share(is_off_task(cleaned[i]) for i in usable),
+        "attempts": float(np.mean(attempts)),
         "verbatim": _share(verbatim),
         "parent_cosine": float(np.mean(cosines)) if cosines else float("nan"),
     }

@@ -12,21 +12,35 @@ from culturesim.metrics import MetricInput, compute_metrics
 from culturesim.off_task import RULES, off_task_rule
 from culturesim.report import off_task_summary
 
-LABELS = [json.loads(line) for line in (Path(__file__).parent / "data" / "off_task_labels.jsonl").open()]
+DATA = Path(__file__).parent / "data"
+# Texts the project wrote (meta-talk modelled on chatbot habits, and culture texts that mention
+# texts, stories or translations), and 100 completions of the built-in model labelled by hand.
+LABELS = [json.loads(line) for line in (DATA / "off_task_labels.jsonl").open()]
+REAL = [json.loads(line) for line in (DATA / "off_task_real_labels.jsonl").open()]
+
+
+def _precision_recall(rows) -> tuple[float, float]:
+    predicted = np.array([off_task_rule(r["text"]) is not None for r in rows])
+    truth = np.array([r["off_task"] for r in rows])
+    return (predicted & truth).sum() / predicted.sum(), (predicted & truth).sum() / truth.sum()
 
 
 def test_rules_find_meta_talk_with_high_precision_and_recall() -> None:
     assert len(LABELS) >= 200 and 0.4 < np.mean([r["off_task"] for r in LABELS]) < 0.6
-    predicted = np.array([off_task_rule(r["text"]) is not None for r in LABELS])
-    truth = np.array([r["off_task"] for r in LABELS])
-    precision = (predicted & truth).sum() / predicted.sum()
-    recall = (predicted & truth).sum() / truth.sum()
-    print(f"off_task on {len(LABELS)} labelled texts: precision {precision:.3f}, recall {recall:.3f}")
+    precision, recall = _precision_recall(LABELS)
+    print(f"off_task on {len(LABELS)} written texts: precision {precision:.3f}, recall {recall:.3f}")
     assert precision >= 0.95 and recall >= 0.9
 
 
+def test_rules_on_hand_labelled_model_completions() -> None:
+    assert len(REAL) == 100
+    precision, recall = _precision_recall(REAL)
+    print(f"off_task on {len(REAL)} labelled model completions: precision {precision:.3f}, recall {recall:.3f}")
+    assert precision >= 0.95 and recall >= 0.95
+
+
 def test_every_rule_is_needed() -> None:
-    fired = {off_task_rule(r["text"]) for r in LABELS if r["off_task"]}
+    fired = {off_task_rule(r["text"]) for r in LABELS + REAL if r["off_task"]}
     assert set(RULES) <= fired
 
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from culturesim.config import LLM_ROLES
-from culturesim.llm.prompts import PROMPT_CHAR_BUDGET, SYSTEM_PROMPT, build_messages, clean_completion
+from culturesim.config import LLM_ROLES, CorpusSection
+from culturesim.corpus import load_corpus
+from culturesim.llm.prompts import FEW_SHOT, PROMPT_CHAR_BUDGET, SYSTEM_PROMPT, build_messages, clean_completion
+from culturesim.off_task import is_off_task
 
 TEXTS = ["The bakery opens at six.", "Always thank the bus driver.", "Rain is good for gardens."]
+CORPUS = set(load_corpus(CorpusSection())["text"].to_list())
 
 
 def shown_texts(messages) -> list[str]:
     """The neighbour texts listed in the user message (lines starting with '- ')."""
-    return [line[2:] for line in messages[1][1].splitlines() if line.startswith("- ")]
+    return [line[2:] for line in messages[-1][1].splitlines() if line.startswith("- ")]
 
 
 # -- build_messages -------------------------------------------------------------------------------
@@ -22,18 +25,29 @@ def shown_texts(messages) -> list[str]:
 def test_every_neighbour_text_is_shown(role):
     messages = build_messages(role, TEXTS, max_chars=280)
     assert messages[0] == ("system", SYSTEM_PROMPT)
-    assert messages[1][0] == "user"
+    assert messages[-1][0] == "user"
     assert shown_texts(messages) == TEXTS
 
 
 def test_rewrite_shows_only_the_first_text():
     messages = build_messages("rewrite", TEXTS, max_chars=280)
     assert shown_texts(messages) == TEXTS[:1]
-    assert TEXTS[1] not in messages[1][1] and TEXTS[2] not in messages[1][1]
+    assert TEXTS[1] not in messages[-1][1] and TEXTS[2] not in messages[-1][1]
+
+
+@pytest.mark.parametrize("role", LLM_ROLES)
+def test_worked_examples_precede_the_request_and_are_themselves_on_task(role):
+    messages = build_messages(role, TEXTS, max_chars=280)
+    turns = [speaker for speaker, _ in messages]
+    assert turns == ["system"] + ["user", "assistant"] * len(FEW_SHOT[role]) + ["user"]
+    for shown, answer in FEW_SHOT[role]:
+        assert not is_off_task(answer)
+        assert all(text not in CORPUS for text in (*shown, answer)), "examples must not be corpus texts"
+        assert answer not in shown  # an example retells, it does not copy
 
 
 def test_roles_have_different_instructions():
-    users = {build_messages(role, TEXTS, max_chars=280)[1][1] for role in LLM_ROLES}
+    users = {build_messages(role, TEXTS, max_chars=280)[-1][1] for role in LLM_ROLES}
     assert len(users) == len(LLM_ROLES)
 
 

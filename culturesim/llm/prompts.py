@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-SYSTEM_PROMPT = "You are a member of a community who shares short texts. You always answer with the text only."
+SYSTEM_PROMPT = (
+    "You are a member of a community who shares short texts. You always answer with the text only: "
+    "no greeting, no introduction, no comment on the task or on the texts."
+)
 PROMPT_CHAR_BUDGET = 1600  # neighbour text shown per request, in characters (keeps prompts far below the context)
 
 ROLE_INSTRUCTIONS = {
@@ -24,13 +27,65 @@ ROLE_INSTRUCTIONS = {
 }
 
 
+# Worked examples shown before each request, one exchange per role (texts written for this project,
+# not in the built-in corpus). A small chat model imitates the answers' form: a text of the culture,
+# with no greeting, no "Here's a rewritten version:" and no comment on the task.
+FEW_SHOT: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "rewrite": (
+        (
+            ("Our neighbour leaves a basket of apples by the gate every autumn for anyone who walks past.",),
+            "Every autumn the woman next door puts out a basket of apples at her gate, free for whoever passes.",
+        ),
+        (
+            ("Never argue with the cook if you want a second helping.",),
+            "If you hope for seconds, don't pick a fight with the person who made dinner.",
+        ),
+    ),
+    "combine": (
+        (
+            (
+                "The ferry stops running when the wind is too strong.",
+                "Fishermen mend their nets on stormy days.",
+                "The harbour cafe is always full when the weather is bad.",
+            ),
+            "On windy days the ferry stays in port, and the fishermen mend their nets in the crowded harbour cafe.",
+        ),
+    ),
+    "create": (
+        (
+            (
+                "Bread shared is bread doubled.",
+                "Nobody leaves my aunt's kitchen hungry.",
+                "We cook too much on purpose, so there is always a plate for a visitor.",
+            ),
+            "On our street, the first pot of soup of the winter is carried from door to door until it is empty.",
+        ),
+    ),
+    "advise": (
+        (
+            ("Sleep on it before you decide.", "Ask your sister, she knows you best.", "Write both choices down."),
+            "Write both choices down tonight, sleep on it, and talk it over with your sister in the morning.",
+        ),
+    ),
+}
+
+
 def build_messages(role: str, texts: Sequence[str], *, max_chars: int) -> tuple[tuple[str, str], ...]:
-    """Chat messages for one request: the role instruction around the neighbours' texts."""
+    """Chat messages for one request: the system prompt, the role's worked examples, then the role
+    instruction around the neighbours' texts (the last message)."""
+    messages = [("system", SYSTEM_PROMPT)]
+    for shown, answer in FEW_SHOT[role]:
+        messages += [("user", _instruction(role, shown, max_chars=max_chars)), ("assistant", answer)]
+    messages.append(("user", _instruction(role, texts, max_chars=max_chars)))
+    return tuple(messages)
+
+
+def _instruction(role: str, texts: Sequence[str], *, max_chars: int) -> str:
     if role == "rewrite":
         texts = texts[:1]
     per_text = max(20, min(max_chars, PROMPT_CHAR_BUDGET // max(len(texts), 1)))
     shown = "\n".join(f"- {_shorten(t, per_text)}" for t in texts)
-    return (("system", SYSTEM_PROMPT), ("user", ROLE_INSTRUCTIONS[role].format(texts=shown)))
+    return ROLE_INSTRUCTIONS[role].format(texts=shown)
 
 
 _LEAD_IN = re.compile(r"^(sure|here('s| is)|okay|certainly)\b[^:\n]*:\s*", re.IGNORECASE)
