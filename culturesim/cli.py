@@ -230,12 +230,15 @@ def figures(
 
 @app.command()
 def validate(
-    check: str = typer.Argument(..., help="neutral | conformity | network | chains"),
+    check: str = typer.Argument(..., help="neutral | conformity | network | chains | on-task"),
     replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
     chains_count: int = typer.Option(20, "--chains", min=3, help="initial texts (chains) for `chains`"),
     generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
+    completions: int = typer.Option(500, "--completions", min=1, help="completions per role for `on-task`"),
+    corpus: str = typer.Option("builtin", "--corpus", help="on-task corpus: 'builtin' or a CSV/JSONL/Parquet file"),
 ) -> None:
-    """Check the simulator against theory (neutral, conformity, network) or published LLM results (chains)."""
+    """Check the simulator against theory (neutral, conformity, network), published LLM results (chains),
+    or how on-task the LLM agents write per role (on-task: meta-talk, verbatim copies, parent similarity)."""
     from culturesim import validate as checks
 
     if check == "neutral":
@@ -257,8 +260,25 @@ def validate(
             table = checks.chains(backend, Embedder(EmbeddingSection()), initial_texts=texts, generations=generations)
         finally:
             backend.close()
+    elif check == "on-task":
+        from culturesim.config import CorpusSection, EmbeddingSection, LLMSection
+        from culturesim.corpus import load_corpus
+        from culturesim.embed import Embedder
+        from culturesim.llm import create_backend
+        from culturesim.on_task_check import check_roles
+
+        spec = LLMSection()
+        try:
+            texts = load_corpus(CorpusSection(source=corpus))["text"].to_list()
+        except ConfigError as exc:
+            _fail(exc)
+        backend = create_backend(spec, seed=0)
+        try:
+            table, _ = check_roles(backend, Embedder(EmbeddingSection()), texts, count=completions, spec=spec)
+        finally:
+            backend.close()
     else:
-        _fail(ConfigError(f"unknown check {check!r}; choose neutral, conformity, network or chains"))
+        _fail(ConfigError(f"unknown check {check!r}; choose neutral, conformity, network, chains or on-task"))
     typer.echo(checks.format(table))
 
 

@@ -6,7 +6,7 @@ trait, and if humans copy it, it inflates diversity with noise. `is_off_task` fl
 the fixed rules below (case-insensitive; each rule names one way of talking about the task);
 the `off_task` metric is the share of agents holding a flagged trait.
 
-The rules were written from the kinds of meta-talk and from 40 hand-labelled completions of
+The rules were written from the kinds of meta-talk and from 160 hand-labelled completions of
 the built-in model, then measured on a labelled set the project wrote itself
 (tests/data/off_task_labels.jsonl) and on other hand-labelled completions; the test prints
 precision and recall.
@@ -37,7 +37,9 @@ RULES: dict[str, re.Pattern[str]] = {
         r"^(the answer( to (your|this) \w+)? is|i would say|my answer( to this \w+)?( would be| is)?|"
         r"one possible (story|answer|sentence|version)( could be| is)?|lets? break it down)\b|"
         r"^(that's|that is) a (great|good|nice|wonderful) (example|question|idea|point|story)|"
-        r"^(these|this) (are|is) (personal|my|just) (thoughts|opinions|ideas)"
+        r"^(these|this) (are|is) (personal|my|just) (thoughts|opinions|ideas)|"
+        r"\bhere'?s (one|a suggestion|an idea|my take)\b|"
+        r"^write (down )?(two|one|a|the|your)( \w+){0,2} (sentences?|paragraph|text|story|answer)\b"
     ),
     # Talk about the source text: "the original message", "the text suggests", "in this metaphor".
     "about_the_text": re.compile(
@@ -52,7 +54,10 @@ RULES: dict[str, re.Pattern[str]] = {
         r"\bthe person'?s (message|tweet|text|post|statement|words|sentence|note|response)\b|"
         r"^(- )?the person is (simply |just )?\w+ing\b|^when someone says,? \"|"
         r"\bin this (context|metaphor|sentence|text|passage)\b|"
-        r"\bthis (story|sentence|text|passage) (retells|tells|describes|uses|shows|is about)\b"
+        r"\bthis (story|sentence|text|passage) (retells|tells|describes|uses|shows|is about)\b|"
+        r"^(these|those|this|that|it) (are|is|was|sounds?|seems?|looks?)( (all|just|really|quite|like|a|an))* "
+        r"(\w+ )?(stories|story|examples?|texts?|ideas?|sentences?|language|quotes?|sayings?|meme)\b|"
+        r"\b(they|he|she|the person) (meant|means) it\b"
     ),
     # Names of the task itself: "rewritten", "in my own words", "to summarize", "translation:".
     "task_words": re.compile(
@@ -70,7 +75,8 @@ RULES: dict[str, re.Pattern[str]] = {
     "assistant_persona": re.compile(r"\b(as an ai|language model|as an assistant|chatbot)\b"),
     # Addressing the user: "Sure!", "Great question!", "Thank you for sharing", "Feel free to ask".
     "addresses_user": re.compile(
-        r"^(sure|certainly|of course|okay|ok|absolutely|awesome|great question|what a (lovely|great|nice))\b[,!.]|"
+        r"^(sure|certainly|of course|okay|ok|absolutely|awesome|great question|what a (lovely|great|nice)|folks|"
+        r"friends|hey|hi|hello|greetings?)\b[,!.]|"
         r"\b(thank you for sharing|feel free to|let me know|please provide|if you (would like|need|want) "
         r"(more|another|me|to know))\b|"
         r"^(based on (what they said|the text)|it sounds like the person|i think what they mean|the person is saying|"
