@@ -29,7 +29,7 @@ from threadpoolctl import ThreadpoolController
 
 from culturesim.completions import CompletionSource, Origin, answer_with_retries
 from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import clean_completion
+from culturesim.llm.prompts import clean_completion, echoes_example
 from culturesim.model import CultureModel
 from culturesim.off_task import is_off_task
 
@@ -88,11 +88,12 @@ class Throughput:
 
 
 def usable(request: Request, completion: Completion) -> bool:
-    """Whether a completion leaves a trait text after cleaning that is not talk about the task
-    (`culturesim.off_task`); an unusable one is asked again with a new seed. The last attempt's
-    text is adopted even when off-task, so the `off_task` metric shows what got through."""
+    """Whether a completion leaves a trait text after cleaning that is neither talk about the task
+    (`culturesim.off_task`) nor a copy of a worked example; an unusable one is asked again with a
+    new seed. The last attempt's text is adopted even when off-task, so the `off_task` metric shows
+    what got through."""
     text = clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.messages[-1][1])
-    return bool(text) and not is_off_task(text)
+    return bool(text) and not is_off_task(text) and not echoes_example(text)
 
 
 def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:

@@ -6,7 +6,14 @@ import pytest
 
 from culturesim.config import LLM_ROLES, CorpusSection
 from culturesim.corpus import load_corpus
-from culturesim.llm.prompts import FEW_SHOT, PROMPT_CHAR_BUDGET, SYSTEM_PROMPT, build_messages, clean_completion
+from culturesim.llm.prompts import (
+    FEW_SHOT,
+    PROMPT_CHAR_BUDGET,
+    SYSTEM_PROMPT,
+    build_messages,
+    clean_completion,
+    echoes_example,
+)
 from culturesim.off_task import is_off_task
 
 TEXTS = ["The bakery opens at six.", "Always thank the bus driver.", "Rain is good for gardens."]
@@ -44,6 +51,13 @@ def test_worked_examples_precede_the_request_and_are_themselves_on_task(role):
         assert not is_off_task(answer)
         assert all(text not in CORPUS for text in (*shown, answer)), "examples must not be corpus texts"
         assert answer not in shown  # an example retells, it does not copy
+
+
+def test_a_copy_of_a_worked_example_is_recognised():
+    answer = FEW_SHOT["combine"][0][1]
+    assert echoes_example(answer) and echoes_example("Yes. " + answer.upper() + " And more.")
+    assert not echoes_example("On windy days the ferry waits.")  # five shared words only
+    assert not any(echoes_example(text) for text in sorted(CORPUS))
 
 
 def test_roles_have_different_instructions():
