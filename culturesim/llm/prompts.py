@@ -1,7 +1,7 @@
 """Role prompts for LLM agents and consulted LLMs, and the cleaning of their answers.
 
-Prompts are short and share a fixed system prefix, so an engine with prefix caching
-reuses it across every request of a generation.
+Every request of a role shares a fixed prefix (the system prompt and the role's worked
+example), so an engine with prefix caching reuses it across every request of a generation.
 """
 
 from __future__ import annotations
