@@ -268,6 +268,7 @@ def test_available_metrics_is_sorted_registry():
         "machine_ancestry",
         "llm_trait_share",
         "novelty",
+        "off_task",
         "norm_position",
         "community_divergence",
     }

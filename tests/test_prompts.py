@@ -57,6 +57,7 @@ def test_a_copy_of_a_worked_example_is_recognised():
     answer = FEW_SHOT["combine"][0][1]
     assert echoes_example(answer) and echoes_example("Yes. " + answer.upper() + " And more.")
     assert not echoes_example("On windy days the ferry waits.")  # five shared words only
+    assert echoes_example("Never argue with the cook if you want a second helping of soup.")  # an example's input
     assert not any(echoes_example(text) for text in sorted(CORPUS))
 
 

@@ -85,14 +85,15 @@ ECHO_WORDS = 6  # a completion sharing this many consecutive words with a worked
 
 
 def echoes_example(text: str) -> bool:
-    """Whether a completion copies a worked example's answer (measured: without this check, 6.8 % of
-    combine answers of the built-in model contained 6 consecutive words of its example)."""
+    """Whether a completion copies a worked example, its texts or its answer (measured: without this
+    check, 6.8 % of combine answers of the built-in model contained 6 consecutive words of its example)."""
     return bool(_word_runs(text) & _example_runs())
 
 
 @functools.cache
 def _example_runs() -> frozenset[tuple[str, ...]]:
-    return frozenset(run for examples in FEW_SHOT.values() for _, answer in examples for run in _word_runs(answer))
+    texts = [text for examples in FEW_SHOT.values() for shown, answer in examples for text in (*shown, answer)]
+    return frozenset(run for text in texts for run in _word_runs(text))
 
 
 def _word_runs(text: str) -> set[tuple[str, ...]]:
