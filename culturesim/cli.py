@@ -232,7 +232,7 @@ def figures(
 def validate(
     check: str = typer.Argument(..., help="neutral | conformity | network | chains | on-task"),
     replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
-    chains_count: int = typer.Option(20, "--chains", min=3, help="initial texts (chains) for `chains`"),
+    chains_count: int = typer.Option(20, "--chains", min=3, help="built-in stories (one chain each) for `chains`"),
     generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
     completions: int = typer.Option(500, "--completions", min=1, help="completions per role for `on-task`"),
     corpus: str = typer.Option("builtin", "--corpus", help="on-task corpus: 'builtin' or a CSV/JSONL/Parquet file"),
@@ -250,14 +250,19 @@ def validate(
     elif check == "network":
         table = checks.network_effect(replicates=replicates)
     elif check == "chains":
+        from culturesim.chains import compare_roles, story_sample
         from culturesim.config import EmbeddingSection, LLMSection
         from culturesim.embed import Embedder
         from culturesim.llm import create_backend
 
-        backend = create_backend(LLMSection(), seed=0)
+        spec = LLMSection()
+        backend = create_backend(spec, seed=0)
         try:
-            texts = checks.corpus_sample(per_domain=max(1, chains_count // 4))
-            table = checks.chains(backend, Embedder(EmbeddingSection()), initial_texts=texts, generations=generations)
+            table = compare_roles(
+                backend, Embedder(EmbeddingSection()), initial_texts=story_sample(chains_count),
+                generations=generations, max_tokens=spec.max_tokens, temperature=spec.temperature,
+                top_p=spec.top_p, max_chars=spec.max_chars, retries=spec.retries,
+            )  # fmt: skip
         finally:
             backend.close()
     elif check == "on-task":

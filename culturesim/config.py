@@ -30,7 +30,8 @@ from culturesim.metrics import available_metrics, recorded_keys
 
 NETWORK_KINDS = ("small_world", "scale_free", "random", "lattice", "communities", "complete")
 BIAS_KINDS = ("unbiased", "conformist", "prestige", "content", "similarity")
-LLM_ROLES = ("rewrite", "combine", "create", "advise")
+LLMRole = Literal["rewrite", "combine", "create", "advise", "continue"]
+LLM_ROLES: tuple[str, ...] = get_args(LLMRole)
 BUILTIN_MODEL = "builtin:smollm2-135m"
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
@@ -134,7 +135,7 @@ class LLMSection(_Section):
     backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
     model: str = Field(default=BUILTIN_MODEL, min_length=1)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    role: Literal["rewrite", "combine", "create", "advise"] = "rewrite"
+    role: LLMRole = "rewrite"
     neighbours_read: int = Field(default=3, ge=1, le=32, description="neighbour texts shown to an LLM agent")
     max_tokens: int = Field(default=48, ge=4, le=1024)
     temperature: float = Field(default=0.8, ge=0.0, le=5.0)

@@ -34,7 +34,7 @@ from culturesim.learning import (
     sample_demonstrators,
 )
 from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import build_messages, clean_completion
+from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
 from culturesim.metrics import ROW_CHUNK, MetricInput, compute_metrics
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
@@ -152,8 +152,8 @@ class CultureModel(ap.Model):
         consulting = learners[outcomes == CONSULT_LLM]
         askers = np.concatenate([self.llm_agents, consulting])
         shown = self._neighbour_traits(askers)
-        if config.llm.role == "rewrite":
-            shown[: len(self.llm_agents), 1:] = -1  # a rewrite reads one text: its only parent
+        if config.llm.role in SINGLE_TEXT_ROLES:
+            shown[: len(self.llm_agents), 1:] = -1  # a rewrite or continuation reads one text: its only parent
         self._plan = {"learners": learners, "models": models, "outcomes": outcomes, "shown": shown, "askers": askers}
         self._plan["generation"] = np.int64(generation)
         requests = []

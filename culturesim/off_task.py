@@ -57,13 +57,13 @@ RULES: dict[str, re.Pattern[str]] = {
         r"\bthis (story|sentence|text|passage) (retells|tells|describes|uses|shows|is about)\b|"
         r"^(these|those|this|that|it) (are|is|was|sounds?|seems?|looks?)( (all|just|really|quite|like|a|an))* "
         r"(\w+ )?(stories|story|examples?|texts?|ideas?|sentences?|language|quotes?|sayings?|meme)\b|"
-        r"\b(they|he|she|the person) (meant|means) it\b"
+        r"\b(they|he|she|the person) (meant|means) it\b|\bthe person above\b"
     ),
     # Names of the task itself: "rewritten", "in my own words", "to summarize", "translation:".
     "task_words": re.compile(
         r"\b(rewritten|rephrased|paraphrase[ds]?|retold|retelling|in (my|your) own words|in other words|"
         r"to (summari[sz]e|rephrase)|in summary|rewrite|rephrase|translates to|can be rewritten|"
-        r"combined idea|combine their ideas|combines (these|their|both) ideas)\b|"
+        r"combined idea|combine their ideas|combines (these|their|both) ideas|revised version|revise it)\b|"
         r"^(summary|translation|answer|response|rewritten|note)\s*:"
     ),
     # The instructions echoed back: the system prompt or a role instruction of culturesim.llm.prompts.

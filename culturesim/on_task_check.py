@@ -22,20 +22,20 @@ import numpy as np
 import polars as pl
 
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
-from culturesim.config import LLMSection
+from culturesim.config import LLM_ROLES, LLMSection
 from culturesim.generation import usable as usable_answer
 from culturesim.llm.base import Backend, Request
-from culturesim.llm.prompts import build_messages, clean_completion
+from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
 from culturesim.model import request_seed
 from culturesim.off_task import is_off_task, off_task_rule
 
-ROLES = ("rewrite", "combine", "create", "advise")
+ROLES = LLM_ROLES
 
 
 def role_requests(role: str, texts: Sequence[str], *, count: int, spec: LLMSection, seed: int):
-    """`count` requests of one role, each showing texts drawn from `texts` (one for rewrite)."""
+    """`count` requests of one role, each showing texts drawn from `texts` (one for rewrite and continue)."""
     rng = np.random.default_rng([seed, ROLES.index(role)])
-    shown_per_request = 1 if role == "rewrite" else spec.neighbours_read
+    shown_per_request = 1 if role in SINGLE_TEXT_ROLES else spec.neighbours_read
     shown = [[texts[i] for i in rng.choice(len(texts), size=shown_per_request, replace=False)] for _ in range(count)]
     requests = [
         Request(

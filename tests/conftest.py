@@ -38,3 +38,11 @@ def hf_backend():
     backend = create_backend(LLMSection(backend="transformers"), seed=0)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def llm_backend(request):
+    """The session's vLLM engine where installed (faster here), else the transformers one."""
+    from culturesim.llm import vllm_available
+
+    return request.getfixturevalue("vllm_backend" if vllm_available() else "hf_backend")

@@ -9,6 +9,7 @@ from culturesim.corpus import load_corpus
 from culturesim.llm.prompts import (
     FEW_SHOT,
     PROMPT_CHAR_BUDGET,
+    SINGLE_TEXT_ROLES,
     SYSTEM_PROMPT,
     build_messages,
     clean_completion,
@@ -28,7 +29,7 @@ def shown_texts(messages) -> list[str]:
 # -- build_messages -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", [r for r in LLM_ROLES if r != "rewrite"])
+@pytest.mark.parametrize("role", [r for r in LLM_ROLES if r not in SINGLE_TEXT_ROLES])
 def test_every_neighbour_text_is_shown(role):
     messages = build_messages(role, TEXTS, max_chars=280)
     assert messages[0] == ("system", SYSTEM_PROMPT)
@@ -36,8 +37,9 @@ def test_every_neighbour_text_is_shown(role):
     assert shown_texts(messages) == TEXTS
 
 
-def test_rewrite_shows_only_the_first_text():
-    messages = build_messages("rewrite", TEXTS, max_chars=280)
+@pytest.mark.parametrize("role", sorted(SINGLE_TEXT_ROLES))
+def test_rewrite_and_continue_show_only_the_first_text(role):
+    messages = build_messages(role, TEXTS, max_chars=280)
     assert shown_texts(messages) == TEXTS[:1]
     assert TEXTS[1] not in messages[-1][1] and TEXTS[2] not in messages[-1][1]
 
@@ -71,7 +73,7 @@ def test_roles_have_different_instructions():
 def test_very_long_texts_stay_within_the_budget(role, count):
     texts = [f"story {i} " + "word " * 3000 for i in range(count)]
     shown = shown_texts(build_messages(role, texts, max_chars=10_000))
-    assert len(shown) == (1 if role == "rewrite" else count)
+    assert len(shown) == (1 if role in SINGLE_TEXT_ROLES else count)
     assert sum(len(t) for t in shown) <= PROMPT_CHAR_BUDGET
     for text, original in zip(shown, texts, strict=False):
         assert text and original.startswith(text)  # a prefix, cut at a word boundary
@@ -150,3 +152,19 @@ def test_lead_in_paragraph_without_colon_is_dropped():
 def test_quotation_at_the_end_is_kept_intact():
     raw = 'My grandmother always said "waste not, want not"'
     assert clean_completion(raw, max_chars=280) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "No, no, no, no, no, no, no, no, no, no, no, no",
+        "The teacher was a joke, a joke, a joke, a joke, a joke, a joke, a joke.",
+    ],
+)
+def test_a_repetition_loop_is_unusable(raw):
+    assert clean_completion(raw, max_chars=280) == ""
+
+
+def test_a_story_with_some_repeated_words_is_kept():
+    text = "The dog ran to the gate, and the dog ran back to the door, and then the dog slept."
+    assert clean_completion(text, max_chars=280) == text

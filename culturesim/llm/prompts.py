@@ -25,17 +25,43 @@ ROLE_INSTRUCTIONS = {
     "Write one or two new sentences of the same kind, on a related topic.",
     "advise": "Someone asks what they should think or do. People around them say:\n{texts}\n\n"
     "Give them your own answer in one or two sentences.",
+    "continue": "Here is something a person near you said:\n{texts}\n\n"
+    "Say what happened next, or what follows from it, in one or two sentences.",
 }
+# Roles that read one text only (the parent); the others read every shown neighbour.
+SINGLE_TEXT_ROLES = frozenset({"rewrite", "continue"})
 
 
-# Worked examples shown before each request, one exchange per role (texts written for this project,
-# not in the built-in corpus). A small chat model imitates the answers' form: a text of the culture,
-# with no greeting, no "Here's a rewritten version:" and no comment on the task.
+# Worked examples shown before each request (texts written for this project, not in the built-in
+# corpus). A small chat model imitates the answers' form: a text of the culture, with no greeting,
+# no "Here's a rewritten version:" and no comment on the task. Rewrite has six close retellings:
+# measured on 20 built-in stories at temperature 0.8, the built-in model's first retelling kept a
+# mean cosine of 0.85 to its parent with them, 0.59 with two (and 0.53 vs 0.32 after 4 retellings).
 FEW_SHOT: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
     "rewrite": (
         (
             ("Our neighbour leaves a basket of apples by the gate every autumn for anyone who walks past.",),
             "Every autumn the woman next door puts out a basket of apples at her gate, free for whoever passes.",
+        ),
+        (
+            ("When my grandmother lost her glasses, we found them three days later in the freezer next to the peas.",),
+            "My grandmother lost her glasses once, and three days later they turned up in the freezer beside the peas.",
+        ),
+        (
+            ("The bakery on our corner gives the last loaf of the day to whoever arrives just before closing.",),
+            "Whoever gets to the corner bakery right before it closes is handed the day's last loaf for free.",
+        ),
+        (
+            (
+                "The first time my brother drove the tractor, he steered it straight into the pond "
+                "and climbed out laughing.",
+            ),
+            "My brother's first go on the tractor ended in the pond, and he waded out of it laughing.",
+        ),
+        (
+            ("At my cousin's wedding the band never showed up, so the guests took turns singing until midnight.",),
+            "The band didn't turn up to my cousin's wedding, and the guests sang one after another "
+            "until midnight instead.",
         ),
         (
             ("Never argue with the cook if you want a second helping.",),
@@ -66,6 +92,16 @@ FEW_SHOT: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
         (
             ("Sleep on it before you decide.", "Ask your sister, she knows you best.", "Write both choices down."),
             "Write both choices down tonight, sleep on it, and talk it over with your sister in the morning.",
+        ),
+    ),
+    "continue": (
+        (
+            ("The night the river froze, the whole village went out onto the ice with lanterns.",),
+            "By midnight someone had brought a fiddle, and people were dancing in the middle of the river.",
+        ),
+        (
+            ("Always knock twice before you open the shed door.",),
+            "The cat sleeps on the top shelf, and she hates being surprised.",
         ),
     ),
 }
@@ -102,7 +138,7 @@ def _word_runs(text: str) -> set[tuple[str, ...]]:
 
 
 def _instruction(role: str, texts: Sequence[str], *, max_chars: int) -> str:
-    if role == "rewrite":
+    if role in SINGLE_TEXT_ROLES:
         texts = texts[:1]
     per_text = max(20, min(max_chars, PROMPT_CHAR_BUDGET // max(len(texts), 1)))
     shown = "\n".join(f"- {_shorten(t, per_text)}" for t in texts)
@@ -120,8 +156,8 @@ def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
     at max_chars on a sentence or word boundary.
 
     Returns "" (unusable: the caller retries with another seed, then counts a failure) when
-    nothing is left, when no letter is left (non-text), or when the answer repeats the prompt's
-    instruction instead of answering it.
+    nothing is left, when no letter is left (non-text), when the text is a repetition loop, or
+    when the answer repeats the prompt's instruction instead of answering it.
     """
     paragraphs = [p.strip() for p in text.strip().split("\n\n") if p.strip()]
     while len(paragraphs) > 1 and _LEAD_IN_PARAGRAPH.match(paragraphs[0]):
@@ -129,9 +165,20 @@ def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
     if not paragraphs or _repeats_prompt(paragraphs[0], prompt):
         return ""
     text = _shorten(_unquote(" ".join(_LEAD_IN.sub("", paragraphs[0]).split())), max_chars)
-    if not any(ch.isalpha() for ch in text):
+    if not any(ch.isalpha() for ch in text) or _degenerate(text):
         return ""
     return text
+
+
+DEGENERATE_MIN_WORDS = 8  # shorter texts are never judged degenerate
+DEGENERATE_DISTINCT_SHARE = 0.3  # below this share of distinct words, a text is a repetition loop
+
+
+def _degenerate(text: str) -> bool:
+    """A repetition loop ("No, no, no, no, ..."), which the built-in model writes now and then:
+    at least 8 words of which fewer than 30 % are distinct."""
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return len(words) >= DEGENERATE_MIN_WORDS and len(set(words)) < DEGENERATE_DISTINCT_SHARE * len(words)
 
 
 def _repeats_prompt(text: str, prompt: str) -> bool:
