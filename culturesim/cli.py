@@ -101,6 +101,7 @@ def replay(
     study: Path = typer.Option(None, "--study", help="a study file to replay instead of the recorded config"),
 ) -> None:
     """Recompute a study from its completion log and stored vectors, with no LLM or embedder loaded."""
+    from culturesim.attractor import MissingCalibration
     from culturesim.completions import MissingCompletion
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.runner import StudyRunner
@@ -110,9 +111,36 @@ def replay(
     try:
         config = load_config(study) if study is not None else None
         folder = StudyRunner().replay(results, target, config=config)
-    except (ConfigError, FileNotFoundError, FolderHeldError, MissingCompletion, MissingVector) as exc:
+    except (ConfigError, FileNotFoundError, FolderHeldError, MissingCalibration, MissingCompletion,
+            MissingVector) as exc:  # fmt: skip
         _fail(exc)
     console.print(f"replayed: {folder}")
+
+
+@app.command()
+def calibrate(
+    study: Path = typer.Argument(..., help="study TOML file"),
+    force: bool = typer.Option(False, "--force", help="calibrate again even when cached"),
+) -> None:
+    """Calibrate the LLM's attractor for each condition of a study (pure-LLM reference chains), into the cache.
+
+    `run` does this on first use; this command does it ahead of time and prints each calibration's key and cost."""
+    from culturesim.study.runner import StudyRunner
+
+    try:
+        found = StudyRunner().calibrate(load_config(study), force=force)
+    except ConfigError as exc:
+        _fail(exc)
+    if not found:
+        console.print("a human-only study has no attractor to calibrate")
+    for record, origin in found:
+        spec = record["spec"]
+        distances = ", ".join(f"{d:.3f}" for d in record["centroid_distance"])
+        typer.echo(
+            f"{record['key']} ({origin}): {spec['engine']}, role {spec['role']}, temperature {spec['temperature']}, "
+            f"corpus {spec['corpus']}: {record['requests']} requests in {record['seconds']:.1f} s; "
+            f"chain centroid distance to the attractor by generation: {distances}"
+        )
 
 
 @app.command()
@@ -234,6 +262,7 @@ def validate(
     replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
     chains_count: int = typer.Option(20, "--chains", min=3, help="built-in stories (one chain each) for `chains`"),
     generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
+    temperature: float = typer.Option(None, "--temperature", min=0.0, help="sampling temperature for `chains`"),
     completions: int = typer.Option(500, "--completions", min=1, help="completions per role for `on-task`"),
     corpus: str = typer.Option("builtin", "--corpus", help="on-task corpus: 'builtin' or a CSV/JSONL/Parquet file"),
 ) -> None:
@@ -255,7 +284,7 @@ def validate(
         from culturesim.embed import Embedder
         from culturesim.llm import create_backend
 
-        spec = LLMSection()
+        spec = LLMSection() if temperature is None else LLMSection(temperature=temperature)
         backend = create_backend(spec, seed=0)
         try:
             table = compare_roles(

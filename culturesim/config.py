@@ -57,6 +57,7 @@ SHARED_SECTIONS = {
     "preregistration": "the analysis plan covers all conditions",
     "conditions": "the design itself",
     "condition_sets": "the design itself",
+    "attractor": "every condition is measured against calibrations of one size",
 }
 
 
@@ -123,12 +124,28 @@ class HumansSection(_Section):
     copy_error: float = Field(default=0.05, ge=0.0, le=1.0)
     innovation: float = Field(default=0.02, ge=0.0, le=1.0)
     llm_consultation: float = Field(default=0.0, ge=0.0, le=1.0)
+    llm_mutation: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of copies an LLM retells (instead of a lexical copying error)"
+    )
 
     @model_validator(mode="after")
     def _content_needs_axis(self) -> HumansSection:
         if self.bias == "content" and self.content_axis is None:
             raise ValueError("bias 'content' needs content_axis = [positive sentence, negative sentence]")
+        if self.copy_error + self.llm_mutation > 1:
+            raise ValueError(
+                f"copy_error + llm_mutation is the share of copies that change and must be at most 1 "
+                f"(got {self.copy_error} + {self.llm_mutation}); lower one of them"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_mutation(self, handler: Any) -> dict[str, Any]:
+        """Leave llm_mutation out while 0, so studies locked before it existed keep their hash."""
+        data = handler(self)
+        if self.llm_mutation == 0:
+            data.pop("llm_mutation", None)
+        return data
 
 
 class LLMSection(_Section):
@@ -182,6 +199,13 @@ class CorpusSection(_Section):
     source: str = Field(default=BUILTIN_CORPUS, min_length=1, description="'builtin' or a CSV/JSONL/Parquet path")
     domains: tuple[str, ...] = ()
     initial_variants: int = Field(default=0, ge=0, le=10_000_000, description="0 = one seed text per agent")
+
+
+class AttractorSection(_Section):
+    """Size of the attractor calibration (`culturesim.attractor`): pure-LLM reference chains."""
+
+    chains: int = Field(default=20, ge=3, le=10_000, description="reference chains, each from one corpus text")
+    generations: int = Field(default=10, ge=1, le=1000, description="retellings per reference chain")
 
 
 class MetricsSection(_Section):
@@ -289,11 +313,20 @@ class StudyConfig(_Section):
     embedding: EmbeddingSection = EmbeddingSection()
     corpus: CorpusSection = CorpusSection()
     metrics: MetricsSection = MetricsSection()
+    attractor: AttractorSection = AttractorSection()
     conditions: dict[str, list[Any]] = Field(default_factory=dict)
     condition_sets: list[dict[str, Any]] = Field(
         default_factory=list, description="explicit conditions for non-factorial designs (instead of [conditions])"
     )
     preregistration: Preregistration | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_default_attractor(self, handler: Any) -> dict[str, Any]:
+        """Leave [attractor] out while at its defaults, so studies locked before it existed keep their hash."""
+        data = handler(self)
+        if self.attractor == AttractorSection():
+            data.pop("attractor", None)
+        return data
 
     @field_validator("conditions")
     @classmethod
@@ -375,6 +408,12 @@ class StudyConfig(_Section):
             dict(zip(keys, levels, strict=True)) for levels in itertools.product(*(self.conditions[k] for k in keys))
         ]
 
+    def uses_llm(self) -> bool:
+        """Whether this (condition's) config asks an LLM: LLM agents, or humans who consult one or
+        whose copies an LLM retells."""
+        humans = self.humans
+        return self.population.llm_share > 0 or humans.llm_consultation > 0 or humans.llm_mutation > 0
+
     def condition_grid(self) -> list[tuple[str, StudyConfig]]:
         """All conditions as (label, config with the levels applied); one 'baseline' if none."""
         if not self.conditions and not self.condition_sets:
@@ -401,6 +440,7 @@ class StudyConfig(_Section):
         data["study"].update(replicates=2, generations=TOY_GENERATIONS)
         data["population"]["size"] = min(data["population"]["size"], 16)
         data["network"]["communities"] = min(data["network"]["communities"], 4)
+        data["attractor"] = {"chains": 4, "generations": TOY_GENERATIONS}
         for hypothesis in (data["preregistration"] or {}).get("hypotheses", []):
             if isinstance(hypothesis["generation"], int):
                 hypothesis["generation"] = min(hypothesis["generation"], TOY_GENERATIONS)

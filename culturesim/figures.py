@@ -42,9 +42,9 @@ METRIC_LABELS = {
     "centroid_drift": "centroid drift\n(1 − cosine)",
 }
 # Who wrote a trait, coarsened to what a reader needs: seed texts, copies with errors and
-# innovations are all human-written.
+# innovations are all human-written; a consulted answer and an LLM-retold copy are LLM-assisted.
 AUTHOR_GROUPS = ("human-written", "LLM-written", "LLM-assisted")
-_MACHINE_GROUP = {"llm": "LLM-written", "human_llm_assisted": "LLM-assisted"}
+_MACHINE_GROUP = {"llm": "LLM-written", "human_llm_assisted": "LLM-assisted", "human_llm_mutated": "LLM-assisted"}
 _GROUP_PALETTE = (0, 3, 2)  # colorblind palette: blue, vermillion, green
 
 

@@ -19,7 +19,7 @@ import numpy as np
 BIASES: tuple[str, ...] = ("unbiased", "conformist", "prestige", "content", "similarity")
 
 # Learning outcomes, as stored in the int8 array returned by `learning_outcomes`.
-COPY, COPY_ERROR, INNOVATE, CONSULT_LLM = 0, 1, 2, 3
+COPY, COPY_ERROR, INNOVATE, CONSULT_LLM, LLM_MUTATION = 0, 1, 2, 3, 4
 
 # A word: letters, optionally joined by apostrophes ("don't", "o'clock").
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
@@ -182,23 +182,31 @@ def learning_outcomes(
     innovation: float,
     llm_consultation: float,
     rng: np.random.Generator,
+    llm_mutation: float = 0.0,
 ) -> np.ndarray:
-    """(n,) int8 outcome per learner: COPY=0, COPY_ERROR=1, INNOVATE=2, CONSULT_LLM=3.
+    """(n,) int8 outcome per learner: COPY=0, COPY_ERROR=1, INNOVATE=2, CONSULT_LLM=3, LLM_MUTATION=4.
 
     With probability ``llm_consultation`` a learner consults an LLM; otherwise
     with probability ``innovation`` it innovates; otherwise it copies, and the
-    copy is erroneous with probability ``copy_error``.
+    copy gets a lexical error with probability ``copy_error`` or is retold by an
+    LLM (the LLM as mutation operator) with probability ``llm_mutation``. One
+    uniform draw per learner either way, so a study with llm_mutation = 0 draws
+    exactly the outcomes it drew before the option existed.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    for name, rate in (("copy_error", copy_error), ("innovation", innovation), ("llm_consultation", llm_consultation)):
+    rates = {"copy_error": copy_error, "innovation": innovation, "llm_consultation": llm_consultation,
+             "llm_mutation": llm_mutation}  # fmt: skip
+    for name, rate in rates.items():
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
+    if copy_error + llm_mutation > 1:
+        raise ValueError(f"copy_error + llm_mutation must be at most 1, got {copy_error} + {llm_mutation}")
     p_consult = llm_consultation
     p_innovate = (1 - llm_consultation) * innovation
-    p_error = (1 - llm_consultation) * (1 - innovation) * copy_error
-    thresholds = np.cumsum([p_consult, p_innovate, p_error])
-    outcome_by_interval = np.array([CONSULT_LLM, INNOVATE, COPY_ERROR, COPY], dtype=np.int8)
+    p_copy = (1 - llm_consultation) * (1 - innovation)
+    thresholds = np.cumsum([p_consult, p_innovate, p_copy * copy_error, p_copy * llm_mutation])
+    outcome_by_interval = np.array([CONSULT_LLM, INNOVATE, COPY_ERROR, LLM_MUTATION, COPY], dtype=np.int8)
     return outcome_by_interval[np.searchsorted(thresholds, rng.random(n), side="right")]
 
 

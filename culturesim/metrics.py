@@ -33,7 +33,7 @@ class MetricInput:
     texts: Sequence[str]
     # (T,) float64 in [0, 1]: machine share of each trait's lineage
     machine_ancestry: np.ndarray
-    # (T,) bool: trait written by an LLM (author kind llm or human_llm_assisted)
+    # (T,) bool: trait written by an LLM (an author kind in traits.MACHINE_KINDS)
     machine_authored: np.ndarray
     # (T,) int64: generation in which each trait was created (seed traits: 0)
     born: np.ndarray
@@ -74,6 +74,16 @@ def available_metrics() -> list[str]:
 MULTI_KEY_METRICS = {"lexical_diversity": ("distinct_1", "distinct_2", "mean_length")}
 # Values every run records besides its configured metrics.
 BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
+
+
+ATTRACTOR_METRIC = "attractor_distance"
+
+
+def metric_names(names: Sequence[str], *, attractor: bool) -> tuple[str, ...]:
+    """The metrics a run records: the study's, plus `attractor_distance` in every study with an LLM
+    (where an attractor is calibrated), so no LLM study goes without it."""
+    names = tuple(names)
+    return names + (ATTRACTOR_METRIC,) if attractor and ATTRACTOR_METRIC not in names else names
 
 
 def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:

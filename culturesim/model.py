@@ -4,8 +4,8 @@ The run is an agentpy `Model` (kept behind this one module; only its parameter a
 setup plumbing is used). A generation has phases so that `culturesim.generation` can
 advance many runs in lockstep and answer all their LLM requests in one batched call:
 
-1. `plan(g)`        humans choose whom to copy and how (vectorised); LLM agents and
-                    humans who consult an LLM produce `Request`s.
+1. `plan(g)`        humans choose whom to copy and how (vectorised); LLM agents,
+                    humans who consult an LLM and copies an LLM retells produce `Request`s.
 2. `step(g, c)`     the completions turn every outcome into new traits and replace the
                     learners (turnover).
 3. the generation function embeds all runs' new texts in one call (`attach_embeddings`).
@@ -27,6 +27,7 @@ from culturesim.learning import (
     COPY,
     COPY_ERROR,
     INNOVATE,
+    LLM_MUTATION,
     choose_models,
     copy_with_error,
     corpus_vocabulary,
@@ -35,14 +36,15 @@ from culturesim.learning import (
 )
 from culturesim.llm.base import Completion, Request
 from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
-from culturesim.metrics import ROW_CHUNK, MetricInput, compute_metrics
+from culturesim.metrics import ROW_CHUNK, MetricInput, compute_metrics, metric_names
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
 
 # Independent random streams of a run (see `CultureModel.setup`).
 STREAMS = ("network", "roles", "prestige", "culture", "learning")
 # Purposes mixed into per-request seeds so that two requests of one agent never share a seed.
-_LLM_AGENT, _CONSULT = 0, 1
+_LLM_AGENT, _CONSULT, _MUTATE = 0, 1, 2
+MUTATION_ROLE = "rewrite"  # an LLM used as mutation operator retells the copied text
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,8 @@ class CultureModel(ap.Model):
     """A mixed human/LLM population evolving a culture of texts.
 
     Parameters (agentpy `p`): `config` (StudyConfig of one condition), `spec` (RunSpec),
-    `corpus` (list of seed texts), `dim` (embedding size), `norm_axes` (name -> axis).
+    `corpus` (list of seed texts), `dim` (embedding size), `norm_axes` (name -> axis),
+    `attractor` (the LLM's attractor, `culturesim.attractor`, or None in a human-only study).
     """
 
     def setup(self) -> None:
@@ -145,25 +148,30 @@ class CultureModel(ap.Model):
             copy_error=humans.copy_error,
             innovation=humans.innovation,
             llm_consultation=humans.llm_consultation,
+            llm_mutation=humans.llm_mutation,
             rng=self.rng,
         )
         outcomes[models < 0] = COPY  # isolated learners keep their own trait
         models = np.where(models < 0, learners, models)
         consulting = learners[outcomes == CONSULT_LLM]
-        askers = np.concatenate([self.llm_agents, consulting])
-        shown = self._neighbour_traits(askers)
+        mutating = outcomes == LLM_MUTATION
+        askers = np.concatenate([self.llm_agents, consulting, learners[mutating]])
+        shown = self._neighbour_traits(askers[: len(askers) - int(mutating.sum())])
+        copied = np.full((int(mutating.sum()), shown.shape[1]), -1, dtype=np.int64)
+        copied[:, 0] = self.traits[models[mutating]]  # a mutation retells the copied text only
+        shown = np.concatenate([shown, copied])
         if config.llm.role in SINGLE_TEXT_ROLES:
             shown[: len(self.llm_agents), 1:] = -1  # a rewrite or continuation reads one text: its only parent
         self._plan = {"learners": learners, "models": models, "outcomes": outcomes, "shown": shown, "askers": askers}
         self._plan["generation"] = np.int64(generation)
+        self._plan["consulting"] = np.int64(len(consulting))
+        purposes = np.repeat([_LLM_AGENT, _CONSULT, _MUTATE], [len(self.llm_agents), len(consulting), mutating.sum()])
+        roles = {_LLM_AGENT: config.llm.role, _CONSULT: "advise", _MUTATE: MUTATION_ROLE}
         requests = []
-        for row, agent in enumerate(askers):
-            is_agent = row < len(self.llm_agents)
-            role = config.llm.role if is_agent else "advise"
+        for row, (agent, purpose) in enumerate(zip(askers, purposes, strict=True)):
+            role = roles[int(purpose)]
             texts = [self.pool.texts[t] for t in shown[row] if t >= 0]
-            seed = request_seed(
-                self.spec.study_seed, self.spec.replicate, generation, int(agent), _LLM_AGENT if is_agent else _CONSULT
-            )
+            seed = request_seed(self.spec.study_seed, self.spec.replicate, generation, int(agent), int(purpose))
             requests.append(
                 Request(
                     messages=build_messages(role, texts, max_chars=config.llm.max_chars),
@@ -229,9 +237,18 @@ class CultureModel(ap.Model):
             generation=generation,
         )
 
+        # An LLM mutation that comes back unusable leaves the faithful copy.
+        mutating = outcomes == LLM_MUTATION
+        new_traits[learners[mutating]] = model_traits[mutating]
+
         askers = plan["askers"]
         n_agents = len(self.llm_agents)
-        for kind, rows in (("llm", slice(0, n_agents)), ("human_llm_assisted", slice(n_agents, None))):
+        n_asking = n_agents + int(plan["consulting"])
+        for kind, rows in (
+            ("llm", slice(0, n_agents)),
+            ("human_llm_assisted", slice(n_agents, n_asking)),
+            ("human_llm_mutated", slice(n_asking, None)),
+        ):
             self._adopt_completions(
                 new_traits,
                 askers[rows],
@@ -281,7 +298,7 @@ class CultureModel(ap.Model):
                 counts[i : i + ROW_CHUNK] @ embeddings[ids[i : i + ROW_CHUNK]] for i in range(0, len(ids), ROW_CHUNK)
             ) / len(self.traits)
         values = compute_metrics(
-            self.config.metrics.names,
+            metric_names(self.config.metrics.names, attractor=self.p["attractor"] is not None),
             MetricInput(
                 traits=self.traits,
                 embeddings=embeddings,
@@ -293,6 +310,7 @@ class CultureModel(ap.Model):
                 initial_centroid=self.initial_centroid,
                 communities=self.network.communities,
                 norm_axes=self.p["norm_axes"],
+                attractor=self.p["attractor"],
             ),
         )
         values["llm_failures"] = float(self.llm_failures)
@@ -313,6 +331,7 @@ def build_run(
     dim: int,
     content_axis: np.ndarray | None = None,
     norm_axes: dict[str, np.ndarray] | None = None,
+    attractor: np.ndarray | None = None,
 ) -> CultureModel:
     """A run set up at generation 0 (its seed texts still wait for their embeddings)."""
     model = CultureModel(
@@ -323,6 +342,7 @@ def build_run(
             "dim": dim,
             "content_axis": content_axis,
             "norm_axes": norm_axes or {},
+            "attractor": attractor,
         }
     )
     model.sim_setup(steps=config.study.generations, seed=spec.study_seed)

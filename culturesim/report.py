@@ -10,6 +10,7 @@ import polars as pl
 from culturesim.figures import trajectories
 from culturesim.off_task import is_off_task
 from culturesim.study.store import read_manifest, write_text
+from culturesim.traits import MACHINE_KINDS
 
 SUMMARY_METRICS = ("semantic_diversity", "vendi", "distinct_traits", "machine_ancestry", "llm_trait_share")
 FIGURE_NAME = "diversity.png"
@@ -31,7 +32,7 @@ def off_task_summary(traits: pl.DataFrame, population: pl.DataFrame) -> pl.DataF
     agents holding a meta-talk trait at the last generation (when the population table was saved)."""
     flagged = traits.with_columns(
         off_task=pl.col("text").map_elements(is_off_task, return_dtype=pl.Boolean),
-        machine=pl.col("author_kind").is_in(["llm", "human_llm_assisted"]),
+        machine=pl.col("author_kind").is_in(sorted(MACHINE_KINDS)),
     )
     written = flagged.group_by("condition").agg(
         machine_traits=pl.col("machine").sum(),

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-AUTHOR_KINDS = ("seed", "human", "human_error", "human_innovation", "llm", "human_llm_assisted")
-MACHINE_KINDS = frozenset({"llm", "human_llm_assisted"})
+AUTHOR_KINDS = ("seed", "human_error", "human_innovation", "llm", "human_llm_assisted", "human_llm_mutated")
+# Texts an LLM wrote: an LLM agent's, a consulted LLM's answer, an LLM's retelling of a human's copy.
+MACHINE_KINDS = frozenset({"llm", "human_llm_assisted", "human_llm_mutated"})
 _CODE = {kind: code for code, kind in enumerate(AUTHOR_KINDS)}
 # The embedding matrix grows by 1/GROWTH_DIVISOR of its size: at a million traits, doubling
 # would briefly hold 1.5 GB + 3 GB of float32 rows.
@@ -92,7 +93,7 @@ class TraitPool:
         ids = np.arange(start, start + len(texts), dtype=np.int64)
         if author_kind in MACHINE_KINDS:
             ancestry = np.ones(len(texts))
-        elif author_kind in ("human", "human_error"):
+        elif author_kind == "human_error":
             ancestry = np.array([self._ancestry[list(p)].mean() if p else 0.0 for p in parents])
         else:
             ancestry = np.zeros(len(texts))

@@ -21,6 +21,7 @@ def dtype_study(**conditions) -> StudyConfig:
             "study": {"name": "dtypes", "seed": 2, "replicates": 2, "generations": 2},
             "population": {"size": 12, "llm_share": 0.25},
             "llm": {"backend": "vllm", "max_tokens": 12},
+            "attractor": {"chains": 3, "generations": 1},
             "conditions": conditions or {"llm.dtype": ["float32", "bfloat16"], "humans.copy_error": [0.0, 0.2]},
         }
     )

@@ -14,6 +14,7 @@ from culturesim.learning import (
     COPY,
     COPY_ERROR,
     INNOVATE,
+    LLM_MUTATION,
     choose_models,
     copy_with_error,
     corpus_vocabulary,
@@ -379,10 +380,40 @@ def test_learning_outcomes_at_extreme_rates(rates, only):
     assert (outcomes == only).all()
 
 
-@pytest.mark.parametrize("name", ["copy_error", "innovation", "llm_consultation"])
+def test_llm_mutation_takes_its_share_of_copies_beside_copy_error():
+    n, eps, mu, rho, nu = 200_000, 0.1, 0.05, 0.2, 0.3
+    rng_seed = 12
+    outcomes = learning_outcomes(
+        n, copy_error=eps, innovation=mu, llm_consultation=rho, llm_mutation=nu, rng=np.random.default_rng(rng_seed)
+    )
+    copies = (1 - rho) * (1 - mu)
+    expected = {CONSULT_LLM: rho, INNOVATE: (1 - rho) * mu, COPY_ERROR: copies * eps, LLM_MUTATION: copies * nu,
+                COPY: copies * (1 - eps - nu)}  # fmt: skip
+    for outcome, p in expected.items():
+        assert_rate((outcomes == outcome).mean(), p, n)
+
+
+def test_llm_mutation_zero_draws_the_outcomes_drawn_before_it_existed():
+    """Same uniform draws, same thresholds: a study without LLM mutation is unchanged by the option."""
+    draws = np.random.default_rng(4).random(5000)
+    rho, mu, eps = 0.1, 0.05, 0.2
+    old = np.array([CONSULT_LLM, INNOVATE, COPY_ERROR, COPY])[
+        np.searchsorted(np.cumsum([rho, (1 - rho) * mu, (1 - rho) * (1 - mu) * eps]), draws, side="right")
+    ]
+    new = learning_outcomes(5000, copy_error=eps, innovation=mu, llm_consultation=rho, rng=np.random.default_rng(4))
+    assert (new == old).all()
+
+
+def test_copy_error_and_llm_mutation_cannot_exceed_all_copies():
+    with pytest.raises(ValueError, match="copy_error \\+ llm_mutation"):
+        learning_outcomes(10, copy_error=0.6, innovation=0.0, llm_consultation=0.0, llm_mutation=0.5,
+                          rng=np.random.default_rng(0))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["copy_error", "innovation", "llm_consultation", "llm_mutation"])
 @pytest.mark.parametrize("bad", [-0.1, 1.1, float("nan")])
 def test_learning_outcomes_rejects_rates_outside_unit_interval(name, bad):
-    rates = dict(copy_error=0.1, innovation=0.1, llm_consultation=0.1)
+    rates = dict(copy_error=0.1, innovation=0.1, llm_consultation=0.1, llm_mutation=0.1)
     rates[name] = bad
     with pytest.raises(ValueError, match=name):
         learning_outcomes(10, rng=np.random.default_rng(0), **rates)

@@ -35,6 +35,9 @@ llm_consultation = 0.1
 [llm]
 backend = "vllm"
 max_tokens = 16
+[attractor]
+chains = 3
+generations = 2
 """
 TABLES = ("metrics", "traits", "population", "generations", "vectors")
 # Runs the CLI with CompletionLog.append patched to SIGKILL the process: after its N-th durable

@@ -75,6 +75,7 @@ def test_a_study_survives_a_model_that_only_writes_garbage(tmp_path: Path, embed
             "population": {"size": 12, "llm_share": 0.25},
             "humans": {"llm_consultation": 0.2},
             "llm": {"retries": 1},
+            "attractor": {"chains": 3, "generations": 1},
         }
     )
     backend = ScriptedBackend(bad_first_attempts=10**6, bad="   ")

@@ -295,6 +295,33 @@ def test_consulting_humans_adopt_assisted_traits():
     assert model.pool.author_kinds(model.traits[askers]) == ["human_llm_assisted"] * 20
 
 
+def test_an_llm_mutation_retells_the_copied_text():
+    config = make_config(turnover=0.5, copy_error=0.0, humans={"llm_mutation": 1.0})
+    model = make_model(config)
+    before = model.traits.copy()
+    requests, rows = llm_generation(model, lambda i, r: f"Retold {i}.")
+    assert len(requests) == 20  # every learner's copy is retold
+    askers = np.array([row["agent"] for row in rows])
+    held = model.traits[askers]
+    assert [model.pool.texts[t] for t in held] == [f"Retold {i}." for i in range(20)]
+    assert model.pool.author_kinds(held) == ["human_llm_mutated"] * 20
+    for request, trait in zip(requests, held, strict=True):
+        [parent] = model.pool.parents[trait]
+        assert request.messages[-1][1].count("\n- ") == 1 and model.pool.texts[parent] in request.messages[-1][1]
+        assert parent in before  # the copied (model's) trait, not a text the LLM made up
+    assert model.pool.machine_ancestry[held].tolist() == [1.0] * 20
+
+
+def test_an_unusable_llm_mutation_leaves_a_faithful_copy():
+    model = make_model(make_config(turnover=0.5, humans={"llm_mutation": 1.0}))
+    before = model.traits.copy()
+    _, rows = llm_generation(model, lambda i, r: "   ")
+    askers = np.array([row["agent"] for row in rows])
+    assert set(model.traits[askers]) <= set(before)  # each learner holds the trait it copied
+    assert (model.traits[askers] != before[askers]).any()
+    assert [r["value"] for r in model.records if r["metric"] == "llm_failures"][-1] == 20.0
+
+
 def test_missing_completions_are_not_silently_ignored():
     model = make_model(make_config(llm_share=0.25, turnover=0.5))
     with pytest.raises(RuntimeError, match="no completion source"):

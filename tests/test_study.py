@@ -22,6 +22,7 @@ def tiny_study(**overrides) -> StudyConfig:
         "network": {"kind": "small_world", "degree": 4},
         "humans": {"bias": "conformist", "copy_error": 0.1, "innovation": 0.05, "llm_consultation": 0.1},
         "llm": {"max_tokens": 16, "backend": "vllm"},
+        "attractor": {"chains": 3, "generations": 2},
         "conditions": {"population.llm_share": [0.0, 0.25]},
     }
     for key, value in overrides.items():
@@ -57,6 +58,7 @@ def test_results_folder_is_complete(runner: StudyRunner, tmp_path: Path) -> None
     assert sorted(metrics["generation"].unique()) == [0, 1, 2, 3]
     lexical = {"distinct_1", "distinct_2", "mean_length"}
     expected = (set(config.metrics.names) - {"lexical_diversity"}) | lexical | {"llm_failures", "pool_size"}
+    expected.add("attractor_distance")  # every LLM study records it
     assert set(metrics["metric"]) == expected
     traits = pl.read_parquet(folder / "traits.parquet")
     llm_traits = traits.filter(pl.col("author_kind") == "llm")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from culturesim.attractor import load_attractors
 from culturesim.completions import CompletionLog, CompletionSource, EngineIdentity
 from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
 from culturesim.corpus import load_corpus
@@ -57,7 +58,8 @@ def group_embedder(spec: EmbeddingSection):
 
 
 def needs_llm(config: StudyConfig) -> bool:
-    return any(cfg.population.llm_share > 0 or cfg.humans.llm_consultation > 0 for _, cfg in config.condition_grid())
+    """Whether any condition of the study asks an LLM."""
+    return any(cfg.uses_llm() for _, cfg in config.condition_grid())
 
 
 def run_batch(
@@ -79,7 +81,7 @@ def run_batch(
     group = grid[plans[0].condition_index][1]
     source = _source(group, plans, log, engine) if any(needs_llm(grid[p.condition_index][1]) for p in plans) else None
     stats = Throughput()
-    models, poles = _build_models(config, plans, vectors)
+    models, poles = _build_models(config, plans, vectors, load_attractors(config, folder, condition_corpora(config)))
     logs = run_generations(
         models,
         config.study.generations,
@@ -107,8 +109,14 @@ def _source(group: StudyConfig, plans: list[RunPlan], policy: LogPolicy, engine)
     )
 
 
+def condition_corpora(config: StudyConfig) -> dict[int, list[str]]:
+    """Condition index -> its corpus texts."""
+    grid = config.condition_grid()
+    return {i: load_corpus(condition.corpus)["text"].to_list() for i, (_, condition) in enumerate(grid)}
+
+
 def _build_models(
-    config: StudyConfig, plans: list[RunPlan], vectors: VectorSource
+    config: StudyConfig, plans: list[RunPlan], vectors: VectorSource, attractors: dict[int, Any]
 ) -> tuple[list[CultureModel], list[list[str]]]:
     """The batch's runs, and per run the pole sentences its axes were embedded from."""
     grid = config.condition_grid()
@@ -125,6 +133,7 @@ def _build_models(
                 dim=vectors.dim,
                 content_axis=_axis(vectors, content),
                 norm_axes={name: _axis(vectors, p) for name, p in axes.items()},
+                attractor=attractors.get(plan.condition_index),
             )
         )
         poles.append([t for pair in [content, *axes.values()] if pair is not None for t in pair])

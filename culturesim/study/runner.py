@@ -21,12 +21,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from culturesim import attractor
+from culturesim.attractor import study_specs
+from culturesim.completions import EngineIdentity
 from culturesim.config import ConfigError, StudyConfig
+from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
 from culturesim.fingerprint import file_sha256
 from culturesim.generation import Throughput, VectorSource
 from culturesim.llm import Backend, create_backend
-from culturesim.study.batch import LogPolicy, ProgressFn, RunPlan, group_embedder, needs_llm, run_batch
+from culturesim.study.batch import (
+    LogPolicy,
+    ProgressFn,
+    RunPlan,
+    condition_corpora,
+    group_embedder,
+    needs_llm,
+    run_batch,
+)
 from culturesim.study.groups import EngineGroup, engine_groups, plan_batches
 from culturesim.study.holder import hold_folder
 from culturesim.study.provenance import provenance
@@ -54,6 +66,7 @@ class Execution:
     executor: str = "local"
     address: str | None = None
     on_progress: ProgressFn | None = None
+    calibrations_from: Path | None = None  # a replay copies the source folder's calibrations
 
 
 def plan_runs(config: StudyConfig) -> list[RunPlan]:
@@ -89,9 +102,12 @@ class StudyRunner:
         return self._embedder
 
     def backend(self, group: EngineGroup) -> Backend:
-        """The group's LLM engine, started on first need (a resume answered by the log starts none)."""
+        """The group's LLM engine, started on first need (a resume answered by the log starts none);
+        a running engine of another group is stopped first."""
         if self._shared_backend is not None:
             return self._shared_backend
+        if self._backend is not None and self.engines_started[-1]["engine"] != group.engine.key():
+            self.close()
         if self._backend is None:
             self.engines_started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
             self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
@@ -166,7 +182,7 @@ class StudyRunner:
             manifest = _start_manifest(out, config, deviation=None, lock=manifest_in.get("lock"), toy=False)
             manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
             log = LogPolicy(source / LOG_FOLDER, append=False)
-            self._run_groups(config, manifest, Execution(out, log, vectors=vectors))
+            self._run_groups(config, manifest, Execution(out, log, vectors=vectors, calibrations_from=source))
         return out
 
     def _run_groups(self, config: StudyConfig, manifest: dict[str, Any], execution: Execution) -> None:
@@ -176,13 +192,17 @@ class StudyRunner:
         stats = Throughput(**{k: v for k, v in manifest["throughput"].items() if k in Throughput.__dataclass_fields__})
         started = time.perf_counter() - stats.wall_seconds
         try:
-            for group in engine_groups(config, plans):
+            groups = engine_groups(config, plans)
+            manifest["attractors"] = self._calibrations(config, groups, execution)
+            if execution.executor == "ray" or execution.workers > 1:
+                self.close()  # the workers start their own engines
+            for group in groups:
                 batches = plan_batches(group, execution.batch_runs)
                 todo = [batch for batch in batches if any(p.run_id not in execution.done for p in batch)]
                 for batch_stats in self._execute(config, group, todo, execution):
                     stats.add(batch_stats)
                     _update_manifest(folder, manifest, stats, started, status="running")
-                self.close()
+            self.close()
             combine_runs(folder, [p.run_id for p in plans])
             manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
         except BaseException:
@@ -190,6 +210,66 @@ class StudyRunner:
             _update_manifest(folder, manifest, stats, started, status="interrupted")
             raise
         _update_manifest(folder, manifest, stats, started, status="complete")
+
+    def calibrate(self, config: StudyConfig, *, force: bool = False) -> list[tuple[dict[str, Any], str]]:
+        """Each distinct calibration of a study, from the cache or computed now (always, with
+        `force`), as (record, where it came from); `culturesim calibrate`."""
+        groups = engine_groups(config, plan_runs(config))
+        grid = config.condition_grid()
+        found: dict[str, tuple[dict[str, Any], str]] = {}
+        for index, spec in study_specs(config, condition_corpora(config)).items():
+            if spec.key() not in found:
+                found[spec.key()] = self._cached_or_calibrated(grid[index][1], spec, groups, force=force)
+        self.close()
+        return list(found.values())
+
+    def _calibrations(self, config: StudyConfig, groups: list[EngineGroup], execution: Execution) -> dict[str, Any]:
+        """Put the calibration of every condition's attractor into the results folder before any run
+        starts: from the folder itself (a resume), the replayed folder, the cache, or by calibrating
+        now with the engine that will answer the condition. Returns the manifest's record of them."""
+        grid = config.condition_grid()
+        record: dict[str, Any] = {}
+        for index, spec in study_specs(config, condition_corpora(config)).items():
+            key = spec.key()
+            if key in record:
+                record[key]["conditions"].append(grid[index][0])
+                continue
+            target = attractor.folder_path(execution.folder, key)
+            origin = "results folder"
+            if target.exists():
+                calibration = attractor.read_record(target)
+            elif execution.calibrations_from is not None:
+                calibration, origin = attractor.read_record(_replayed(execution.calibrations_from, spec)), "replayed"
+            else:
+                calibration, origin = self._cached_or_calibrated(grid[index][1], spec, groups)
+            if origin != "results folder":
+                write_json(calibration, target)
+            record[key] = {
+                "file": f"{attractor.ATTRACTOR_FOLDER}/{key}.json",
+                "from": origin,
+                "spec": calibration["spec"],
+                "requests": calibration["requests"],
+                "seconds": calibration["seconds"],
+                "conditions": [grid[index][0]],
+            }
+        return record
+
+    def _cached_or_calibrated(
+        self, condition: StudyConfig, spec: attractor.CalibrationSpec, groups: list[EngineGroup], *, force=False
+    ) -> tuple[dict[str, Any], str]:
+        """One calibration from the cache, or computed with the engine that answers `condition` and cached.
+
+        An injected backend (tests) is not the engine its key names, so it neither reads nor fills the cache."""
+        cached = attractor.cache_path(spec.key()) if self._shared_backend is None else None
+        if cached is not None and cached.exists() and not force:
+            return attractor.read_record(cached), "cache"
+        group = next((g for g in groups if g.engine is not None and g.engine.key() == spec.engine), None)
+        group = group or EngineGroup(condition, EngineIdentity.of(condition.llm), ())
+        texts = load_corpus(condition.corpus)["text"].to_list()
+        calibration = attractor.calibrate(spec, self.backend(group), self.embedder(group), texts)
+        if cached is not None:
+            write_json(calibration, cached)
+        return calibration, "calibrated"
 
     def _execute(
         self, config: StudyConfig, group: EngineGroup, batches: list[list[RunPlan]], execution: Execution
@@ -226,6 +306,17 @@ class StudyRunner:
                 if progress is not None:
                     progress(len(futures[future]) * generations)
                 yield future.result()
+
+
+def _replayed(source: Path, spec: attractor.CalibrationSpec) -> Path:
+    """A calibration of the replayed folder (a replay never calibrates: it has no engine)."""
+    path = attractor.folder_path(source, spec.key())
+    if not path.exists():
+        raise attractor.MissingCalibration(
+            f"{source} holds no calibration {spec.key()} ({spec.role}, {spec.engine}): a replay measures the "
+            "attractor distance only against the study's own calibrations"
+        )
+    return path
 
 
 def _lazy(runner: StudyRunner, group: EngineGroup):

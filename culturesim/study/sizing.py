@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.table import Table
 
 from culturesim.config import ConfigError, StudyConfig
-from culturesim.metrics import recorded_keys
+from culturesim.metrics import metric_names, recorded_keys
 
 # Bytes per row, per table, as written by polars (Parquet, zstd). Measured on synthetic tables
 # of realistic shape (1M population rows, 50,000 traits from the built-in corpus, 20,000 requests).
@@ -90,6 +90,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
     runs = agent_generations = metrics_rows = population_rows = 0
     traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
     corpus_texts = 0
+    study_uses_llm = any(condition.uses_llm() for _, condition in config.condition_grid())
     for _, condition in config.condition_grid():
         population, humans = condition.population, condition.humans
         n = population.size
@@ -97,10 +98,13 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         learners = round(population.turnover * (n - n_llm))  # as CultureModel.plan
         consult = Fraction(humans.llm_consultation)
         innovate = (1 - consult) * Fraction(humans.innovation)
-        err = (1 - consult) * (1 - Fraction(humans.innovation)) * Fraction(humans.copy_error)
+        copies = (1 - consult) * (1 - Fraction(humans.innovation))
+        err = copies * Fraction(humans.copy_error)
+        mutate = copies * Fraction(humans.llm_mutation)
         run_generations = replicates * generations
-        per_generation = n_llm + learners * consult
-        keys = len(recorded_keys(condition.metrics.names, tuple(condition.metrics.norm_axes)))
+        per_generation = n_llm + learners * (consult + mutate)
+        names = metric_names(condition.metrics.names, attractor=study_uses_llm)
+        keys = len(recorded_keys(names, tuple(condition.metrics.norm_axes)))
 
         runs += replicates
         agent_generations += replicates * n * generations

@@ -1,0 +1,168 @@
+"""The LLM's attractor: where pure-LLM chains end up, as a point in embedding space.
+
+Left to itself, an LLM retelling texts drifts toward what it likes to write (Perez et al.
+2024). `attractor_distance` measures how close a culture has come to that point, so the point
+must be known for the model, corpus, role and sampling settings a study uses. A calibration
+runs `[attractor] chains` pure-LLM chains (default 20) from corpus texts for `generations`
+retellings (default 10); the attractor is the mean unit embedding of their final texts.
+
+A calibration is cached under the sha256 of everything that decides it (`CalibrationSpec.key`)
+in `$CULTURESIM_CACHE/attractors/`, and copied into every results folder that uses it, with
+its chains' texts: a replay reads it from there and needs no engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from culturesim.chains import run_chains
+from culturesim.completions import EngineIdentity
+from culturesim.config import StudyConfig
+from culturesim.llm.base import Backend
+from culturesim.llm.models import cache_root
+
+if TYPE_CHECKING:
+    from culturesim.generation import VectorSource
+
+CALIBRATION_SEED = 0  # the attractor belongs to the model and its settings, not to a study's seed
+ATTRACTOR_FOLDER = "attractors"
+
+
+class MissingCalibration(RuntimeError):
+    """A replay met a study whose results folder holds no calibration for one of its conditions."""
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Everything that decides a calibration's texts and vectors."""
+
+    engine: str  # EngineIdentity key: backend/model/dtype#settings
+    role: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    max_chars: int
+    retries: int
+    corpus: str  # corpus source ('builtin' or a path)
+    corpus_digest: str  # sha256 of the corpus texts, first 16 hex digits
+    embedder: str
+    chains: int
+    generations: int
+    seed: int = CALIBRATION_SEED
+
+    def key(self) -> str:
+        """16 hex digits of the sha256 of the canonical JSON of the spec."""
+        payload = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def calibration_role(condition: StudyConfig) -> str:
+    """The role most of a condition's LLM text is written in: the LLM agents' role; else "advise"
+    for consulting humans; else "rewrite", the role of an LLM that retells a copy."""
+    if condition.population.llm_share > 0:
+        return condition.llm.role
+    return "advise" if condition.humans.llm_consultation > 0 else "rewrite"
+
+
+def calibration_spec(condition: StudyConfig, corpus_texts: list[str]) -> CalibrationSpec:
+    llm = condition.llm
+    digest = hashlib.sha256("\n".join(corpus_texts).encode()).hexdigest()[:16]
+    return CalibrationSpec(
+        engine=EngineIdentity.of(llm).key(),
+        role=calibration_role(condition),
+        temperature=llm.temperature,
+        top_p=llm.top_p,
+        max_tokens=llm.max_tokens,
+        max_chars=llm.max_chars,
+        retries=llm.retries,
+        corpus=condition.corpus.source,
+        corpus_digest=digest,
+        embedder=condition.embedding.model,
+        chains=condition.attractor.chains,
+        generations=condition.attractor.generations,
+    )
+
+
+def study_specs(config: StudyConfig, corpora: dict[int, list[str]]) -> dict[int, CalibrationSpec]:
+    """The calibration each condition is measured against (condition index -> spec), or {} for a
+    human-only study. A condition without LLMs takes the first LLM condition's calibration, so
+    that a control and its treatment are measured against the same point."""
+    grid = config.condition_grid()
+    llm_conditions = [i for i, (_, condition) in enumerate(grid) if condition.uses_llm()]
+    if not llm_conditions:
+        return {}
+    specs = {i: calibration_spec(grid[i][1], corpora[i]) for i in llm_conditions}
+    reference = specs[llm_conditions[0]]
+    return {i: specs.get(i, reference) for i in range(len(grid))}
+
+
+def calibrate(
+    spec: CalibrationSpec, backend: Backend, vectors: VectorSource, corpus_texts: list[str]
+) -> dict[str, Any]:
+    """Run the reference chains and return the calibration record (see `attractor_vector`)."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(spec.seed)
+    picks = rng.choice(len(corpus_texts), size=min(spec.chains, len(corpus_texts)), replace=False)
+    initial = [corpus_texts[i] for i in picks]
+    history, failures = run_chains(
+        backend, initial, generations=spec.generations, role=spec.role, max_tokens=spec.max_tokens,
+        temperature=spec.temperature, top_p=spec.top_p, max_chars=spec.max_chars, seed=spec.seed,
+        retries=spec.retries,
+    )  # fmt: skip
+    flat = [text for texts in history for text in texts]
+    emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(initial), -1)
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    centroids = emb.mean(axis=1)
+    attractor = centroids[-1]
+    direction = attractor / np.linalg.norm(attractor)
+    return {
+        "key": spec.key(),
+        "spec": asdict(spec),
+        "attractor": attractor.tolist(),
+        "centroid_distance": (1.0 - centroids @ direction).tolist(),
+        "texts": history,
+        "failures": failures,
+        "requests": len(initial) * spec.generations,
+        "seconds": round(time.perf_counter() - started, 3),
+        "created": datetime.now(UTC).isoformat(),
+    }
+
+
+def attractor_vector(record: dict[str, Any]) -> np.ndarray:
+    """The attractor of a calibration record, (d,) float64 (not unit length: a mean of unit vectors)."""
+    return np.asarray(record["attractor"], dtype=np.float64)
+
+
+def folder_path(folder: Path, key: str) -> Path:
+    return folder / ATTRACTOR_FOLDER / f"{key}.json"
+
+
+def cache_path(key: str) -> Path:
+    return cache_root() / ATTRACTOR_FOLDER / f"{key}.json"
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_attractors(config: StudyConfig, folder: Path, corpora: dict[int, list[str]]) -> dict[int, np.ndarray]:
+    """Condition index -> attractor, from the calibrations in a results folder (the runner writes
+    them before any batch runs)."""
+    attractors = {}
+    for index, spec in study_specs(config, corpora).items():
+        path = folder_path(folder, spec.key())
+        if not path.exists():
+            raise MissingCalibration(
+                f"{path} is missing: condition {index} is measured against calibration {spec.key()}, which "
+                "this results folder does not hold; run `culturesim calibrate` or the study again"
+            )
+        attractors[index] = attractor_vector(read_record(path))
+    return attractors

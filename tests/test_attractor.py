@@ -1,0 +1,153 @@
+"""The LLM's attractor (culturesim.attractor): calibration keys, which conditions share one, that
+fresh chains move toward it, and that every LLM study records the distance and its calibration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from culturesim import attractor
+from culturesim.chains import run_chains
+from culturesim.config import CorpusSection, StudyConfig
+from culturesim.corpus import load_corpus
+from culturesim.study.runner import StudyRunner
+
+CORPUS = load_corpus(CorpusSection())["text"].to_list()
+
+
+def llm_study(**sections) -> StudyConfig:
+    data = {
+        "study": {"name": "attractor", "seed": 3, "replicates": 1, "generations": 2},
+        "population": {"size": 12, "turnover": 0.5},
+        "network": {"kind": "small_world", "degree": 4},
+        "llm": {"max_tokens": 16, "backend": "vllm"},
+        "attractor": {"chains": 4, "generations": 2},
+        "conditions": {"population.llm_share": [0.0, 0.25]},
+    }
+    data.update(sections)
+    return StudyConfig.model_validate(data)
+
+
+def test_every_setting_that_decides_a_calibration_is_in_its_key():
+    spec = attractor.calibration_spec(llm_study().condition_grid()[1][1], CORPUS)
+    changed = {"engine": "vllm/other#0", "role": "create", "temperature": 0.5, "top_p": 0.5, "max_tokens": 8,
+               "max_chars": 100, "retries": 0, "corpus": "other.csv", "corpus_digest": "0" * 16,
+               "embedder": "other", "chains": 5, "generations": 3, "seed": 1}  # fmt: skip
+    assert set(changed) == {f.name for f in dataclasses.fields(spec)}
+    keys = {dataclasses.replace(spec, **{name: value}).key() for name, value in changed.items()}
+    assert spec.key() not in keys and len(keys) == len(changed)
+    other_corpus = attractor.calibration_spec(llm_study().condition_grid()[1][1], CORPUS[:-1])
+    assert other_corpus.key() != spec.key()
+
+
+def test_a_control_is_measured_against_its_treatments_calibration():
+    specs = attractor.study_specs(llm_study(), {0: CORPUS, 1: CORPUS})
+    assert specs[0] == specs[1] and specs[1].role == "rewrite"
+    consulting = llm_study(conditions={"humans.llm_consultation": [0.0, 0.2]})
+    assert {s.role for s in attractor.study_specs(consulting, {0: CORPUS, 1: CORPUS}).values()} == {"advise"}
+    mutating = llm_study(conditions={"humans.llm_mutation": [0.0, 0.05]})
+    assert {s.role for s in attractor.study_specs(mutating, {0: CORPUS, 1: CORPUS}).values()} == {"rewrite"}
+    human_only = llm_study(conditions={"humans.copy_error": [0.0, 0.1]})
+    assert attractor.study_specs(human_only, {0: CORPUS, 1: CORPUS}) == {}
+
+
+def test_the_default_attractor_section_leaves_the_config_hash_alone():
+    data = llm_study().model_dump(mode="json")
+    del data["attractor"]
+    default = StudyConfig.model_validate(data)
+    assert "attractor" not in default.model_dump(mode="json")
+    assert "attractor" in llm_study().model_dump(mode="json")
+    assert default.hash() != llm_study().hash()
+
+
+@pytest.mark.slow
+def test_fresh_chains_move_toward_the_calibrated_attractor(llm_backend, embedder):
+    """Calibrate on 12 corpus texts, then run 12 other texts with other seeds: the centroid of the
+    fresh chains comes closer to the attractor than where it started."""
+    condition = llm_study(attractor={"chains": 12, "generations": 6}).condition_grid()[1][1]
+    spec = attractor.calibration_spec(condition, CORPUS)
+    record = attractor.calibrate(spec, llm_backend, embedder, CORPUS)
+    assert record["key"] == spec.key() and len(record["centroid_distance"]) == 7
+    assert record["requests"] == 72 and record["seconds"] > 0
+    direction = attractor.attractor_vector(record)
+    direction /= np.linalg.norm(direction)
+
+    used = {text for text in record["texts"][0]}
+    fresh = [text for text in CORPUS if text not in used][::25][:12]
+    history, _ = run_chains(llm_backend, fresh, generations=6, seed=99, max_tokens=16)
+    emb = np.asarray(embedder.embed([t for texts in history for t in texts]), dtype=np.float64)
+    emb = emb.reshape(len(history), len(fresh), -1)
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    distance = 1.0 - emb.mean(axis=1) @ direction
+    print("\ncentroid distance to the attractor by generation:", np.round(distance, 3))
+    assert distance[-1] < distance[0]
+    assert np.mean(distance[3:]) < distance[0]
+
+
+@pytest.fixture(scope="module")
+def runner(embedder, vllm_backend) -> StudyRunner:
+    return StudyRunner(embedder=embedder, backend=vllm_backend)
+
+
+@pytest.mark.slow
+def test_an_llm_study_records_the_distance_and_its_calibration(runner, tmp_path):
+    config = llm_study()
+    folder = runner.run(config, out_root=tmp_path / "a")
+    metrics = pl.read_parquet(folder / "metrics.parquet").filter(pl.col("metric") == "attractor_distance")
+    assert metrics.height == 2 * 3  # both conditions (the control too), generations 0-2
+    assert metrics["value"].is_finite().all() and metrics["value"].is_between(0, 2).all()
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    [(key, entry)] = manifest["attractors"].items()
+    assert entry["from"] == "calibrated" and len(entry["conditions"]) == 2
+    assert entry["spec"]["role"] == "rewrite" and entry["requests"] == 8
+    assert (folder / entry["file"]).exists()
+    assert not attractor.cache_path(key).exists()  # an injected test engine never fills the cache
+
+    again = runner.run(config, out_root=tmp_path / "b")
+    assert (again / "metrics.parquet").read_bytes() == (folder / "metrics.parquet").read_bytes()
+    assert (again / entry["file"]).read_bytes() != b""
+
+
+@pytest.mark.slow
+def test_calibrate_fills_the_cache_that_run_then_uses(tmp_path, monkeypatch):
+    """The command line with its own engine: `calibrate` computes and caches, a second call and a
+    `run` take the calibration from the cache."""
+    from typer.testing import CliRunner
+
+    from culturesim.cli import app
+
+    monkeypatch.setenv("CULTURESIM_CACHE", str(tmp_path / "cache"))
+    study = tmp_path / "study.toml"
+    study.write_text(
+        '[study]\nname = "cal"\nseed = 1\nreplicates = 1\ngenerations = 1\n[population]\nsize = 8\n'
+        'llm_share = 0.25\n[llm]\nbackend = "vllm"\nmax_tokens = 12\n[attractor]\nchains = 3\ngenerations = 2\n',
+        encoding="utf-8",
+    )
+    first = CliRunner().invoke(app, ["calibrate", str(study)])
+    assert first.exit_code == 0, first.output
+    key = first.output.split(" ", 1)[0]
+    assert "(calibrated)" in first.output and "6 requests" in first.output
+    assert attractor.cache_path(key).exists()
+    second = CliRunner().invoke(app, ["calibrate", str(study)])
+    assert second.exit_code == 0 and f"{key} (cache)" in second.output
+    ran = CliRunner().invoke(app, ["run", str(study), "--out", str(tmp_path / "results")])
+    assert ran.exit_code == 0, ran.output
+    [manifest] = (tmp_path / "results").glob("cal/*/manifest.json")
+    assert json.loads(manifest.read_text())["attractors"][key]["from"] == "cache"
+
+
+@pytest.mark.slow
+def test_a_replay_without_the_calibration_names_it(runner, tmp_path: Path):
+    folder = runner.run(llm_study(), out_root=tmp_path)
+    replayed = StudyRunner().replay(folder, tmp_path / "replay")
+    assert (replayed / "metrics.parquet").read_bytes() == (folder / "metrics.parquet").read_bytes()
+    for path in (folder / attractor.ATTRACTOR_FOLDER).iterdir():
+        path.unlink()
+    with pytest.raises(attractor.MissingCalibration, match="holds no calibration"):
+        StudyRunner().replay(folder, tmp_path / "replay2")
