@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,26 +71,27 @@ def test_the_default_attractor_section_leaves_the_config_hash_alone():
 
 @pytest.mark.slow
 def test_fresh_chains_move_toward_the_calibrated_attractor(llm_backend, embedder):
-    """Calibrate on 12 corpus texts, then run 12 other texts with other seeds: the centroid of the
-    fresh chains comes closer to the attractor than where it started."""
-    condition = llm_study(attractor={"chains": 12, "generations": 6}).condition_grid()[1][1]
-    spec = attractor.calibration_spec(condition, CORPUS)
+    """Calibrate on 12 corpus texts, then run 12 other texts with other seeds: the fresh chains come
+    closer to the attractor than where they started (role create at the default 48 tokens, where the
+    pull is strongest: measured over 20 chains, 0.81 at generation 0 and 0.67-0.74 from generation 2 on)."""
+    study = llm_study(attractor={"chains": 12, "generations": 4}, llm={"role": "create", "backend": "vllm"})
+    spec = attractor.calibration_spec(study.condition_grid()[1][1], CORPUS)
     record = attractor.calibrate(spec, llm_backend, embedder, CORPUS)
-    assert record["key"] == spec.key() and len(record["centroid_distance"]) == 7
-    assert record["requests"] == 72 and record["seconds"] > 0
+    assert record["key"] == spec.key() and len(record["centroid_distance"]) == 5
+    assert record["requests"] == 48 and record["seconds"] > 0
     direction = attractor.attractor_vector(record)
     direction /= np.linalg.norm(direction)
 
     used = {text for text in record["texts"][0]}
     fresh = [text for text in CORPUS if text not in used][::25][:12]
-    history, _ = run_chains(llm_backend, fresh, generations=6, seed=99, max_tokens=16)
+    history, _ = run_chains(llm_backend, fresh, generations=4, role="create", seed=99, retries=2)
     emb = np.asarray(embedder.embed([t for texts in history for t in texts]), dtype=np.float64)
     emb = emb.reshape(len(history), len(fresh), -1)
     emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
     distance = 1.0 - emb.mean(axis=1) @ direction
     print("\ncentroid distance to the attractor by generation:", np.round(distance, 3))
     assert distance[-1] < distance[0]
-    assert np.mean(distance[3:]) < distance[0]
+    assert np.mean(distance[1:]) < distance[0] - 0.03
 
 
 @pytest.fixture(scope="module")
@@ -115,29 +120,31 @@ def test_an_llm_study_records_the_distance_and_its_calibration(runner, tmp_path)
 
 
 @pytest.mark.slow
-def test_calibrate_fills_the_cache_that_run_then_uses(tmp_path, monkeypatch):
-    """The command line with its own engine: `calibrate` computes and caches, a second call and a
-    `run` take the calibration from the cache."""
-    from typer.testing import CliRunner
-
-    from culturesim.cli import app
-
-    monkeypatch.setenv("CULTURESIM_CACHE", str(tmp_path / "cache"))
+def test_calibrate_fills_the_cache_that_run_then_uses(tmp_path):
+    """The command line in its own process with its own engine: `calibrate` computes and caches, a
+    second call and a `run` take the calibration from the cache."""
+    env = {**os.environ, "CULTURESIM_CACHE": str(tmp_path / "cache")}
     study = tmp_path / "study.toml"
     study.write_text(
         '[study]\nname = "cal"\nseed = 1\nreplicates = 1\ngenerations = 1\n[population]\nsize = 8\n'
         'llm_share = 0.25\n[llm]\nbackend = "vllm"\nmax_tokens = 12\n[attractor]\nchains = 3\ngenerations = 2\n',
         encoding="utf-8",
     )
-    first = CliRunner().invoke(app, ["calibrate", str(study)])
-    assert first.exit_code == 0, first.output
-    key = first.output.split(" ", 1)[0]
-    assert "(calibrated)" in first.output and "6 requests" in first.output
-    assert attractor.cache_path(key).exists()
-    second = CliRunner().invoke(app, ["calibrate", str(study)])
-    assert second.exit_code == 0 and f"{key} (cache)" in second.output
-    ran = CliRunner().invoke(app, ["run", str(study), "--out", str(tmp_path / "results")])
-    assert ran.exit_code == 0, ran.output
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "culturesim.cli", *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    [(key, origin, requests)] = re.findall(
+        r"\b([0-9a-f]{16}) \((\w+)\):.*?: (\d+) requests", cli("calibrate", str(study))
+    )
+    assert origin == "calibrated" and requests == "6"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CULTURESIM_CACHE", env["CULTURESIM_CACHE"])
+        assert attractor.cache_path(key).exists()
+    assert f"{key} (cache)" in cli("calibrate", str(study))
+    cli("run", str(study), "--out", str(tmp_path / "results"))
     [manifest] = (tmp_path / "results").glob("cal/*/manifest.json")
     assert json.loads(manifest.read_text())["attractors"][key]["from"] == "cache"
 
