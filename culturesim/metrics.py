@@ -183,22 +183,17 @@ def _words(text: str) -> list[str]:
     return text.translate(_PUNCTUATION).lower().split()
 
 
-def vendi_score(rows: np.ndarray, weights: np.ndarray, *, via_gram: bool | None = None) -> float:
-    """Vendi score of order 1: effective number of distinct directions, in [1, rank].
+def vendi_score(rows: np.ndarray, weights: np.ndarray) -> float:
+    """Vendi score of order 1: effective number of distinct directions, in [1, rank], from the
+    m×m weighted Gram matrix.
 
     rows: (m, d) unit embeddings; weights: (m,) population shares summing to 1.
     A population with duplicates has the same nonzero spectrum of K/N as the
-    weighted distinct rows, and the d×d covariance shares it with the m×m Gram;
-    the smaller matrix is used unless via_gram forces the choice.
+    weighted distinct rows; the d×d covariance (`_weighted_covariance`, used by the
+    metric when m > d) shares it too.
     """
-    if via_gram is None:
-        via_gram = len(rows) <= rows.shape[1]
-    if via_gram:
-        scaled = rows * np.sqrt(weights)[:, None]
-        matrix = scaled @ scaled.T
-    else:
-        matrix = (rows * weights[:, None]).T @ rows
-    return _exp_spectral_entropy(matrix)
+    scaled = rows * np.sqrt(weights)[:, None]
+    return _exp_spectral_entropy(scaled @ scaled.T)
 
 
 def _exp_spectral_entropy(matrix: np.ndarray) -> float:

@@ -23,6 +23,7 @@ import polars as pl
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from culturesim.config import Contrast, Hypothesis, Preregistration
 
@@ -414,14 +415,8 @@ def hedges_g(treatment: np.ndarray, reference: np.ndarray) -> tuple[float, float
 
 
 def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values (monotone in the sorted order, capped at 1)."""
-    p = np.asarray(pvalues, dtype=float)
-    order = np.argsort(p, kind="stable")
-    multipliers = p.size - np.arange(p.size)
-    stepped = np.minimum(np.maximum.accumulate(multipliers * p[order]), 1.0)
-    adjusted = np.empty_like(p)
-    adjusted[order] = stepped
-    return adjusted
+    """Holm step-down adjusted p-values (statsmodels' `multipletests(method="holm")`)."""
+    return multipletests(np.asarray(pvalues, dtype=float), method="holm")[1]
 
 
 # --- analysis -------------------------------------------------------------------

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import statsmodels.formula.api as smf
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
 from culturesim import stats
 from culturesim.config import Hypothesis, Preregistration
@@ -222,14 +221,6 @@ def test_equivalence_by_tost(difference, verdict):
 def test_holm_hand_worked_example():
     adjusted = stats.holm([0.01, 0.04, 0.03, 0.005])
     np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
-
-
-def test_holm_matches_statsmodels_on_random_inputs():
-    rng = np.random.default_rng(5)
-    for size in range(1, 11):  # statsmodels' holm runs gc.collect(): keep the calls few
-        for _ in range(3):
-            p = np.round(rng.uniform(0, 1, size) ** 3, 2)  # rounding makes ties
-            np.testing.assert_allclose(stats.holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
 
 
 def test_holm_covers_confirmatory_hypotheses_only():

@@ -8,7 +8,6 @@ so all their LLM requests of a generation go to one engine in one call.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from culturesim.corpus import load_corpus
 from culturesim.fingerprint import weights_digest
 from culturesim.generation import Throughput, VectorSource, run_generations
 from culturesim.llm.base import Backend
-from culturesim.llm.models import cache_root
+from culturesim.llm.models import cache_root, disk_cache_enabled
 from culturesim.model import CultureModel, RunSpec, build_run
 from culturesim.study.tables import run_vectors, write_run
 
@@ -53,7 +52,7 @@ def group_embedder(spec: EmbeddingSection):
     (vectors are bit-identical either way; the cache only saves time)."""
     from culturesim.embed import Embedder
 
-    cache = None if os.environ.get("CULTURESIM_NO_DISK_CACHE") else cache_root() / "embeddings"
+    cache = cache_root() / "embeddings" if disk_cache_enabled() else None
     return Embedder(spec, cache_dir=cache)
 
 

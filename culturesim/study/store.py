@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -65,10 +65,6 @@ TRACKED_PACKAGES = (
 )
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 def results_dir(config: StudyConfig, root: Path) -> Path:
     """results/<study>/<hash12>/: one folder per exact configuration."""
     return root / config.study.name / config.hash()[:12]
@@ -87,11 +83,11 @@ def package_versions() -> dict[str, str]:
 def _atomic_write(path: Path, write: Any) -> None:
     """Write to a temporary file in the same folder, fsync it, rename it over `path`, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # Mode 0666 through the umask, as any new file: results are meant to be shared (mkstemp's 0600 is not).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
+        write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
