@@ -193,8 +193,8 @@ def _attractor(data: StudyData, metric: str) -> plt.Figure:
     return _attractor_facets(panels, metric)
 
 
+@figures.in_theme
 def _attractor_facets(panels: list[tuple[str, np.ndarray, np.ndarray, Any]], metric: str) -> plt.Figure:
-    figures.apply_theme()
     columns = min(len(panels), 2)
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(
@@ -253,7 +253,8 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {fmt!r}; choose from {FORMATS}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=fmt, metadata=_NO_TIMESTAMPS[fmt])
+    with figures.themed():
+        fig.savefig(path, format=fmt, metadata=_NO_TIMESTAMPS[fmt])
 
 
 def write_figures(

@@ -8,24 +8,23 @@ means the same thing in every figure of a paper.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Literal
 
-import matplotlib
+import matplotlib.pyplot as plt
+import networkx as nx
+import numpy as np
+import polars as pl
+import seaborn as sns
+from cycler import cycler
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from culturesim.network import Network  # noqa: E402
+from culturesim.network import Network
 
 if TYPE_CHECKING:
     from culturesim.stats import AttractorFit
@@ -48,26 +47,43 @@ _MACHINE_GROUP = {"llm": "LLM-written", "human_llm_assisted": "LLM-assisted", "h
 _GROUP_PALETTE = (0, 3, 2)  # colorblind palette: blue, vermillion, green
 
 
-def apply_theme() -> None:
-    """Readable at single-column width, colour-blind-safe, no chart junk, embeddable fonts,
-    and reproducible files (fixed SVG ids)."""
-    sns.set_theme(
-        context="paper",
-        style="ticks",
-        palette="colorblind",
-        font_scale=1.1,
-        rc={
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "legend.frameon": False,
-            "savefig.dpi": 300,
-            "savefig.bbox": "tight",  # never clip an outside legend
-            "savefig.pad_inches": 0.02,
-            "pdf.fonttype": 42,  # TrueType, which journals accept and editors can edit
-            "ps.fonttype": 42,
-            "svg.hashsalt": "culturesim",
-        },
-    )
+@functools.cache
+def _theme_rc() -> dict[str, object]:
+    """seaborn's paper context and ticks style, the colour-blind palette, and the project's settings."""
+    return {
+        **sns.axes_style("ticks"),
+        **sns.plotting_context("paper", font_scale=1.1),
+        "font.family": ["sans-serif"],
+        "axes.prop_cycle": cycler(color=sns.color_palette("colorblind")),
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": False,
+        "savefig.dpi": 300,
+        "savefig.bbox": "tight",  # never clip an outside legend
+        "savefig.pad_inches": 0.02,
+        "pdf.fonttype": 42,  # TrueType, which journals accept and editors can edit
+        "ps.fonttype": 42,
+        "svg.hashsalt": "culturesim",
+    }
+
+
+def themed() -> AbstractContextManager:
+    """The figures' theme for the duration of a `with` block, leaving the caller's matplotlib and
+    seaborn settings as they were: readable at single-column width, colour-blind-safe, no chart
+    junk, embeddable fonts, and reproducible files (fixed SVG ids). Saving reads some of these
+    settings, so `figure_set.save_figure` saves inside it too."""
+    return plt.rc_context(_theme_rc())
+
+
+def in_theme(draw: Callable[..., plt.Figure]) -> Callable[..., plt.Figure]:
+    """A figure function drawn inside `themed()`."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> plt.Figure:
+        with themed():
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 
 def metric_label(metric: str) -> str:
@@ -103,10 +119,10 @@ def _grid(n: int) -> tuple[int, int]:
 # --- trajectories ----------------------------------------------------------------------
 
 
+@in_theme
 def trajectories(metrics: pl.DataFrame, metric: str = "semantic_diversity") -> plt.Figure:
     """Mean of one metric over generations per condition, with 95 % bootstrap CI bands across
     replicates (fixed bootstrap seed, so the same data give the same figure)."""
-    apply_theme()
     data = metrics.filter(pl.col("metric") == metric).select("generation", "condition", "value").to_pandas()
     if data.empty:
         raise ValueError(f"metric {metric!r} is not in the results; recorded: {sorted(metrics['metric'].unique())}")
@@ -159,6 +175,7 @@ def held_traits(
     return table
 
 
+@in_theme
 def trait_space(
     traits: pl.DataFrame,
     population: pl.DataFrame,
@@ -172,7 +189,6 @@ def trait_space(
     One PCA of the embeddings of every trait held at any chosen generation, so the panels share
     axes and movement between them is real; marker area is proportional to the agents holding a text.
     """
-    apply_theme()
     held = held_traits(traits, population, run_id=run_id, generations=generations)
     distinct = held.unique("trait_id").sort("trait_id")
     coords, explained = pca_2d(np.asarray(embed(distinct["text"].to_list()), dtype=np.float64))
@@ -221,6 +237,7 @@ def author_shares(population: pl.DataFrame, traits: pl.DataFrame, condition_runs
     return per_run.group_by("condition", "generation").agg(pl.col(AUTHOR_GROUPS).mean()).sort("generation")
 
 
+@in_theme
 def machine_ancestry_area(
     population: pl.DataFrame, traits: pl.DataFrame, *, condition_runs: pl.DataFrame
 ) -> plt.Figure:
@@ -230,7 +247,6 @@ def machine_ancestry_area(
     `condition_runs` has run_id and condition columns (e.g. `Results.runs`, or a filter of it for
     one condition); facets follow its order.
     """
-    apply_theme()
     shares = author_shares(population, traits, condition_runs)
     conditions = [c for c in condition_runs["condition"].unique(maintain_order=True) if c in shares["condition"]]
     if not conditions:
@@ -291,6 +307,7 @@ def trait_clusters(trait_ids: np.ndarray, embeddings: np.ndarray, *, k: int = 6)
     return distances.argmin(axis=1)[inverse]
 
 
+@in_theme
 def network_snapshot(
     network: Network,
     trait_ids: np.ndarray,
@@ -305,7 +322,6 @@ def network_snapshot(
 
     `trait_ids`, `embeddings` (one row per agent: its trait's embedding) and `is_llm` are per agent.
     """
-    apply_theme()
     trait_ids, is_llm = np.asarray(trait_ids), np.asarray(is_llm, dtype=bool)
     if not len(trait_ids) == len(embeddings) == len(is_llm) == network.size:
         raise ValueError(
@@ -348,6 +364,7 @@ _EFFECTS = {
 }
 
 
+@in_theme
 def forest_plot(results_table: pl.DataFrame, *, effect: Literal["hedges_g", "estimate"] = "hedges_g") -> plt.Figure:
     """Each hypothesis' effect with its 95 % CI, confirmatory (filled) and exploratory (open)
     marked, a zero line, and the registered verdict at the right.
@@ -356,7 +373,6 @@ def forest_plot(results_table: pl.DataFrame, *, effect: Literal["hedges_g", "est
     standardized; `effect="estimate"` shows the registered test's raw difference and CI instead.
     A row whose effect is NaN (zero variance, an inconclusive test) reads "not estimable".
     """
-    apply_theme()
     column, low, high, label = _EFFECTS[effect]
     n = results_table.height
     y = np.arange(n)[::-1]
@@ -384,6 +400,7 @@ def forest_plot(results_table: pl.DataFrame, *, effect: Literal["hedges_g", "est
 # --- attractor ------------------------------------------------------------------------
 
 
+@in_theme
 def attractor_plot(
     initial: np.ndarray,
     final: np.ndarray,
@@ -398,7 +415,6 @@ def attractor_plot(
     Draws on `ax` when given (for faceted figures; the caller adds the legend), else on a new
     figure with a legend. The fit's numbers go in the axes title.
     """
-    apply_theme()
     initial, final = np.asarray(initial, dtype=float), np.asarray(final, dtype=float)
     standalone = ax is None
     if ax is None:

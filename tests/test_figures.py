@@ -344,3 +344,16 @@ def test_study_without_preregistration_skips_the_forest(tmp_path):
 def test_unknown_format_is_refused(results):
     with pytest.raises(ValueError, match="tiff"):
         write_figures(results, formats=("tiff",), progress=False, embed=fake_embed)
+
+
+def test_drawing_and_saving_leave_the_callers_matplotlib_settings_alone(results, tmp_path):
+    import matplotlib as mpl
+
+    before = {key: value for key, value in mpl.rcParams.items() if key != "backend"}
+    fig = figures.trajectories(tables(results)["metrics"], "semantic_diversity")
+    save_figure(fig, tmp_path / "t.png")
+    plt.close(fig)
+    assert {key: value for key, value in mpl.rcParams.items() if key != "backend"} == before
+    assert not fig.axes[0].spines["top"].get_visible()  # yet the figure itself is in the theme
+    # saved at the theme's 300 dpi (bbox trimmed), not matplotlib's default 100
+    assert plt.imread(tmp_path / "t.png").shape[1] > 200 * fig.get_figwidth()
