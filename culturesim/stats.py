@@ -22,6 +22,7 @@ import pandas as pd
 import polars as pl
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
+from patsy import PatsyError
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
@@ -267,11 +268,16 @@ def _leverage(exog: np.ndarray) -> np.ndarray:
     return np.sum(exog * np.linalg.pinv(exog).T, axis=1)
 
 
+# What a fit that cannot be made raises (a formula naming no column, a singular design, a value
+# statsmodels refuses); anything else is a bug in culturesim and must surface, not read "inconclusive".
+FIT_ERRORS = (PatsyError, ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+
 def _ols_model(formula: str, frame: pd.DataFrame) -> Any:
     """The run-level OLS model, or InconclusiveError when it cannot estimate treatment."""
     try:
         model = smf.ols(formula, frame)
-    except Exception as exc:  # a failed fit is a reported outcome, not a crash
+    except FIT_ERRORS as exc:  # a failed fit is a reported outcome, not a crash
         raise InconclusiveError(f"the OLS fit failed: {type(exc).__name__}: {exc}") from exc
     if "treatment" not in model.exog_names:
         raise InconclusiveError(f"the model {formula!r} has no 'treatment' coefficient")
@@ -317,7 +323,7 @@ def _fit_ols(formula: str, frame: pd.DataFrame) -> tuple[Any, int]:
     model, left_out = _without_exact_fits(formula, frame)
     try:
         return model.fit(cov_type="HC3"), left_out
-    except Exception as exc:  # a failed fit is a reported outcome, not a crash
+    except FIT_ERRORS as exc:  # a failed fit is a reported outcome, not a crash
         raise InconclusiveError(f"the OLS fit failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -372,7 +378,7 @@ def mixed_model(long: pl.DataFrame, hypothesis: Hypothesis) -> dict[str, Any]:
 
     try:
         result, report["warnings"] = _recording(fit)
-    except Exception as exc:  # a sensitivity analysis must not stop the report
+    except FIT_ERRORS as exc:  # a failed sensitivity analysis is reported, and does not stop the report
         report["error"] = f"{type(exc).__name__}: {exc}"
         return report
     report["converged"] = bool(result.converged)

@@ -278,6 +278,18 @@ def test_unanswerable_hypothesis_is_inconclusive_with_a_reason(case, model, reas
     assert isinstance(result.mixed, dict) and "converged" in result.mixed
 
 
+def test_a_bug_inside_a_fit_surfaces_instead_of_reading_inconclusive(monkeypatch):
+    """Only the errors of a fit that cannot be made (stats.FIT_ERRORS) become "inconclusive"."""
+    metrics, runs = synthetic_study(np.random.default_rng(3), shifts={0.0: 0.0, 0.3: -0.03}, n_per_arm=6, sd=0.02)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(stats.smf, "ols", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        stats.analyze(metrics, runs, make_plan(hypothesis()), final_generation=GENERATIONS)
+
+
 def test_mixed_model_trouble_is_recorded_not_raised():
     metrics, runs = constant_study()
     plan = make_plan(hypothesis(id="constant"), hypothesis(id="unrecorded", outcome="vendi"))
