@@ -24,6 +24,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from patsy import PatsyError
 from scipy import stats as sps
+from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
 
 from culturesim.config import Contrast, Hypothesis, Preregistration
@@ -263,11 +264,6 @@ def _recording(fn: Callable[[], T]) -> tuple[T, list[str]]:
     return result, list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
 
 
-def _leverage(exog: np.ndarray) -> np.ndarray:
-    """Diagonal of the hat matrix (pinv, so rank-deficient designs work too)."""
-    return np.sum(exog * np.linalg.pinv(exog).T, axis=1)
-
-
 # What a fit that cannot be made raises (a formula naming no column, a singular design, a value
 # statsmodels refuses); anything else is a bug in culturesim and must surface, not read "inconclusive".
 FIT_ERRORS = (PatsyError, ValueError, ArithmeticError, np.linalg.LinAlgError)
@@ -299,7 +295,7 @@ def _without_exact_fits(formula: str, frame: pd.DataFrame) -> tuple[Any, int]:
     left_out = 0
     while True:
         model = _ols_model(formula, frame)
-        exact = _leverage(model.exog) > EXACT_FIT_LEVERAGE
+        exact = model.fit().get_influence().hat_matrix_diag > EXACT_FIT_LEVERAGE
         if not exact.any():
             return model, left_out
         frame = frame.loc[~exact]
@@ -322,7 +318,7 @@ def _fit_ols(formula: str, frame: pd.DataFrame) -> tuple[Any, int]:
     """OLS with HC3 errors after leaving out exactly fitted runs; any failure is inconclusive."""
     model, left_out = _without_exact_fits(formula, frame)
     try:
-        return model.fit(cov_type="HC3"), left_out
+        return model.fit(cov_type="HC3", use_t=True), left_out
     except FIT_ERRORS as exc:  # a failed fit is a reported outcome, not a crash
         raise InconclusiveError(f"the OLS fit failed: {type(exc).__name__}: {exc}") from exc
 
@@ -341,10 +337,10 @@ def run_level_test(outcomes: pl.DataFrame, hypothesis: Hypothesis) -> RunLevelTe
         raise InconclusiveError(f"zero or non-finite residual variance (HC3 SE {se})")
     if left_out:
         fit_warnings.append(f"{left_out} run(s) fitted exactly by the model (leverage 1) left out of the HC3 fit")
-    ci_low, ci_high = _t_interval(estimate, se, df, CI_LEVEL)
+    ci_low, ci_high = fit.conf_int(alpha=1 - CI_LEVEL).loc["treatment"]
     tost_ci = None
     if hypothesis.direction == "equivalent":
-        low, high = _t_interval(estimate, se, df, 1 - 2 * hypothesis.alpha)
+        low, high = fit.conf_int(alpha=2 * hypothesis.alpha).loc["treatment"]
         tost_ci = (float(low), float(high))
     p = p_value(estimate, se, df, direction=hypothesis.direction, sesoi=hypothesis.sesoi)
     return RunLevelTest(estimate, se, df, float(ci_low), float(ci_high), float(p), tost_ci, fit_warnings)
@@ -401,22 +397,20 @@ def arm_mean(values: np.ndarray) -> tuple[float, float]:
 
 
 def hedges_g(treatment: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
-    """Standardized mean difference with Hedges' small-sample correction and a 95 % CI.
-
-    SE is the large-sample sqrt((n1+n0)/(n1 n0) + g²/(2(n1+n0))) (Hedges & Olkin 1985).
+    """Standardized mean difference with Hedges' small-sample correction and a 95 % normal CI,
+    by statsmodels' `effectsize_smd` (variance (n1+n0)/(n1 n0) + g²/(2(n1+n0−3.94)), Borenstein 2009).
     NaN when an arm has fewer than 2 runs or the pooled SD is zero.
     """
     n1, n0 = treatment.size, reference.size
     nan = (float("nan"),) * 3
     if min(n1, n0) < MIN_RUNS_PER_ARM:
         return nan
-    pooled_var = ((n1 - 1) * treatment.var(ddof=1) + (n0 - 1) * reference.var(ddof=1)) / (n1 + n0 - 2)
-    if pooled_var <= 0:
+    if (n1 - 1) * treatment.var(ddof=1) + (n0 - 1) * reference.var(ddof=1) <= 0:
         return nan
-    correction = 1 - 3 / (4 * (n1 + n0) - 9)
-    g = correction * (treatment.mean() - reference.mean()) / np.sqrt(pooled_var)
-    se = np.sqrt((n1 + n0) / (n1 * n0) + g**2 / (2 * (n1 + n0)))
-    half = sps.norm.ppf(0.5 + CI_LEVEL / 2) * se
+    g, variance = effectsize_smd(
+        treatment.mean(), treatment.std(ddof=1), n1, reference.mean(), reference.std(ddof=1), n0
+    )
+    half = sps.norm.ppf(0.5 + CI_LEVEL / 2) * np.sqrt(variance)
     return float(g), float(g - half), float(g + half)
 
 

@@ -451,3 +451,12 @@ def test_replicates_for_power_returns_the_first_n_reaching_the_target():
     assert stats.replicates_for_power(table) == 8
     assert stats.replicates_for_power(table, target=0.3) == 2
     assert stats.replicates_for_power(table, target=0.99) is None
+
+
+def test_hedges_g_by_hand():
+    """d = 1 / pooled SD 1.2910 = 0.7746; small-sample factor 1 − 3/(4·8 − 9) = 20/23; g = 0.6736."""
+    g, low, high = stats.hedges_g(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0, 2.0, 3.0]))
+    assert g == pytest.approx((20 / 23) / math.sqrt(5 / 3), rel=1e-12)
+    se = math.sqrt(8 / 16 + g**2 / (2 * (8 - 3.94)))
+    assert (low, high) == pytest.approx((g - 1.959964 * se, g + 1.959964 * se), rel=1e-6)
+    assert all(math.isnan(v) for v in stats.hedges_g(np.ones(4), np.ones(4)))
