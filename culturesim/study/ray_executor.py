@@ -21,6 +21,7 @@ from culturesim.study.batch import LogPolicy, group_embedder, run_batch
 from culturesim.study.groups import EngineGroup, engine_groups
 
 TASK_RETRIES = 3
+ENGINE_CLOSE_TIMEOUT_S = 120  # seconds to wait for the engine actors to shut down
 
 
 def _ray():
@@ -119,7 +120,10 @@ def run_on_ray(
             [done], _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(done), ray.get(done)
     finally:
-        for engine in engines:
-            ray.get(engine.close.remote())
+        # Wait for the engines to close without raising: an error closing one must not hide the
+        # error that brought us here (ray.wait never raises a task's error).
+        closing = [engine.close.remote() for engine in engines]
+        if closing:
+            ray.wait(closing, num_returns=len(closing), timeout=ENGINE_CLOSE_TIMEOUT_S)
         if started_here:
             ray.shutdown()
