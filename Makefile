@@ -23,11 +23,12 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(BIN)/culturesim run studies/quickstart.toml
 
-test: setup
+test: lint
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check culturesim tests
+	$(BIN)/ruff check culturesim tests benchmarks analysis paper
+	$(BIN)/ruff format --check culturesim tests benchmarks analysis paper
 
 clean:
 	rm -rf $(VENV) results
