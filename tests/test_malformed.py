@@ -9,6 +9,7 @@ import pytest
 
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import StudyConfig
+from culturesim.generation import usable
 from culturesim.llm.base import Completion, Request, retry_seed
 from culturesim.llm.prompts import build_messages, clean_completion
 from culturesim.study.runner import StudyRunner
@@ -39,18 +40,17 @@ class ScriptedBackend:
         pass
 
 
-def _usable(request: Request, completion: Completion) -> bool:
-    return bool(clean_completion(completion.text, max_chars=280, prompt=request.messages[-1][1]))
-
-
 @pytest.mark.parametrize("bad", MALFORMED)
 def test_malformed_completions_are_unusable(bad: str) -> None:
-    prompt = build_messages("rewrite", ["The cat sat on the mat."], max_chars=280)[-1][1]
-    assert clean_completion(bad, max_chars=280, prompt=prompt) == ""
+    """Through the rule the generation applies to every answer (`generation.usable`)."""
+    request = Request(messages=build_messages("rewrite", ["The cat sat on the mat."], max_chars=280), seed=0)
+    assert clean_completion(bad, max_chars=280, prompt=request.messages[-1][1]) == ""
+    assert not usable(request, Completion(text=bad, tokens=1))
+    assert usable(request, Completion(text="A cat slept on the mat.", tokens=6))
 
 
 def test_overlong_completion_is_truncated_not_dropped() -> None:
-    text = "word " * 500
+    text = " ".join(f"word{i}" for i in range(500))  # long, not a repetition loop
     cleaned = clean_completion(text, max_chars=100)
     assert 0 < len(cleaned) <= 100 and not cleaned.endswith(" ")
 
@@ -60,7 +60,7 @@ def test_retries_use_new_seeds_in_one_batched_call_per_round() -> None:
     backend = ScriptedBackend(bad_first_attempts=2)
     source = CompletionSource(engine=EngineIdentity("scripted", "scripted", "", 0), start_engine=lambda: backend)
     origins = [Origin("c0-r0", 1, agent) for agent in range(5)]
-    _, completions, attempts = answer_with_retries(source, requests, origins, usable=_usable, retries=[3] * 5)
+    _, completions, attempts = answer_with_retries(source, requests, origins, usable=usable, retries=[3] * 5)
     assert all(c.text.startswith("Fine text") for c in completions)
     assert len({c.text for c in completions}) == 5
     assert attempts == [3] * 5 and backend.calls == [5, 5, 5]
