@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_resume import CLI, ENV, _run
+from tests.helpers import CLI, ENV, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def _kill_first(match, process: subprocess.Popen, timeout: float = 240) -> str:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, study_file: Path) -> Path:
     out = tmp_path_factory.mktemp("whole")
-    assert _run(study_file, out).returncode == 0
+    assert run_cli(study_file, out).returncode == 0
     [folder] = list((out / "crashy").iterdir())
     return folder
 
@@ -95,7 +95,7 @@ def test_killed_pool_worker_then_resume(study_file: Path, uninterrupted: Path, t
     assert process.returncode == 1 and "worker process died" in stderr, stderr
     [folder] = list((tmp_path / "crashy").iterdir())
     assert json.loads((folder / "manifest.json").read_text())["status"] == "interrupted"
-    resumed = _run(study_file, tmp_path, "--resume", "--workers", "2")
+    resumed = run_cli(study_file, tmp_path, "--resume", "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
     _check_same(folder, uninterrupted)
 

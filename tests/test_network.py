@@ -119,8 +119,11 @@ def test_different_seed_different_network(kind):
 
 
 def test_smallest_valid_population_builds_default_network():
+    """Two agents on the default small world (degree 6 > N − 1) are each other's only neighbour."""
     net = build_network(NetworkSection(), 2, seed=0)
     assert net.size == 2
+    assert edge_set(net) == {(0, 1), (1, 0)}
+    assert net.neighbours(0).tolist() == [1] and net.neighbours(1).tolist() == [0]
 
 
 def test_complete_network_of_one_agent_is_empty():

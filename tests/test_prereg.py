@@ -11,34 +11,7 @@ from typer.testing import CliRunner
 from culturesim.cli import app
 from culturesim.config import ConfigError, load_config
 from culturesim.study.prereg import changed_fields, check_lock, lock_path, write_lock
-
-PLAN = """
-[study]
-name = "locked"
-seed = 5
-replicates = 2
-generations = 3
-[population]
-size = 24
-[humans]
-innovation = 0.05
-[conditions]
-"network.kind" = ["small_world", "complete"]
-[preregistration]
-aims = "Does a complete network lose diversity faster than a small world?"
-data_generating_mechanism = "24 humans, unbiased copying, innovation 0.05."
-estimands = "Difference in final semantic diversity."
-methods = "OLS of the final value on the network kind, HC3 errors."
-performance_measures = "Estimate, 95 % CI, one-sided p."
-stopping_rule = "Fixed design."
-replicates_justification = "A test fixture."
-[[preregistration.hypotheses]]
-id = "H1"
-statement = "Complete networks end less diverse."
-outcome = "semantic_diversity"
-contrast = { factor = "network.kind", treatment = "complete", reference = "small_world" }
-direction = "less"
-"""
+from tests.helpers import PLAN
 
 
 def _study(tmp_path: Path, text: str = PLAN) -> Path:

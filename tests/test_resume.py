@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from culturesim.config import load_config
 from culturesim.fingerprint import file_sha256
 from culturesim.study.runner import StudyRunner
 from culturesim.study.tables import finished_runs
+from tests.helpers import CLI, ENV, run_cli
 
 STUDY = """
 [study]
@@ -34,9 +33,6 @@ innovation = 0.02
 [conditions]
 "network.kind" = ["small_world", "scale_free"]
 """
-CLI = [sys.executable, "-m", "culturesim.cli"]
-# Without the embedding disk cache each run takes about a second, so a signal lands mid-study.
-ENV = {**os.environ, "CULTURESIM_NO_DISK_CACHE": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +40,6 @@ def study_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("study") / "crashy.toml"
     path.write_text(STUDY)
     return path
-
-
-def _run(study: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "run", str(study), "--out", str(out), *extra], capture_output=True, text=True, env=ENV)
 
 
 def _wait_for_first_run(folder_root: Path, process: subprocess.Popen, timeout: float = 240) -> Path:
@@ -64,7 +56,7 @@ def _wait_for_first_run(folder_root: Path, process: subprocess.Popen, timeout: f
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(study_file: Path, tmp_path: Path) -> None:
-    complete = _run(study_file, tmp_path / "whole")
+    complete = run_cli(study_file, tmp_path / "whole")
     assert complete.returncode == 0, complete.stderr
     [whole] = list((tmp_path / "whole" / "crashy").iterdir())
 
@@ -84,10 +76,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(study_file: Path, tmp_
     assert not (folder / "metrics.parquet").exists()
     assert json.loads((folder / "manifest.json").read_text())["status"] in ("running", "interrupted")
 
-    refused = _run(study_file, tmp_path / "killed")
+    refused = run_cli(study_file, tmp_path / "killed")
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
-    resumed = _run(study_file, tmp_path / "killed", "--resume")
+    resumed = run_cli(study_file, tmp_path / "killed", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     for table in ("metrics.parquet", "traits.parquet"):
         assert (folder / table).read_bytes() == (whole / table).read_bytes(), table
@@ -116,7 +108,7 @@ def test_ctrl_c_saves_finished_runs(study_file: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_thread_count_and_disk_cache_do_not_change_results(study_file: Path, tmp_path: Path) -> None:
     """OMP_NUM_THREADS 1 and 2, a cold and a warm embedding cache: the same bytes as without a cache."""
-    reference = _run(study_file, tmp_path / "reference")
+    reference = run_cli(study_file, tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
     [expected] = list((tmp_path / "reference" / "crashy").iterdir())
     cache = tmp_path / "cache"
