@@ -179,7 +179,7 @@ def test_neutral_dynamics_do_not_depend_on_embeddings(embedder):
     assert np.allclose(np.linalg.norm(run.model.pool.embeddings, axis=1), 1.0, atol=1e-5)
 
 
-# --- 4. LLM transmission chains ---------------------------------------------------------------
+# --- the command ---------------------------------------------------------------------------------
 
 
 def test_validate_command_prints_the_network_check() -> None:
@@ -189,6 +189,9 @@ def test_validate_command_prints_the_network_check() -> None:
 
     result = CliRunner().invoke(app, ["validate", "network", "--replicates", "3"])
     assert result.exit_code == 0, result.output
-    assert "lattice" in result.output
+    rows = [line for line in result.output.splitlines() if "lattice > complete" in line]
+    assert len(rows) == 2  # distinct traits and 1 − homozygosity, each with its numbers
+    assert {"distinct_traits", "1-homozygosity"} == {m for m in ("distinct_traits", "1-homozygosity")
+                                                     if any(m in row for row in rows)}  # fmt: skip
     bad = CliRunner().invoke(app, ["validate", "gravity"])
     assert bad.exit_code == 2 and "unknown check" in bad.output
