@@ -1,4 +1,4 @@
-"""Scientific validation of culturesim (culturesim.validate): theory functions, and the model against theory.
+"""Scientific validation: theory functions (culturesim.theory), the model against theory (culturesim.validate).
 
 Simulation checks run the real `CultureModel` / `learning` code at small sizes with fixed seeds; each
 assertion compares with a closed-form value within 3 Monte Carlo SE, or tests a direction over
@@ -12,23 +12,24 @@ import numpy as np
 import polars as pl
 import pytest
 
+from culturesim import theory
 from culturesim import validate as v
 
 # --- theory -------------------------------------------------------------------------------------
 
 
 def test_ewens_expected_k_limits():
-    assert v.ewens_expected_k(10, 0.0) == 1.0
-    assert v.ewens_expected_k(10, 1e-9) == pytest.approx(1.0, abs=1e-6)
-    assert v.ewens_expected_k(10, 1e12) == pytest.approx(10.0, rel=1e-9)
-    assert v.ewens_expected_k(1, 3.0) == 1.0
-    assert v.ewens_expected_k(2, 1.0) == pytest.approx(1.5)  # 1 + θ/(θ+1)
+    assert theory.ewens_expected_k(10, 0.0) == 1.0
+    assert theory.ewens_expected_k(10, 1e-9) == pytest.approx(1.0, abs=1e-6)
+    assert theory.ewens_expected_k(10, 1e12) == pytest.approx(10.0, rel=1e-9)
+    assert theory.ewens_expected_k(1, 3.0) == 1.0
+    assert theory.ewens_expected_k(2, 1.0) == pytest.approx(1.5)  # 1 + θ/(θ+1)
 
 
 def test_ewens_homozygosity():
-    assert v.ewens_homozygosity(1.0) == 0.5
-    assert v.ewens_homozygosity(0.0) == 1.0
-    assert v.ewens_homozygosity(4.0) == pytest.approx(0.2)
+    assert theory.ewens_homozygosity(1.0) == 0.5
+    assert theory.ewens_homozygosity(0.0) == 1.0
+    assert theory.ewens_homozygosity(4.0) == pytest.approx(0.2)
 
 
 def test_self_exclusion_coalescence_by_enumeration():
@@ -36,32 +37,34 @@ def test_self_exclusion_coalescence_by_enumeration():
     for n in (3, 5, 8):
         pairs = [(a, b) for a in range(n) for b in range(n) if a != 0 and b != 1]
         same = sum(a == b for a, b in pairs) / len(pairs)
-        assert v.wf_coalescence_probability(n) == pytest.approx(same)
-    assert v.wf_coalescence_probability(10, exclude_self=False) == 0.1
+        assert theory.wf_coalescence_probability(n) == pytest.approx(same)
+    assert theory.wf_coalescence_probability(10, exclude_self=False) == 0.1
 
 
 def test_wf_homozygosity_is_the_fixed_point_and_tends_to_ewens():
     n, mu = 50, 0.02
-    f = v.wf_homozygosity(n, mu)
-    c = v.wf_coalescence_probability(n)
+    f = theory.wf_homozygosity(n, mu)
+    c = theory.wf_coalescence_probability(n)
     assert f == pytest.approx((1 - mu) ** 2 * (c + (1 - c) * f))
     theta = 2.0
     big = 200_000
-    assert v.wf_homozygosity(big, theta / (2 * big)) == pytest.approx(v.ewens_homozygosity(theta), rel=1e-4)
+    assert theory.wf_homozygosity(big, theta / (2 * big)) == pytest.approx(theory.ewens_homozygosity(theta), rel=1e-4)
 
 
 def test_wf_expected_k_limits_and_ewens_limit():
-    assert v.wf_expected_k(1, 50, 0.01) == pytest.approx(1.0)
-    assert v.wf_expected_k(7, 50, 1.0) == pytest.approx(7.0)  # every lineage innovates
+    assert theory.wf_expected_k(1, 50, 0.01) == pytest.approx(1.0)
+    assert theory.wf_expected_k(7, 50, 1.0) == pytest.approx(7.0)  # every lineage innovates
     theta, big = 2.0, 200_000
-    assert v.wf_expected_k(10, big, theta / (2 * big)) == pytest.approx(v.ewens_expected_k(10, theta), rel=1e-3)
+    assert theory.wf_expected_k(10, big, theta / (2 * big)) == pytest.approx(
+        theory.ewens_expected_k(10, theta), rel=1e-3
+    )
     # two lineages: K = 2 − F (they are one variant with probability F); self-copying allowed in both
     n, mu = 40, 0.03
-    assert v.wf_expected_k(2, n, mu) == pytest.approx(2 - v.wf_homozygosity(n, mu, exclude_self=False))
+    assert theory.wf_expected_k(2, n, mu) == pytest.approx(2 - theory.wf_homozygosity(n, mu, exclude_self=False))
 
 
 def test_occupancy_distribution():
-    occupancy = v._occupancy(12, 30)
+    occupancy = theory._occupancy(12, 30)
     assert np.allclose(occupancy.sum(axis=1), 1.0)
     r = np.arange(13)
     assert np.allclose(occupancy @ np.arange(13), 30 * (1 - (1 - 1 / 30) ** r))
@@ -69,22 +72,22 @@ def test_occupancy_distribution():
 
 def test_conformist_rule_matches_boyd_richerson_for_three_demonstrators():
     p = np.linspace(0, 1, 21)
-    assert np.allclose(v.conformity_expected_next(p, 1.0), p)  # a = 1 is unbiased copying
+    assert np.allclose(theory.conformity_expected_next(p, 1.0), p)  # a = 1 is unbiased copying
     for a in (0.0, 0.3, 1.7, 2.0, 6.0):
-        d = v.boyd_richerson_d(a)
+        d = theory.boyd_richerson_d(a)
         assert d == pytest.approx((2**a - 2) / (2**a + 1))
-        assert np.allclose(v.conformity_expected_next(p, a), p + d * p * (1 - p) * (2 * p - 1))
+        assert np.allclose(theory.conformity_expected_next(p, a), p + d * p * (1 - p) * (2 * p - 1))
         if d > -0.5:
-            assert v.exponent_for_d(d) == pytest.approx(a)
-    assert v.boyd_richerson_d(0.0) == -0.5
-    assert v.boyd_richerson_d(2.0) == pytest.approx(0.4)
+            assert theory.exponent_for_d(d) == pytest.approx(a)
+    assert theory.boyd_richerson_d(0.0) == -0.5
+    assert theory.boyd_richerson_d(2.0) == pytest.approx(0.4)
 
 
 def test_d_equivalent_is_the_slope_at_one_half_for_other_k():
     k, a, h = 5, 2.0, 1e-6
-    slope = (v.conformity_expected_next(0.5 + h, a, k) - v.conformity_expected_next(0.5 - h, a, k)) / (2 * h)
-    assert v.boyd_richerson_d(a, k) == pytest.approx(2 * (slope - 1), rel=1e-6)
-    assert v.conformist_adoption(np.arange(6), 5, 1.0) == pytest.approx(np.arange(6) / 5)
+    slope = (theory.conformity_expected_next(0.5 + h, a, k) - theory.conformity_expected_next(0.5 - h, a, k)) / (2 * h)
+    assert theory.boyd_richerson_d(a, k) == pytest.approx(2 * (slope - 1), rel=1e-6)
+    assert theory.conformist_adoption(np.arange(6), 5, 1.0) == pytest.approx(np.arange(6) / 5)
 
 
 # --- 1. neutral model -----------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def test_neutral_model_matches_wright_fisher_and_ewens():
     assert (ewens["z"].abs() < 3).all()
     # the check has power: the same runs reject theory at twice the innovation rate
     wrong = [
-        (row["sim"] - v.wf_homozygosity(row["N"], 2 * row["mu"])) / row["mcse"]
+        (row["sim"] - theory.wf_homozygosity(row["N"], 2 * row["mu"])) / row["mcse"]
         for row in table.filter(pl.col("quantity") == "homozygosity").iter_rows(named=True)
     ]
     assert max(abs(z) for z in wrong) > 3
