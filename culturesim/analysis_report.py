@@ -108,6 +108,7 @@ def attractor_section(metrics: pl.DataFrame, outcomes: list[str]) -> str:
                 data.filter(pl.col("condition") == condition)
                 .pivot(on="generation", index="run_id", values="value")
                 .drop_nulls()
+                .drop_nans()  # e.g. novelty, undefined at generation 0
             )
             if wide.height < 3:
                 continue
