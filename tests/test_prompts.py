@@ -168,3 +168,9 @@ def test_a_repetition_loop_is_unusable(raw):
 def test_a_story_with_some_repeated_words_is_kept():
     text = "The dog ran to the gate, and the dog ran back to the door, and then the dog slept."
     assert clean_completion(text, max_chars=280) == text
+
+
+def test_the_prompts_list_marker_is_not_part_of_a_trait():
+    raw = "- When a recipe says to chop the onions finely, believe it."
+    assert clean_completion(raw, max_chars=280) == raw[2:]
+    assert clean_completion("Twenty-one - or so - came.", max_chars=280) == "Twenty-one - or so - came."

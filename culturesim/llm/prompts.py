@@ -148,12 +148,13 @@ def _instruction(role: str, texts: Sequence[str], *, max_chars: int) -> str:
 _LEAD_IN = re.compile(r"^(sure|here('s| is)|okay|certainly)\b[^:\n]*:\s*", re.IGNORECASE)
 _LEAD_IN_PARAGRAPH = re.compile(r"^(sure|okay|certainly|of course)\b[^\n]{0,40}$", re.IGNORECASE)
 _QUOTES = ('"', "\u201c\u201d", "'")
+_BULLET = re.compile(r"^[-*\u2022]\s+")  # the list marker of the prompt's "- text" lines, copied into an answer
 
 
 def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
     """The trait text in a raw completion, by a fixed policy: strip whitespace; keep the first
-    paragraph after any lead-in ("Sure! Here is..."); drop one pair of surrounding quotes; cut
-    at max_chars on a sentence or word boundary.
+    paragraph after any lead-in ("Sure! Here is..."); drop a leading list marker ("- ") and one
+    pair of surrounding quotes; cut at max_chars on a sentence or word boundary.
 
     Returns "" (unusable: the caller retries with another seed, then counts a failure) when
     nothing is left, when no letter is left (non-text), when the text is a repetition loop, or
@@ -164,7 +165,7 @@ def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
         paragraphs.pop(0)
     if not paragraphs or _repeats_prompt(paragraphs[0], prompt):
         return ""
-    text = _shorten(_unquote(" ".join(_LEAD_IN.sub("", paragraphs[0]).split())), max_chars)
+    text = _shorten(_unquote(_BULLET.sub("", " ".join(_LEAD_IN.sub("", paragraphs[0]).split()))), max_chars)
     if not any(ch.isalpha() for ch in text) or _degenerate(text):
         return ""
     return text
