@@ -6,7 +6,7 @@ trait, and if humans copy it, it inflates diversity with noise. `is_off_task` fl
 the fixed rules below (case-insensitive; each rule names one way of talking about the task);
 the `off_task` metric is the share of agents holding a flagged trait.
 
-The rules were written from the kinds of meta-talk and from 160 hand-labelled completions of
+The rules were written from the kinds of meta-talk and from 166 hand-labelled completions of
 the built-in model, then measured on a labelled set the project wrote itself
 (tests/data/off_task_labels.jsonl) and on other hand-labelled completions; the test prints
 precision and recall.
@@ -34,7 +34,8 @@ RULES: dict[str, re.Pattern[str]] = {
         r"text|answer|attempt|way to say|something new|new one|another one|example|saying|like this|put it|came up)|"
         r"^this is (a|an|one) (\w+ ){0,3}(passage|example|variation|paraphrase|version|text|sentence|narrative|"
         r"summary|description|clich|metaphor|retelling|rewrite|response|puzzle)|"
-        r"^(the answer( to (your|this) \w+)? is|i would say|my answer( to this \w+)?( would be| is)?|"
+        r"^(the answer( to (your|this|the above|that) \w+)? is|i would say|my answer( to this \w+)?( would be| is)?|"
+        r"this is my answer|"
         r"one possible (story|answer|sentence|version)( could be| is)?|lets? break it down)\b|"
         r"^(that's|that is) a (great|good|nice|wonderful) (example|question|idea|point|story)|"
         r"^(these|this) (are|is) (personal|my|just) (thoughts|opinions|ideas)|"

@@ -14,7 +14,7 @@ from culturesim.report import off_task_summary
 
 DATA = Path(__file__).parent / "data"
 # Texts the project wrote (meta-talk modelled on chatbot habits, and culture texts that mention
-# texts, stories or translations), and 160 completions of the built-in model labelled by hand.
+# texts, stories or translations), and 166 completions of the built-in model labelled by hand.
 LABELS = [json.loads(line) for line in (DATA / "off_task_labels.jsonl").open()]
 REAL = [json.loads(line) for line in (DATA / "off_task_real_labels.jsonl").open()]
 
@@ -33,7 +33,7 @@ def test_rules_find_meta_talk_with_high_precision_and_recall() -> None:
 
 
 def test_rules_on_hand_labelled_model_completions() -> None:
-    assert len(REAL) == 160
+    assert len(REAL) == 166
     precision, recall = _precision_recall(REAL)
     print(f"off_task on {len(REAL)} labelled model completions: precision {precision:.3f}, recall {recall:.3f}")
     assert precision >= 0.95 and recall >= 0.95
