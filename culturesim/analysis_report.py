@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-from culturesim.config import Hypothesis, StudyConfig
+from culturesim.analysis_plan import Hypothesis
+from culturesim.config import StudyConfig
 from culturesim.figures import trajectories
 from culturesim.stats import HypothesisResult, analyze, attractor_fit, results_table
 from culturesim.study.store import Results, read_manifest, require_files, runs_table, write_text

@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from culturesim.analysis_plan import Preregistration
 from culturesim.metrics import available_metrics, recorded_keys
+from culturesim.sections import ConfigError, Section
 
 NETWORK_KINDS = ("small_world", "scale_free", "random", "lattice", "communities", "complete")
 BIAS_KINDS = ("unbiased", "conformist", "prestige", "content", "similarity")
@@ -61,30 +60,7 @@ SHARED_SECTIONS = {
 }
 
 
-class ConfigError(ValueError):
-    """A study file or option that cannot be used, with a message meant for people."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """TOML `true` must not silently become the number 1 (also inside unions and tuples)."""
-        if _allows_bool(cls.model_fields[info.field_name].annotation):
-            return value
-        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
-            raise ValueError("must be a number, not a boolean")
-        return value
-
-
-def _allows_bool(annotation: Any) -> bool:
-    """Whether a field's type admits a boolean anywhere (Any does)."""
-    return annotation is bool or annotation is Any or any(_allows_bool(a) for a in get_args(annotation))
-
-
-class StudySection(_Section):
+class StudySection(Section):
     name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
@@ -95,14 +71,14 @@ class StudySection(_Section):
     )
 
 
-class PopulationSection(_Section):
+class PopulationSection(Section):
     size: int = Field(default=60, ge=2, le=10_000_000)
     llm_share: float = Field(default=0.0, ge=0.0, le=1.0)
     turnover: float = Field(default=0.5, gt=0.0, le=1.0, description="share of humans replaced per generation")
     llm_visibility: float = Field(default=1.0, gt=0.0, le=1e6, description="prestige weight of LLM agents")
 
 
-class NetworkSection(_Section):
+class NetworkSection(Section):
     kind: Literal["small_world", "scale_free", "random", "lattice", "communities", "complete"] = "small_world"
     degree: int = Field(default=6, ge=1, le=10_000, description="mean degree (small_world, random, lattice)")
     rewire: float = Field(default=0.1, ge=0.0, le=1.0, description="rewiring probability (small_world)")
@@ -112,7 +88,7 @@ class NetworkSection(_Section):
     p_out: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
-class HumansSection(_Section):
+class HumansSection(Section):
     bias: Literal["unbiased", "conformist", "prestige", "content", "similarity"] = "unbiased"
     demonstrators: int = Field(default=3, ge=1, le=1000, description="neighbours sampled per learner")
     conformity: float = Field(default=2.0, ge=0.0, le=100.0, description="exponent a; 1 = unbiased")
@@ -148,7 +124,7 @@ class HumansSection(_Section):
         return data
 
 
-class LLMSection(_Section):
+class LLMSection(Section):
     backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
     model: str = Field(default=BUILTIN_MODEL, min_length=1)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
@@ -190,25 +166,25 @@ class LLMSection(_Section):
         return data
 
 
-class EmbeddingSection(_Section):
+class EmbeddingSection(Section):
     model: str = Field(default=BUILTIN_EMBEDDER, min_length=1)
     batch_size: int = Field(default=128, ge=1, le=65_536)
 
 
-class CorpusSection(_Section):
+class CorpusSection(Section):
     source: str = Field(default=BUILTIN_CORPUS, min_length=1, description="'builtin' or a CSV/JSONL/Parquet path")
     domains: tuple[str, ...] = ()
     initial_variants: int = Field(default=0, ge=0, le=10_000_000, description="0 = one seed text per agent")
 
 
-class AttractorSection(_Section):
+class AttractorSection(Section):
     """Size of the attractor calibration (`culturesim.attractor`): pure-LLM reference chains."""
 
     chains: int = Field(default=20, ge=3, le=10_000, description="reference chains, each from one corpus text")
     generations: int = Field(default=10, ge=1, le=1000, description="retellings per reference chain")
 
 
-class MetricsSection(_Section):
+class MetricsSection(Section):
     names: tuple[str, ...] = DEFAULT_METRICS
     norm_axes: dict[str, tuple[str, str]] = Field(
         default_factory=dict, description="name -> (positive pole sentence, negative pole sentence)"
@@ -224,87 +200,7 @@ class MetricsSection(_Section):
         return names
 
 
-ALLOWED_FORMULA_NAMES = frozenset({"value", "generation", "treatment", "replicate", "C"})
-_FORMULA_CHARS = re.compile(r"^[A-Za-z_0-9~+*:\-() .,]+$")
-
-
-class Contrast(_Section):
-    """Compare runs whose `factor` is at `treatment` with runs at `reference` (other factors pooled)."""
-
-    factor: str = Field(min_length=1, description="a condition factor, e.g. 'population.llm_share'")
-    treatment: Any
-    reference: Any
-
-
-class Hypothesis(_Section):
-    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    statement: str = Field(min_length=1)
-    outcome: str = Field(min_length=1, description="a recorded value, e.g. 'semantic_diversity'")
-    summary: Literal["value", "change", "slope"] = Field(
-        default="value",
-        description="per run: value at `generation`, change from generation 0, or OLS slope over `window`",
-    )
-    generation: int | Literal["final"] = "final"
-    window: tuple[int, int] | None = None
-    contrast: Contrast
-    direction: Literal["greater", "less", "two-sided", "equivalent"]
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
-    sesoi: float = Field(default=0.0, ge=0.0, description="smallest effect size of interest, in outcome units")
-    model: str = Field(default="value ~ treatment", description="statsmodels formula for the run-level OLS")
-    mixed_model: str = Field(
-        default="value ~ generation * treatment", description="statsmodels formula, random intercept per run"
-    )
-    random_slope: bool = False
-    confirmatory: bool = True
-
-    @field_validator("model", "mixed_model")
-    @classmethod
-    def _safe_formula(cls, formula: str) -> str:
-        """Formulas are parsed by patsy, which evaluates Python: allow only known names and operators."""
-        names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", formula))
-        if "~" not in formula or not formula.split("~")[0].strip() == "value" or not _FORMULA_CHARS.match(formula):
-            raise ValueError(f"formula {formula!r} must look like 'value ~ treatment' (operators + * : - ( ) only)")
-        if names - ALLOWED_FORMULA_NAMES:
-            raise ValueError(
-                f"formula {formula!r} uses {sorted(names - ALLOWED_FORMULA_NAMES)}; "
-                f"allowed names: {sorted(ALLOWED_FORMULA_NAMES)}"
-            )
-        return formula
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Hypothesis:
-        if self.summary == "slope" and self.window is None:
-            raise ValueError("summary 'slope' needs window = [first generation, last generation]")
-        if self.window is not None and not 0 <= self.window[0] < self.window[1]:
-            raise ValueError(f"window {list(self.window)} must be [start, end] with 0 <= start < end")
-        if self.direction == "equivalent" and self.sesoi <= 0:
-            raise ValueError("direction 'equivalent' needs a positive sesoi (the equivalence margin)")
-        return self
-
-
-class Preregistration(_Section):
-    """The analysis plan, fixed before data exist; structured after ADEMP."""
-
-    aims: str = Field(min_length=1)
-    data_generating_mechanism: str = Field(min_length=1)
-    estimands: str = Field(min_length=1)
-    methods: str = Field(min_length=1)
-    performance_measures: str = Field(min_length=1)
-    stopping_rule: str = Field(min_length=1)
-    replicates_justification: str = Field(min_length=1)
-    hypotheses: list[Hypothesis] = Field(min_length=1)
-
-    @field_validator("hypotheses")
-    @classmethod
-    def _unique_ids(cls, hypotheses: list[Hypothesis]) -> list[Hypothesis]:
-        ids = [h.id for h in hypotheses]
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicated:
-            raise ValueError(f"hypothesis ids must be unique; repeated: {duplicated}")
-        return hypotheses
-
-
-class StudyConfig(_Section):
+class StudyConfig(Section):
     study: StudySection
     population: PopulationSection = PopulationSection()
     network: NetworkSection = NetworkSection()

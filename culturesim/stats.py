@@ -27,7 +27,7 @@ from scipy import stats as sps
 from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
 
-from culturesim.config import Contrast, Hypothesis, Preregistration
+from culturesim.analysis_plan import Contrast, Hypothesis, Preregistration
 
 CI_LEVEL = 0.95
 MIN_RUNS_PER_ARM = 2

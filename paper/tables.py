@@ -17,8 +17,9 @@ from pathlib import Path
 
 import polars as pl
 
+from culturesim.analysis_plan import Hypothesis
 from culturesim.analysis_report import verdicts
-from culturesim.config import Hypothesis, StudyConfig
+from culturesim.config import StudyConfig
 from culturesim.study.store import load_results
 
 BUILD = Path(__file__).resolve().parent / "build"

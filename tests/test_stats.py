@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 
 from culturesim import stats
-from culturesim.config import Hypothesis, Preregistration
+from culturesim.analysis_plan import Hypothesis, Preregistration
 
 FACTOR = "population.llm_share"
 OUTCOME = "semantic_diversity"

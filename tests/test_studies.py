@@ -21,7 +21,14 @@ STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
 
 def test_studies_are_shipped() -> None:
     names = {p.stem for p in STUDIES}
-    assert {"quickstart", "homogenization", "llm_consultation", "network_structure", "norm_shift"} <= names
+    assert {
+        "quickstart",
+        "homogenization",
+        "llm_consultation",
+        "network_structure",
+        "norm_shift",
+        "mutation_operator",
+    } <= names
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.stem)
