@@ -285,7 +285,7 @@ def test_a_bug_inside_a_fit_surfaces_instead_of_reading_inconclusive(monkeypatch
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(stats.smf, "ols", broken)
+    monkeypatch.setattr("statsmodels.formula.api.ols", broken)
     with pytest.raises(TypeError, match="a bug"):
         stats.analyze(metrics, runs, make_plan(hypothesis()), final_generation=GENERATIONS)
 
