@@ -24,11 +24,12 @@ from pydantic import (
 )
 
 from culturesim.analysis_plan import Preregistration
+from culturesim.learning import Bias
 from culturesim.metrics import available_metrics, recorded_keys
 from culturesim.sections import ConfigError, Section
 
-NETWORK_KINDS = ("small_world", "scale_free", "random", "lattice", "communities", "complete")
-BIAS_KINDS = ("unbiased", "conformist", "prestige", "content", "similarity")
+NetworkKind = Literal["small_world", "scale_free", "random", "lattice", "communities", "complete"]
+NETWORK_KINDS: tuple[str, ...] = get_args(NetworkKind)
 LLMRole = Literal["rewrite", "combine", "create", "advise", "continue"]
 LLM_ROLES: tuple[str, ...] = get_args(LLMRole)
 BUILTIN_MODEL = "builtin:smollm2-135m"
@@ -79,7 +80,7 @@ class PopulationSection(Section):
 
 
 class NetworkSection(Section):
-    kind: Literal["small_world", "scale_free", "random", "lattice", "communities", "complete"] = "small_world"
+    kind: NetworkKind = "small_world"
     degree: int = Field(default=6, ge=1, le=10_000, description="mean degree (small_world, random, lattice)")
     rewire: float = Field(default=0.1, ge=0.0, le=1.0, description="rewiring probability (small_world)")
     attach: int = Field(default=3, ge=1, le=10_000, description="edges per new node (scale_free)")
@@ -89,7 +90,7 @@ class NetworkSection(Section):
 
 
 class HumansSection(Section):
-    bias: Literal["unbiased", "conformist", "prestige", "content", "similarity"] = "unbiased"
+    bias: Bias = "unbiased"
     demonstrators: int = Field(default=3, ge=1, le=1000, description="neighbours sampled per learner")
     conformity: float = Field(default=2.0, ge=0.0, le=100.0, description="exponent a; 1 = unbiased")
     content_strength: float = Field(default=1.0, ge=-1000.0, le=1000.0)

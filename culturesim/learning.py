@@ -13,10 +13,12 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
-BIASES: tuple[str, ...] = ("unbiased", "conformist", "prestige", "content", "similarity")
+Bias = Literal["unbiased", "conformist", "prestige", "content", "similarity"]  # the one list of biases
+BIASES: tuple[str, ...] = get_args(Bias)
 
 # Learning outcomes, as stored in the int8 array returned by `learning_outcomes`.
 COPY, COPY_ERROR, INNOVATE, CONSULT_LLM, LLM_MUTATION = 0, 1, 2, 3, 4
