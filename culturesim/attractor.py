@@ -153,11 +153,15 @@ def read_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_attractors(config: StudyConfig, folder: Path, corpora: dict[int, list[str]]) -> dict[int, np.ndarray]:
-    """Condition index -> attractor, from the calibrations in a results folder (the runner writes
-    them before any batch runs)."""
+def load_attractors(
+    config: StudyConfig, folder: Path, corpora: dict[int, list[str]], conditions: set[int]
+) -> dict[int, np.ndarray]:
+    """Condition index -> attractor for `conditions`, from the calibrations in a results folder
+    (the runner writes them before the batches that need them)."""
     attractors = {}
     for index, spec in study_specs(config, corpora).items():
+        if index not in conditions:
+            continue
         path = folder_path(folder, spec.key())
         if not path.exists():
             raise MissingCalibration(

@@ -12,7 +12,8 @@ import pytest
 from culturesim.config import StudyConfig
 from culturesim.llm import vllm_available
 from culturesim.study.groups import engine_groups
-from culturesim.study.runner import StudyRunner, plan_runs
+from culturesim.study.runner import plan_runs
+from tests.helpers import run_cli
 
 
 def dtype_study(**conditions) -> StudyConfig:
@@ -38,19 +39,47 @@ def test_runs_are_grouped_by_engine_and_lockstep_stays_within_a_group() -> None:
     assert [g.needs_llm for g in groups] == [False, True]
 
 
+DTYPE_STUDY = """
+[study]
+name = "dtypes"
+seed = 2
+replicates = 2
+generations = 2
+[population]
+size = 12
+llm_share = 0.25
+[llm]
+backend = "vllm"
+max_tokens = 12
+[attractor]
+chains = 3
+generations = 1
+[conditions]
+"llm.dtype" = ["float32", "bfloat16"]
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])")
-def test_a_dtype_condition_runs_two_real_engines(embedder, tmp_path: Path) -> None:
-    config = dtype_study(**{"llm.dtype": ["float32", "bfloat16"]})
-    folder = StudyRunner(embedder=embedder).run(config, out_root=tmp_path)
+def test_a_dtype_condition_runs_two_real_engines(tmp_path: Path) -> None:
+    """In its own process: engines started and stopped there leave this session's engine alone."""
+    study = tmp_path / "dtypes.toml"
+    study.write_text(DTYPE_STUDY, encoding="utf-8")
+    done = run_cli(study, tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = (tmp_path / "out" / "dtypes").iterdir()
     entries = [json.loads(line) for path in (folder / "log").glob("*.jsonl") for line in path.read_text().splitlines()]
     entries = [e for e in entries if "commit" not in e]
     by_run = pl.DataFrame(entries).group_by("run_id").agg(pl.col("dtype").unique(), pl.col("engine_key").unique())
     dtypes = {row["run_id"]: row["dtype"] for row in by_run.to_dicts()}
     assert dtypes == {"c0-r0": ["float32"], "c0-r1": ["float32"], "c1-r0": ["bfloat16"], "c1-r1": ["bfloat16"]}
     assert len({e["engine_key"] for e in entries}) == 2
-    engines = json.loads((folder / "manifest.json").read_text())["engines"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    engines = manifest["engines"]
+    # one start per engine: each calibrates its attractor with the engine it then runs on
     assert [e["engine"].split("#")[0] for e in engines] == ["vllm/builtin:smollm2-135m/float32",
                                                             "vllm/builtin:smollm2-135m/bfloat16"]  # fmt: skip
     assert datetime.fromisoformat(engines[0]["stopped"]) <= datetime.fromisoformat(engines[1]["started"])
+    assert sorted(entry["spec"]["engine"].split("#")[0] for entry in manifest["attractors"].values()) == [
+        "vllm/builtin:smollm2-135m/bfloat16", "vllm/builtin:smollm2-135m/float32"]  # fmt: skip
     print(json.dumps(engines, indent=1))

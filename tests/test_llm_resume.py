@@ -149,10 +149,24 @@ def test_replay_with_an_analysis_only_change(whole: Path, study_file: Path, tmp_
 
 
 def test_replay_of_a_request_the_log_lacks_names_it(whole: Path, study_file: Path, tmp_path: Path) -> None:
+    """Consulting humans reading 2 neighbours instead of 3 ask requests the log never saw (the
+    attractor calibration, which reads one text per chain, is unchanged)."""
+    changed = tmp_path / "narrower.toml"
+    changed.write_text(study_file.read_text().replace("max_tokens = 16", "max_tokens = 16\nneighbours_read = 2"))
+    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), "--study", str(changed), prelude=NO_VLLM)
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "MissingCompletion" in message and "generation 1, agent" in message, message
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_with_other_sampling_names_the_missing_calibration(
+    whole: Path, study_file: Path, tmp_path: Path
+) -> None:
     changed = tmp_path / "hotter.toml"
     changed.write_text(study_file.read_text().replace("max_tokens = 16", "max_tokens = 16\ntemperature = 1.1"))
     result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), "--study", str(changed), prelude=NO_VLLM)
     assert result.returncode == 2
     message = " ".join(result.stderr.split())
-    assert "MissingCompletion" in message and "run c0-r0, generation 1, agent" in message, message
+    assert "MissingCalibration" in message and "holds no calibration" in message, message
     assert "Traceback" not in result.stderr

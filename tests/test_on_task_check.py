@@ -6,17 +6,18 @@ import pytest
 
 from culturesim.config import CorpusSection, LLMSection
 from culturesim.corpus import load_corpus
+from culturesim.llm.prompts import SINGLE_TEXT_ROLES
 from culturesim.on_task_check import ROLES, check_roles, role_requests
 
 TEXTS = load_corpus(CorpusSection())["text"].to_list()
 
 
-def test_requests_show_one_text_to_rewrite_and_several_to_the_other_roles() -> None:
+def test_requests_show_one_text_to_rewrite_and_continue_and_several_to_the_other_roles() -> None:
     spec = LLMSection()
     for role in ROLES:
         requests, shown = role_requests(role, TEXTS, count=5, spec=spec, seed=3)
         assert len(requests) == 5 and len({r.seed for r in requests}) == 5
-        assert {len(s) for s in shown} == ({1} if role == "rewrite" else {spec.neighbours_read})
+        assert {len(s) for s in shown} == ({1} if role in SINGLE_TEXT_ROLES else {spec.neighbours_read})
         for request, parents in zip(requests, shown):
             assert all(p[:40] in request.messages[-1][1] for p in parents)
 

@@ -80,7 +80,9 @@ def run_batch(
     group = grid[plans[0].condition_index][1]
     source = _source(group, plans, log, engine) if any(needs_llm(grid[p.condition_index][1]) for p in plans) else None
     stats = Throughput()
-    models, poles = _build_models(config, plans, vectors, load_attractors(config, folder, condition_corpora(config)))
+    conditions = {p.condition_index for p in plans}
+    attractors = load_attractors(config, folder, condition_corpora(config), conditions)
+    models, poles = _build_models(config, plans, vectors, attractors)
     logs = run_generations(
         models,
         config.study.generations,

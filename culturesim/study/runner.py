@@ -192,11 +192,14 @@ class StudyRunner:
         stats = Throughput(**{k: v for k, v in manifest["throughput"].items() if k in Throughput.__dataclass_fields__})
         started = time.perf_counter() - stats.wall_seconds
         try:
-            groups = engine_groups(config, plans)
-            manifest["attractors"] = self._calibrations(config, groups, execution)
-            if execution.executor == "ray" or execution.workers > 1:
-                self.close()  # the workers start their own engines
+            # LLM groups first: each calibrates with the engine it then runs on (one start per engine),
+            # and human-only groups, measured against an LLM condition's calibration, find it done.
+            groups = sorted(engine_groups(config, plans), key=lambda g: not g.needs_llm)
+            manifest["attractors"] = {}
             for group in groups:
+                self._calibrations(config, groups, execution, manifest["attractors"], engine=group.engine)
+                if execution.executor == "ray" or execution.workers > 1:
+                    self.close()  # the workers start their own engines
                 batches = plan_batches(group, execution.batch_runs)
                 todo = [batch for batch in batches if any(p.run_id not in execution.done for p in batch)]
                 for batch_stats in self._execute(config, group, todo, execution):
@@ -223,17 +226,27 @@ class StudyRunner:
         self.close()
         return list(found.values())
 
-    def _calibrations(self, config: StudyConfig, groups: list[EngineGroup], execution: Execution) -> dict[str, Any]:
-        """Put the calibration of every condition's attractor into the results folder before any run
-        starts: from the folder itself (a resume), the replayed folder, the cache, or by calibrating
-        now with the engine that will answer the condition. Returns the manifest's record of them."""
+    def _calibrations(
+        self,
+        config: StudyConfig,
+        groups: list[EngineGroup],
+        execution: Execution,
+        record: dict[str, Any],
+        *,
+        engine: EngineIdentity | None,
+    ) -> None:
+        """Put into the results folder, before a group runs, the calibrations made with its `engine`
+        (all that are left, for a human-only group): from the folder itself (a resume), the replayed
+        folder, the cache, or by calibrating now. `record` (the manifest's) gains an entry for each."""
         grid = config.condition_grid()
-        record: dict[str, Any] = {}
         for index, spec in study_specs(config, condition_corpora(config)).items():
-            key = spec.key()
+            key, label = spec.key(), grid[index][0]
             if key in record:
-                record[key]["conditions"].append(grid[index][0])
+                if label not in record[key]["conditions"]:
+                    record[key]["conditions"].append(label)
                 continue
+            if engine is not None and spec.engine != engine.key():
+                continue  # the group with that engine calibrates it
             target = attractor.folder_path(execution.folder, key)
             origin = "results folder"
             if target.exists():
@@ -250,9 +263,8 @@ class StudyRunner:
                 "spec": calibration["spec"],
                 "requests": calibration["requests"],
                 "seconds": calibration["seconds"],
-                "conditions": [grid[index][0]],
+                "conditions": [label],
             }
-        return record
 
     def _cached_or_calibrated(
         self, condition: StudyConfig, spec: attractor.CalibrationSpec, groups: list[EngineGroup], *, force=False
