@@ -90,8 +90,9 @@ def test_all_llm_requests_of_a_generation_go_in_one_call(embedder, vllm_backend,
 
     config = tiny_study(humans__llm_consultation=0.0, llm__retries=0)  # retry rounds are extra calls
     StudyRunner(embedder=embedder, backend=Recording()).run(config, out_root=tmp_path)
-    # One call per generation: 2 replicates x 4 LLM agents of the 0.25 condition, deduplicated.
-    assert calls == [8, 8, 8]
+    # The attractor calibration (3 chains, 2 generations), then one call per generation:
+    # 2 replicates x 4 LLM agents of the 0.25 condition, deduplicated.
+    assert calls == [3, 3, 8, 8, 8]
 
 
 def test_cli_runs_a_human_only_study(tmp_path: Path) -> None:
