@@ -93,6 +93,17 @@ def test_llm_requests_follow_the_formula() -> None:
     assert size_study(grid).runs == 6
 
 
+def test_calibration_requests_count_each_distinct_calibration_once() -> None:
+    """20 chains x 10 generations by default; a control shares its treatment's calibration; a
+    condition over the temperature needs a second one; a human-only study needs none."""
+    shares = study(population={"size": 20}, conditions={"population.llm_share": [0.0, 0.25]})
+    assert size_study(shares).calibration_requests == 200
+    temperatures = study(population={"size": 20, "llm_share": 0.25}, conditions={"llm.temperature": [0.5, 0.8]},
+                         attractor={"chains": 4, "generations": 3})  # fmt: skip
+    assert size_study(temperatures).calibration_requests == 2 * 12
+    assert size_study(study(population={"size": 20})).calibration_requests == 0
+
+
 def test_conditions_sum_agent_generations() -> None:
     config = study(conditions={"population.size": [40, 60]})
     assert size_study(config).agent_generations == 2 * 8 * (40 + 60)
@@ -132,6 +143,7 @@ def test_plan_table_shows_counts_with_separators() -> None:
     text = console.export_text()
     assert "1,000" in text and f"{size.agent_generations:,}" in text and "480,000" in text
     assert f"{size.llm_requests:,}" in text and f"{size.llm_requests_max:,}" in text
+    assert "attractor calibration requests" in text
     assert "population" in text and human_bytes(size.total_bytes) in text and "total" in text
 
 

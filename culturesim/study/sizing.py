@@ -70,6 +70,7 @@ class StudySize:
     llm_requests: int  # expected first attempts over the whole study
     llm_requests_max: int  # first attempts plus every allowed retry
     tables: tuple[TableSize, ...]
+    calibration_requests: int = 0  # first attempts of the attractor calibrations, on first use (then cached)
 
     @property
     def total_bytes(self) -> int:
@@ -140,7 +141,20 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         # Rows: distinct texts of the study (the combined table); bytes: each run's table plus that one.
         TableSize("vectors", combined_vectors, vectors_on_disk),
     )
-    return StudySize(config.study.name, runs, generations, agent_generations, first, most, tables)
+    return StudySize(
+        config.study.name, runs, generations, agent_generations, first, most, tables, calibration_requests(config)
+    )
+
+
+def calibration_requests(config: StudyConfig) -> int:
+    """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)."""
+    from culturesim.attractor import study_specs
+    from culturesim.study.batch import condition_corpora
+
+    if not any(condition.uses_llm() for _, condition in config.condition_grid()):
+        return 0
+    distinct = {spec.key(): spec for spec in study_specs(config, condition_corpora(config)).values()}
+    return sum(spec.chains * spec.generations for spec in distinct.values())
 
 
 def corpus_size(condition: StudyConfig) -> int:
@@ -175,7 +189,8 @@ def plan_table(size: StudySize) -> Table:
     table.add_row("runs", f"{size.runs:,}", "", "")
     table.add_row("agent-generations", f"{size.agent_generations:,}", "", "")
     table.add_row("LLM requests (first attempts)", f"{size.llm_requests:,}", "", "")
-    table.add_row("LLM requests (with all retries)", f"{size.llm_requests_max:,}", "", "", end_section=True)
+    table.add_row("LLM requests (with all retries)", f"{size.llm_requests_max:,}", "", "")
+    table.add_row("attractor calibration requests", f"{size.calibration_requests:,}", "", "", end_section=True)
     for t in size.tables:
         table.add_row(t.name, f"{t.rows:,}", f"x{t.copies}", human_bytes(t.disk_bytes))
     table.add_section()
