@@ -93,25 +93,28 @@ class ProtocolTestServer:
                 try:
                     if server.sleep:
                         time.sleep(server.sleep)
-                    if self.path != "/v1/chat/completions":
-                        self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    elif failing:
-                        self._send(server.fail_status, {"error": {"message": "try again later"}})
-                    elif body["model"] == REJECTED_MODEL:
-                        # A careless server that echoes the request's headers in its error message.
-                        echo = self.headers.get("Authorization", "")
-                        self._send(400, {"error": {"message": f"unknown model for credentials {echo}"}})
-                    elif server.malformed:
-                        self._send(200, {"unexpected": True})
-                    else:
-                        text = fake_sentence(body["messages"], body["seed"])
-                        answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-                        if server.report_usage:
-                            answer["usage"] = {"completion_tokens": 100 + len(text.split())}
-                        self._send(200, answer)
+                    status, payload = self._answer(body, failing)
                 finally:
-                    with server.lock:
+                    with server.lock:  # before the answer goes out: the client may send its next request at once
                         server.in_flight -= 1
+                self._send(status, payload)
+
+            def _answer(self, body: dict, failing: bool) -> tuple[int, dict]:
+                if self.path != "/v1/chat/completions":
+                    return 404, {"error": {"message": f"no route {self.path}"}}
+                if failing:
+                    return server.fail_status, {"error": {"message": "try again later"}}
+                if body["model"] == REJECTED_MODEL:
+                    # A careless server that echoes the request's headers in its error message.
+                    echo = self.headers.get("Authorization", "")
+                    return 400, {"error": {"message": f"unknown model for credentials {echo}"}}
+                if server.malformed:
+                    return 200, {"unexpected": True}
+                text = fake_sentence(body["messages"], body["seed"])
+                answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+                if server.report_usage:
+                    answer["usage"] = {"completion_tokens": 100 + len(text.split())}
+                return 200, answer
 
         return Handler
 
