@@ -44,9 +44,10 @@ def run(
 ) -> None:
     """Run every condition x replicate of a study and write results, a report and a figure."""
     from culturesim.report import write_report
+    from culturesim.study.grid import plan_runs
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.prereg import check_lock, read_lock
-    from culturesim.study.runner import StudyRunner, plan_runs
+    from culturesim.study.runner import StudyRunner
     from culturesim.study.sizing import check_disk, plan_table, size_study
 
     runner = StudyRunner()
@@ -175,8 +176,7 @@ def verify(results: Path = typer.Argument(..., help="a results folder results/<s
 @app.command()
 def status(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
     """Show which runs have finished, which are missing, and the recorded deviations."""
-    from culturesim.study.store import read_manifest
-    from culturesim.study.tables import finished_runs
+    from culturesim.study.store import finished_runs, read_manifest
 
     try:
         manifest = read_manifest(results)

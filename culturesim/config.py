@@ -13,7 +13,7 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -22,16 +22,13 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from culturesim.analysis_plan import Preregistration
-from culturesim.learning import Bias
-from culturesim.metrics import available_metrics, recorded_keys
+from culturesim.sampling import Sampling
 from culturesim.sections import ConfigError, Section
+from culturesim.vocabulary import METRIC_NAMES, Bias, LLMRole, NetworkKind, recorded_keys
 
-NetworkKind = Literal["small_world", "scale_free", "random", "lattice", "communities", "complete"]
-NETWORK_KINDS: tuple[str, ...] = get_args(NetworkKind)
-LLMRole = Literal["rewrite", "combine", "create", "advise", "continue"]
-LLM_ROLES: tuple[str, ...] = get_args(LLMRole)
 BUILTIN_MODEL = "builtin:smollm2-135m"
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
@@ -125,18 +122,19 @@ class HumansSection(Section):
         return data
 
 
-class LLMSection(Section):
+class EngineSection(Section):
+    """`[llm.engine]`: which model answers and how the engine runs it; the settings that make an
+    engine (`completions.EngineIdentity`), apart from the per-request sampling settings.
+
+    The HTTP server settings live here too: with backend 'openai' the server *is* the engine (its
+    URL is part of the engine identity, so two servers never share a logged answer), and the one
+    rule that ties them (backend 'openai' needs base_url and a served model name) stays in one table.
+    """
+
     backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
     model: str = Field(default=BUILTIN_MODEL, min_length=1)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    role: LLMRole = "rewrite"
-    neighbours_read: int = Field(default=3, ge=1, le=32, description="neighbour texts shown to an LLM agent")
-    max_tokens: int = Field(default=48, ge=4, le=1024)
-    temperature: float = Field(default=0.8, ge=0.0, le=5.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_num_seqs: int = Field(default=64, ge=1, le=4096)
-    max_chars: int = Field(default=280, ge=20, le=10_000, description="longest trait text kept, in characters")
-    retries: int = Field(default=2, ge=0, le=10, description="new-seed retries of an unusable completion")
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible server, e.g. 'http://localhost:8000/v1' (backend 'openai')"
     )
@@ -145,26 +143,70 @@ class LLMSection(Section):
     )
 
     @model_validator(mode="after")
-    def _openai_needs_url(self) -> LLMSection:
+    def _openai_needs_url(self) -> EngineSection:
         if self.backend == "openai":
             if self.base_url is None or not self.base_url.startswith(("http://", "https://")):
                 raise ValueError(
-                    f"backend 'openai' needs llm.base_url = 'http://...' or 'https://...', the server's /v1 URL "
-                    f"(got {self.base_url!r})"
+                    f"backend 'openai' needs llm.engine.base_url = 'http://...' or 'https://...', the server's /v1 "
+                    f"URL (got {self.base_url!r})"
                 )
             if self.model.startswith("builtin:"):
-                raise ValueError(f"backend 'openai' needs llm.model = the server's model name (got {self.model!r})")
+                raise ValueError(
+                    f"backend 'openai' needs llm.engine.model = the server's model name (got {self.model!r})"
+                )
         return self
 
     @model_serializer(mode="wrap")
     def _omit_unused_server_fields(self, handler: Any) -> dict[str, Any]:
-        """Leave the server settings out while unset, so studies locked before they existed keep their hash."""
+        """Leave the server settings out while unset, so a study's canonical config stays minimal."""
         data = handler(self)
         if self.base_url is None:
             data.pop("base_url", None)
-        if self.api_key_env == LLMSection.model_fields["api_key_env"].default:
+        if self.api_key_env == EngineSection.model_fields["api_key_env"].default:
             data.pop("api_key_env", None)
         return data
+
+
+class PromptSection(Section):
+    """`[llm.prompt]`: what an LLM agent is asked and which answers it adopts."""
+
+    role: LLMRole = "rewrite"
+    neighbours_read: int = Field(default=3, ge=1, le=32, description="neighbour texts shown to an LLM agent")
+    max_chars: int = Field(default=280, ge=20, le=10_000, description="longest trait text kept, in characters")
+    retries: int = Field(
+        default=2, ge=0, le=10, description="adoption policy: new-seed retries of an unusable completion"
+    )
+
+
+class LLMSection(Section):
+    """`[llm]`: three tables, engine (`[llm.engine]`), sampling (`[llm.sampling]`) and prompt (`[llm.prompt]`)."""
+
+    engine: EngineSection = EngineSection()
+    sampling: Sampling = Sampling()
+    prompt: PromptSection = PromptSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_flat_settings(cls, data: Any) -> Any:
+        """A setting written directly under [llm] (the layout before the split) gets one error
+        saying where it lives now, instead of pydantic's generic unknown-field message."""
+        if isinstance(data, dict):
+            moved = [key for key in data if key in MOVED_LLM_SETTINGS]
+            if moved:
+                raise PydanticCustomError(
+                    "moved_setting",
+                    "{moves} ([llm] is split into [llm.engine], [llm.sampling] and [llm.prompt] tables)",
+                    {"moves": "; ".join(f"llm.{key} moved to {MOVED_LLM_SETTINGS[key]}" for key in moved)},
+                )
+        return data
+
+
+# Each setting of the flat [llm] table before the split -> its dotted path now.
+MOVED_LLM_SETTINGS = {
+    name: f"llm.{table}.{name}"
+    for table, section in (("engine", EngineSection), ("sampling", Sampling), ("prompt", PromptSection))
+    for name in section.model_fields
+}
 
 
 class EmbeddingSection(Section):
@@ -194,10 +236,9 @@ class MetricsSection(Section):
     @field_validator("names")
     @classmethod
     def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-
-        unknown = sorted(set(names) - set(available_metrics()))
+        unknown = sorted(set(names) - set(METRIC_NAMES))
         if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {available_metrics()}")
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(METRIC_NAMES)}")
         return names
 
 
@@ -321,9 +362,12 @@ class StudyConfig(Section):
             data = self.model_dump(mode="json")
             data.update(conditions={}, condition_sets=[], preregistration=None)
             for key, level in levels.items():
-                section, field = key.split(".", 1)
-                data[section][field] = level
-            label = entry.get("label") or ",".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in levels.items())
+                *tables, field = key.split(".")
+                target = data
+                for table in tables:
+                    target = target[table]
+                target[field] = level
+            label = entry.get("label") or ",".join(f"{k.rsplit('.', 1)[1]}={_fmt(v)}" for k, v in levels.items())
             grid.append((str(label), _validate(data, source=f"condition {label}")))
         return grid
 
@@ -347,17 +391,30 @@ class StudyConfig(Section):
 
 
 def _check_factor(key: str) -> None:
+    """A factor is a dotted path to one setting, e.g. 'population.llm_share' or 'llm.sampling.temperature'."""
     section, _, field = key.partition(".")
     if section in SHARED_SECTIONS:
         raise ValueError(
             f"condition factor {key!r} cannot vary per condition: [{section}] is shared by every run of a study "
             f"({SHARED_SECTIONS[section]}); run a separate study for each value instead"
         )
-    model = StudyConfig.model_fields.get(section)
-    annotation = getattr(model, "annotation", None)
-    fields = getattr(annotation, "model_fields", {})
-    if field not in fields:
-        raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
+    if section == "llm" and field in MOVED_LLM_SETTINGS:
+        raise PydanticCustomError(
+            "moved_setting",
+            "condition factor {key!r}: llm.{field} moved to {new}",
+            {"key": key, "field": field, "new": MOVED_LLM_SETTINGS[field]},
+        )
+    model: Any = StudyConfig
+    for part in key.split("."):
+        fields = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
+        if part not in fields:
+            raise ValueError(f"condition factor {key!r} is not a model field such as 'population.llm_share'")
+        model = fields[part].annotation
+    if isinstance(model, type) and issubclass(model, Section):
+        raise ValueError(
+            f"condition factor {key!r} names a table, not a setting; name one of its fields, "
+            f"such as '{key}.{next(iter(model.model_fields))}'"
+        )
 
 
 def _level_key(value: Any) -> str:
@@ -392,6 +449,8 @@ def _describe(error: dict[str, Any]) -> str:
         )
     if error["type"] == "missing":
         return f"{field} is required"
+    if error["type"] == "moved_setting":  # the message names the old path and the new one
+        return error["msg"]
     got = error.get("input")
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     message = error["msg"].removeprefix("Value error, ")

@@ -22,12 +22,13 @@ import numpy as np
 import polars as pl
 
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
-from culturesim.config import LLM_ROLES, LLMSection
+from culturesim.config import LLMSection
 from culturesim.generation import usable as usable_answer
 from culturesim.llm.base import Backend, Request
 from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
 from culturesim.model import request_seed
 from culturesim.off_task import is_off_task, off_task_rule
+from culturesim.vocabulary import LLM_ROLES
 
 ROLES = LLM_ROLES
 

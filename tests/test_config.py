@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import NETWORK_KINDS, ConfigError, StudyConfig, load_config
+from culturesim.config import ConfigError, StudyConfig, load_config
+from culturesim.vocabulary import NETWORK_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = '[study]\nname = "t"\n'

@@ -11,8 +11,7 @@ import pytest
 
 from culturesim.config import StudyConfig
 from culturesim.llm import vllm_available
-from culturesim.study.groups import engine_groups
-from culturesim.study.runner import plan_runs
+from culturesim.study.grid import engine_groups, plan_runs
 from tests.helpers import run_cli
 
 

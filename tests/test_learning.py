@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from culturesim.learning import (
-    BIASES,
     CONSULT_LLM,
     COPY,
     COPY_ERROR,
@@ -23,6 +22,7 @@ from culturesim.learning import (
     sample_demonstrators,
     weighted_choice,
 )
+from culturesim.vocabulary import BIASES
 
 N_LEARNERS = 20_000
 

@@ -6,8 +6,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from culturesim.config import NETWORK_KINDS, NetworkSection
+from culturesim.config import NetworkSection
 from culturesim.network import build_network, complete_network
+from culturesim.vocabulary import NETWORK_KINDS
 
 N = 60
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from culturesim.config import LLM_ROLES, CorpusSection
+from culturesim.config import CorpusSection
 from culturesim.corpus import load_corpus
 from culturesim.llm.prompts import (
     FEW_SHOT,
@@ -16,6 +16,7 @@ from culturesim.llm.prompts import (
     echoes_example,
 )
 from culturesim.off_task import is_off_task
+from culturesim.vocabulary import LLM_ROLES
 
 TEXTS = ["The bakery opens at six.", "Always thank the bus driver.", "Rain is good for gardens."]
 CORPUS = set(load_corpus(CorpusSection())["text"].to_list())

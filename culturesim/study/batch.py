@@ -2,7 +2,7 @@
 
 Every executor (this process, a process pool, a Ray task) and every mode (run, resume,
 replay) runs a batch through `run_batch`; they differ only in where completions and
-vectors come from. A batch's runs share one engine group (see `culturesim.study.groups`),
+vectors come from. A batch's runs share one engine group (see `culturesim.study.grid`),
 so all their LLM requests of a generation go to one engine in one call.
 """
 
@@ -17,25 +17,16 @@ from culturesim.attractor import load_attractors
 from culturesim.completions import CompletionLog, CompletionSource, EngineIdentity
 from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
 from culturesim.corpus import load_corpus
+from culturesim.embed import Embedder, resolve_embedder
 from culturesim.fingerprint import weights_digest
 from culturesim.generation import Throughput, VectorSource, run_generations
 from culturesim.llm.base import Backend
-from culturesim.llm.models import cache_root, disk_cache_enabled
 from culturesim.model import CultureModel, RunSpec, build_run
+from culturesim.settings import cache_root, disk_cache_enabled
+from culturesim.study.grid import condition_corpora, needs_llm
 from culturesim.study.tables import run_vectors, write_run
 
 ProgressFn = Callable[[int], None]  # called with the number of run-generations just completed
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One run of a study: which condition, which replicate."""
-
-    run_id: str
-    condition: str
-    levels: dict[str, Any]
-    replicate: int
-    condition_index: int
 
 
 @dataclass(frozen=True)
@@ -47,23 +38,16 @@ class LogPolicy:
     append: bool = True
 
 
-def group_embedder(spec: EmbeddingSection):
+def group_embedder(spec: EmbeddingSection) -> Embedder:
     """An embedder with the disk cache under the user cache, unless CULTURESIM_NO_DISK_CACHE is set
     (vectors are bit-identical either way; the cache only saves time)."""
-    from culturesim.embed import Embedder
-
     cache = cache_root() / "embeddings" if disk_cache_enabled() else None
     return Embedder(spec, cache_dir=cache)
 
 
-def needs_llm(config: StudyConfig) -> bool:
-    """Whether any condition of the study asks an LLM."""
-    return any(cfg.uses_llm() for _, cfg in config.condition_grid())
-
-
 def run_batch(
     config: StudyConfig,
-    plans: list[RunPlan],
+    plans: list[RunSpec],
     folder: Path,
     *,
     vectors: VectorSource,
@@ -99,7 +83,7 @@ def run_batch(
     return asdict(stats)
 
 
-def _source(group: StudyConfig, plans: list[RunPlan], policy: LogPolicy, engine) -> CompletionSource:
+def _source(group: StudyConfig, plans: list[RunSpec], policy: LogPolicy, engine) -> CompletionSource:
     log = CompletionLog(policy.folder)
     return CompletionSource(
         engine=EngineIdentity.of(group.llm),
@@ -110,14 +94,8 @@ def _source(group: StudyConfig, plans: list[RunPlan], policy: LogPolicy, engine)
     )
 
 
-def condition_corpora(config: StudyConfig) -> dict[int, list[str]]:
-    """Condition index -> its corpus texts."""
-    grid = config.condition_grid()
-    return {i: load_corpus(condition.corpus)["text"].to_list() for i, (_, condition) in enumerate(grid)}
-
-
 def _build_models(
-    config: StudyConfig, plans: list[RunPlan], vectors: VectorSource, attractors: dict[int, Any]
+    config: StudyConfig, plans: list[RunSpec], vectors: VectorSource, attractors: dict[int, Any]
 ) -> tuple[list[CultureModel], list[list[str]]]:
     """The batch's runs, and per run the pole sentences its axes were embedded from."""
     grid = config.condition_grid()
@@ -129,7 +107,7 @@ def _build_models(
         models.append(
             build_run(
                 condition,
-                RunSpec(plan.run_id, plan.condition, plan.replicate, config.study.seed),
+                plan,
                 corpus=load_corpus(condition.corpus)["text"].to_list(),
                 dim=vectors.dim,
                 content_axis=_axis(vectors, content),
@@ -151,8 +129,6 @@ def _axis(vectors: VectorSource, poles: tuple[str, str] | None):
 
 def _model_digests(group: StudyConfig, source: CompletionSource | None) -> dict[str, Any]:
     """Which models made a run: embedder weights, and the LLM engine where one was asked."""
-    from culturesim.embed import resolve_embedder
-
     digests: dict[str, Any] = {"embedder": {"model": group.embedding.model}}
     try:
         digests["embedder"]["weights"] = weights_digest(resolve_embedder(group.embedding.model))

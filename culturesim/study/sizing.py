@@ -20,8 +20,12 @@ from pathlib import Path
 
 from rich.table import Table
 
+from culturesim.attractor import study_specs
 from culturesim.config import ConfigError, StudyConfig
-from culturesim.metrics import metric_names, recorded_keys
+from culturesim.corpus import load_corpus
+from culturesim.metrics import metric_names
+from culturesim.study.grid import condition_corpora
+from culturesim.vocabulary import recorded_keys
 
 # Bytes per row, per table, as written by polars (Parquet, zstd). Measured on synthetic tables
 # of realistic shape (1M population rows, 50,000 traits from the built-in corpus, 20,000 requests).
@@ -148,9 +152,6 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
 
 def calibration_requests(config: StudyConfig) -> int:
     """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)."""
-    from culturesim.attractor import study_specs
-    from culturesim.study.batch import condition_corpora
-
     if not any(condition.uses_llm() for _, condition in config.condition_grid()):
         return 0
     distinct = {spec.key(): spec for spec in study_specs(config, condition_corpora(config)).values()}
@@ -159,8 +160,6 @@ def calibration_requests(config: StudyConfig) -> int:
 
 def corpus_size(condition: StudyConfig) -> int:
     """Texts in a condition's corpus (read once per distinct corpus setting, as a run reads it)."""
-    from culturesim.corpus import load_corpus
-
     return load_corpus(condition.corpus).height
 
 

@@ -120,6 +120,21 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def run_folder(folder: Path, run_id: str) -> Path:
+    """Where one run's tables and done marker live inside a results folder."""
+    return folder / "runs" / run_id
+
+
+def finished_runs(folder: Path) -> set[str]:
+    """Runs whose done marker exists: their tables are complete (the marker is written last)."""
+    return {p.parent.name for p in (folder / "runs").glob("*/done.json")}
+
+
+def load_run_marker(folder: Path, run_id: str) -> dict[str, Any]:
+    """A finished run's done marker: the sha256 of each of its tables, the models that made it."""
+    return json.loads((run_folder(folder, run_id) / "done.json").read_text(encoding="utf-8"))
+
+
 def runs_table(manifest: dict[str, Any]) -> pl.DataFrame:
     """One row per run: run_id, condition, replicate, and each factor's level JSON-encoded."""
     runs = manifest["runs"]

@@ -1,12 +1,12 @@
-"""A study's tables on disk: each run's tables and done marker, and the combined long tables.
+"""A study's tables: each run's tables and done marker, written from its model, and the combined long tables.
 
 A run counts as finished only when its `done.json` exists; it is written last, with the
-sha256 of every table, so a killed study never counts a half-written run.
+sha256 of every table, so a killed study never counts a half-written run. Where the files
+live and how they are written atomically is `culturesim.study.store`'s.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,23 +16,17 @@ import polars as pl
 
 from culturesim.fingerprint import file_sha256
 from culturesim.model import CultureModel
-from culturesim.study.store import GENERATIONS_SCHEMA, METRICS_SCHEMA, POPULATION_SCHEMA, write_json, write_parquet
+from culturesim.study.store import (
+    GENERATIONS_SCHEMA,
+    METRICS_SCHEMA,
+    POPULATION_SCHEMA,
+    run_folder,
+    write_json,
+    write_parquet,
+)
 from culturesim.vectors import vectors_frame
 
 RUN_TABLES = ("metrics", "traits", "generations", "population", "vectors")
-
-
-def run_folder(folder: Path, run_id: str) -> Path:
-    return folder / "runs" / run_id
-
-
-def finished_runs(folder: Path) -> set[str]:
-    """Runs whose done marker exists: their tables are complete."""
-    return {p.parent.name for p in (folder / "runs").glob("*/done.json")}
-
-
-def load_run_marker(folder: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((run_folder(folder, run_id) / "done.json").read_text(encoding="utf-8"))
 
 
 def write_run(

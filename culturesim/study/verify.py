@@ -6,8 +6,7 @@ from pathlib import Path
 
 from culturesim.config import StudyConfig
 from culturesim.fingerprint import file_sha256
-from culturesim.study.store import read_manifest
-from culturesim.study.tables import finished_runs, load_run_marker, run_folder
+from culturesim.study.store import finished_runs, load_run_marker, read_manifest, run_folder
 
 
 def verify_results(folder: Path) -> tuple[list[str], list[str]]:

@@ -1,0 +1,269 @@
+"""Where a group's lockstep batches run: in this process, in a process pool, or as Ray tasks.
+
+Every executor runs a batch through `culturesim.study.batch.run_batch` and yields its
+throughput counters as it finishes; results are identical whichever runs it, since a batch's
+randomness, requests and vectors do not depend on where it runs. In this process the batches
+share the engines of `GroupEngines` (the ones the runner's calibration started); a pool worker
+starts its own. On Ray each batch becomes a task (its own embedder, its own models) whose LLM
+calls go to engine actors, one per GPU or one in total on a CPU-only cluster, so batches
+from many workers feed the same engines. Ray retries a task whose worker dies; the retried
+batch answers what the dead one logged from the completion log and rewrites identical files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from culturesim.config import ConfigError, LLMSection, StudyConfig
+from culturesim.embed import Embedder
+from culturesim.generation import VectorSource
+from culturesim.llm import create_backend
+from culturesim.llm.base import Backend, Completion, Request
+from culturesim.model import RunSpec
+from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
+from culturesim.study.grid import EngineGroup, engine_groups
+
+EXECUTORS = ("local", "ray")
+TASK_RETRIES = 3
+ENGINE_CLOSE_TIMEOUT_S = 120  # seconds to wait for the engine actors to shut down
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one `run` or `replay` executes: into which folder, from which log, how parallel.
+
+    `vectors`: stored vectors (a replay, which also asks no engine); None: each group's embedder.
+    `executor` "local" runs batches here (workers = 1) or in a process pool; "ray" runs them as
+    Ray tasks on the cluster at `address` (a local Ray instance without one)."""
+
+    folder: Path
+    log: LogPolicy
+    done: frozenset[str] = frozenset()
+    vectors: VectorSource | None = None
+    workers: int = 1
+    batch_runs: int | None = None
+    executor: str = "local"
+    address: str | None = None
+    on_progress: ProgressFn | None = None
+    calibrations_from: Path | None = None  # a replay copies the source folder's calibrations
+
+
+class GroupEngines:
+    """The engines of the group being run (one LLM backend, one embedder), started on first need.
+
+    An injected `embedder` or `backend` (tests share one per session) is used for every group
+    and never closed here. `started` lists the engines in start order, for the manifest."""
+
+    def __init__(self, *, embedder: Embedder | None = None, backend: Backend | None = None) -> None:
+        self._shared_embedder = embedder
+        self._shared_backend = backend
+        self._embedder: Embedder | None = None
+        self._backend: Backend | None = None
+        self.started: list[dict[str, str]] = []
+
+    @property
+    def backend_injected(self) -> bool:
+        return self._shared_backend is not None
+
+    def embedder(self, group: EngineGroup) -> VectorSource:
+        """The group's embedder (kept while consecutive groups share the embedding model)."""
+        if self._shared_embedder is not None:
+            return self._shared_embedder
+        if self._embedder is None or self._embedder.model_id != group.config.embedding.model:
+            self._embedder = group_embedder(group.config.embedding)
+        return self._embedder
+
+    def backend(self, group: EngineGroup) -> Backend:
+        """The group's LLM engine, started on first need (a resume answered by the log starts none);
+        a running engine of another group is stopped first."""
+        if self._shared_backend is not None:
+            return self._shared_backend
+        if self._backend is not None and self.started[-1]["engine"] != group.engine.key():
+            self.close()
+        if self._backend is None:
+            self.started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
+            self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
+        return self._backend
+
+    def starter(self, group: EngineGroup) -> Callable[[], Backend]:
+        """An engine factory for `run_batch`: the group's engine, started when the log lacks an answer."""
+        return lambda: self.backend(group)
+
+    def close(self) -> None:
+        """Stop the group's engine; one engine is alive at a time."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+            self.started[-1]["stopped"] = datetime.now(UTC).isoformat()
+
+
+def execute(
+    config: StudyConfig,
+    group: EngineGroup,
+    batches: list[list[RunSpec]],
+    execution: Execution,
+    engines: GroupEngines,
+) -> Iterator[dict[str, float]]:
+    """Yield each finished batch's throughput counters, running batches here, in a pool or on Ray.
+
+    A batch with any unfinished run is rerun whole (its logged requests come from the log)
+    and only its unfinished runs are written. `engines` serve the batches run here."""
+    folder, done, log, progress = execution.folder, set(execution.done), execution.log, execution.on_progress
+    generations = config.study.generations
+    if execution.executor == "ray":
+        for batch, batch_stats in run_on_ray(config, group, batches, folder, done, log, address=execution.address):
+            if progress is not None:
+                progress(len(batch) * generations)
+            yield batch_stats
+        return
+    if execution.workers == 1:
+        vectors = execution.vectors or engines.embedder(group)
+        engine = None if execution.vectors is not None else engines.starter(group)
+        for batch in batches:
+            yield run_batch(
+                config, batch, folder, vectors=vectors, log=log, engine=engine, skip=done, on_progress=progress
+            )
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=execution.workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done, log): batch
+            for batch in batches
+        }
+        for future in as_completed(futures):
+            if progress is not None:
+                progress(len(futures[future]) * generations)
+            yield future.result()
+
+
+def _run_batch_in_worker(
+    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy
+) -> dict[str, float]:
+    """Process-pool entry point: fresh engines (the worker's own) for one batch."""
+    config = StudyConfig.model_validate_json(config_json)
+    [group] = engine_groups(config, plans)
+    engines = GroupEngines()
+    try:
+        return run_batch(
+            config,
+            plans,
+            Path(folder),
+            vectors=engines.embedder(group),
+            log=log,
+            engine=engines.starter(group),
+            skip=skip,
+        )
+    finally:
+        engines.close()
+
+
+# -- Ray --------------------------------------------------------------------------------------------
+def _ray():
+    """Ray, imported on first use: it is an optional extra."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'culturesim[ray]'") from None
+    return ray
+
+
+class EngineProxy:
+    """The batch protocol, answered by a remote engine actor."""
+
+    def __init__(self, actor: Any, model_id: str, engine_version: str) -> None:
+        self._actor, self.model_id, self.engine_version = actor, model_id, engine_version
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        return _ray().get(self._actor.generate.remote(requests))
+
+    def close(self) -> None:
+        """The actor outlives the task; the executor shuts it down."""
+
+
+class EngineHost:
+    """Actor body: one LLM backend, started once, answering batches from many tasks."""
+
+    def __init__(self, spec: LLMSection, seed: int) -> None:
+        self._backend = create_backend(spec, seed=seed)
+
+    def identity(self) -> tuple[str, str]:
+        return self._backend.model_id, self._backend.engine_version
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        return self._backend.generate(requests)
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def _run_batch_task(
+    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy, engine: Any
+) -> dict[str, float]:
+    config = StudyConfig.model_validate_json(config_json)
+    [group] = engine_groups(config, plans)
+    proxy = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
+    return run_batch(
+        config,
+        plans,
+        Path(folder),
+        vectors=group_embedder(group.config.embedding),
+        log=log,
+        engine=None if proxy is None else (lambda: proxy),
+        skip=skip,
+    )
+
+
+def run_on_ray(
+    config: StudyConfig,
+    group: EngineGroup,
+    batches: list[list[RunSpec]],
+    folder: Path,
+    skip: set[str],
+    log: LogPolicy,
+    *,
+    address: str | None,
+) -> Iterator[tuple[list[RunSpec], dict[str, float]]]:
+    """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address."""
+    ray = _ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = {} if address else {"num_cpus": len(os.sched_getaffinity(0)), "_node_ip_address": "127.0.0.1"}
+        ray.init(
+            address=address,
+            **local,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    engines: list[Any] = []
+    try:
+        if group.needs_llm:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
+            engines = [host.remote(group.config.llm, config.study.seed) for _ in range(max(gpus, 1))]
+        task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
+        config_json = config.model_dump_json()
+        pending = {
+            task.remote(
+                config_json, batch, str(folder), skip, log, engines[i % len(engines)] if engines else None
+            ): batch
+            for i, batch in enumerate(batches)
+        }
+        while pending:
+            [done], _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done), ray.get(done)
+    finally:
+        # Wait for the engines to close without raising: an error closing one must not hide the
+        # error that brought us here (ray.wait never raises a task's error).
+        closing = [engine.close.remote() for engine in engines]
+        if closing:
+            ray.wait(closing, num_returns=len(closing), timeout=ENGINE_CLOSE_TIMEOUT_S)
+        if started_here:
+            ray.shutdown()

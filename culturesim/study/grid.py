@@ -1,0 +1,87 @@
+"""A study's conditions and batches: which runs it has, which engines answer them, how they are batched.
+
+Every condition x replicate is one run (`RunSpec`), in a fixed order. A condition over
+`llm.model`, `llm.backend`, `llm.dtype` or `embedding.model` needs its own engines;
+building one engine from the top-level config would silently run one model for every
+condition. So runs are grouped by everything that decides which engines answer them
+(`EngineGroup`), the groups run one after another (one engine alive at a time), and
+lockstep batches never cross a group. All of it depends on the study alone, never on
+executors, workers or what a resume finds done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from culturesim.completions import EngineIdentity
+from culturesim.config import StudyConfig
+from culturesim.corpus import load_corpus
+from culturesim.model import RunSpec
+
+
+def needs_llm(config: StudyConfig) -> bool:
+    """Whether any condition of the study asks an LLM."""
+    return any(cfg.uses_llm() for _, cfg in config.condition_grid())
+
+
+def condition_corpora(config: StudyConfig) -> dict[int, list[str]]:
+    """Condition index -> its corpus texts."""
+    grid = config.condition_grid()
+    return {i: load_corpus(condition.corpus)["text"].to_list() for i, (_, condition) in enumerate(grid)}
+
+
+def plan_runs(config: StudyConfig) -> list[RunSpec]:
+    """Every condition x replicate, in a fixed order (condition-major)."""
+    levels = config.condition_levels() or [{}]
+    plans = []
+    for index, (label, _) in enumerate(config.condition_grid()):
+        factors = {k: v for k, v in levels[index].items() if k != "label"}
+        for replicate in range(config.study.replicates):
+            plans.append(
+                RunSpec(
+                    f"c{index}-r{replicate}",
+                    label,
+                    replicate,
+                    config.study.seed,
+                    condition_index=index,
+                    levels=factors,
+                )
+            )
+    return plans
+
+
+@dataclass(frozen=True)
+class EngineGroup:
+    """Runs answered by one engine: `config` is their first condition's config (engine settings
+    are equal across the group); `engine` is None for human-only runs, which need no LLM."""
+
+    config: StudyConfig
+    engine: EngineIdentity | None
+    plans: tuple[RunSpec, ...]
+
+    @property
+    def needs_llm(self) -> bool:
+        return self.engine is not None
+
+
+def engine_groups(config: StudyConfig, plans: list[RunSpec]) -> list[EngineGroup]:
+    """`plans` grouped by (LLM engine settings, API key variable, embedding model), in order of first appearance."""
+    grid = config.condition_grid()
+    keys: dict[tuple, list[RunSpec]] = {}
+    first: dict[tuple, StudyConfig] = {}
+    for plan in plans:
+        condition = grid[plan.condition_index][1]
+        engine = EngineIdentity.of(condition.llm) if needs_llm(condition) else None
+        key = (engine, condition.llm.api_key_env if engine else None, condition.embedding.model)
+        keys.setdefault(key, []).append(plan)
+        first.setdefault(key, condition)
+    return [EngineGroup(first[key], key[0], tuple(group)) for key, group in keys.items()]
+
+
+def plan_batches(group: EngineGroup, batch_runs: int | None) -> list[list[RunSpec]]:
+    """Fixed lockstep batches of a group: all its runs together when LLMs are involved (one engine
+    call per generation), else one run per batch (saved as soon as it ends). The partition depends
+    only on the study and `batch_runs`, never on workers or on what a resume finds done."""
+    plans = list(group.plans)
+    size = batch_runs or (len(plans) if group.needs_llm else 1)
+    return [plans[i : i + size] for i in range(0, len(plans), size)]
