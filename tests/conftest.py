@@ -1,4 +1,10 @@
-"""Shared fixtures: real engines, started once per test session."""
+"""Shared fixtures: real engines, started once per test session, and a fresh user cache.
+
+Every session (and every process a test starts, which inherits the environment) gets its
+own empty cache folder: CULTURESIM_CACHE (converted model, embedding vectors, attractor
+calibrations) and XDG_CACHE_HOME (Hugging Face, torch, vLLM, matplotlib), so no test reads
+or writes ~/.cache, and none can pass only because an earlier run left a warm cache.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,39 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 
 from culturesim.config import EmbeddingSection, LLMSection  # noqa: E402
+from culturesim.settings import CACHE_ENV  # noqa: E402
+
+CACHE_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME")
+_cache_folder = pytest.StashKey[tuple[Path, dict[str, str | None]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the user caches at a fresh temporary folder before any test module is imported
+    (tests/helpers.py copies os.environ for subprocesses at import, so this file imports it
+    only inside fixtures)."""
+    root = Path(tempfile.mkdtemp(prefix="culturesim-tests-"))
+    config.stash[_cache_folder] = (root, {name: os.environ.get(name) for name in CACHE_VARIABLES})
+    os.environ[CACHE_ENV] = str(root / "culturesim")
+    os.environ["XDG_CACHE_HOME"] = str(root / "xdg")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _cache_folder not in config.stash:
+        return
+    root, previous = config.stash[_cache_folder]
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +53,28 @@ def embedder():
     from culturesim.embed import Embedder
 
     return Embedder(EmbeddingSection())
+
+
+@pytest.fixture(scope="session")
+def crashy_study(tmp_path_factory) -> Path:
+    """A human-only study of 8 runs (one run per batch), each about a second without the disk cache."""
+    from tests.helpers import CRASHY_STUDY
+
+    path = tmp_path_factory.mktemp("study") / "crashy.toml"
+    path.write_text(CRASHY_STUDY)
+    return path
+
+
+@pytest.fixture(scope="session")
+def crashy_whole(crashy_study: Path, tmp_path_factory) -> Path:
+    """The results folder of `crashy_study` run once, uninterrupted, by the command line."""
+    from tests.helpers import run_cli
+
+    out = tmp_path_factory.mktemp("whole")
+    result = run_cli(crashy_study, out)
+    assert result.returncode == 0, result.stderr
+    [folder] = list((out / "crashy").iterdir())
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +104,11 @@ def llm_backend(request):
     from culturesim.llm import vllm_available
 
     return request.getfixturevalue("vllm_backend" if vllm_available() else "hf_backend")
+
+
+@pytest.fixture(scope="module")
+def runner(embedder, vllm_backend):
+    """A study runner on the session's embedder and vLLM engine (it never closes them)."""
+    from culturesim.study.runner import StudyRunner
+
+    return StudyRunner(embedder=embedder, backend=vllm_backend)

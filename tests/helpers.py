@@ -1,6 +1,6 @@
-"""What several test modules share: a locked study plan and the command line in a subprocess.
+"""What several test modules share: study texts and the command line in a subprocess.
 
-(Test modules never import each other; they import this.)
+(Test modules never import each other; they import this. Fixtures live in conftest.py.)
 """
 
 from __future__ import annotations
@@ -38,8 +38,27 @@ contrast = { factor = "network.kind", treatment = "complete", reference = "small
 direction = "less"
 """
 
+# A human-only study of 8 runs, saved one by one (human-only batches hold one run): the crash tests.
+CRASHY_STUDY = """
+[study]
+name = "crashy"
+seed = 11
+replicates = 4
+generations = 12
+[population]
+size = 120
+turnover = 0.5
+[humans]
+bias = "conformist"
+copy_error = 0.1
+innovation = 0.02
+[conditions]
+"network.kind" = ["small_world", "scale_free"]
+"""
+
 CLI = [sys.executable, "-m", "culturesim.cli"]
-# Without the embedding disk cache each run takes about a second, so a signal lands mid-study.
+# Copied after conftest's pytest_configure pointed CULTURESIM_CACHE and XDG_CACHE_HOME at the session's
+# temporary folder. Without the embedding disk cache every run embeds its texts itself (about a second).
 ENV = {**os.environ, "CULTURESIM_NO_DISK_CACHE": "1"}
 
 

@@ -94,11 +94,6 @@ def test_fresh_chains_move_toward_the_calibrated_attractor(llm_backend, embedder
     assert np.mean(distance[1:]) < distance[0] - 0.03
 
 
-@pytest.fixture(scope="module")
-def runner(embedder, vllm_backend) -> StudyRunner:
-    return StudyRunner(embedder=embedder, backend=vllm_backend)
-
-
 @pytest.mark.slow
 def test_an_llm_study_records_the_distance_and_its_calibration(runner, tmp_path):
     config = llm_study()

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from importlib.resources import files
+
 import numpy as np
+
+from culturesim.config import EmbeddingSection
+from culturesim.embed import Embedder
 
 
 def test_identical_texts_are_embedded_once(embedder) -> None:
@@ -33,19 +42,52 @@ def test_empty_batch(embedder) -> None:
     assert embedder.embed([]).shape == (0, embedder.dim)
 
 
+def test_embedders_share_one_loaded_model(embedder) -> None:
+    """A model load costs seconds; the runner and the tests build many Embedders on one model,
+    each with its own text cache."""
+    vector = embedder.embed(["Rain again."])
+    fresh = Embedder(EmbeddingSection())
+    assert fresh._model is embedder._model
+    np.testing.assert_array_equal(fresh.embed(["Rain again."]), vector)
+    assert fresh.encoded == 1, "a fresh Embedder starts with a cold text cache"
+
+
+def test_an_embedder_leaves_the_environment_alone(embedder, monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    before = dict(os.environ)
+    Embedder(EmbeddingSection())
+    assert dict(os.environ) == before
+
+
+# HF_HUB_OFFLINE unset and the hub's address a closed local port: any network call would fail.
+OFFLINE_LOAD = """
+import os
+from culturesim.config import EmbeddingSection
+from culturesim.embed import Embedder
+embedder = Embedder(EmbeddingSection())
+assert "HF_HUB_OFFLINE" not in os.environ
+print(embedder.embed(["The river keeps its own time."]).shape)
+"""
+
+
+def test_the_builtin_model_loads_without_network_or_offline_variable() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-c", OFFLINE_LOAD], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("(1, 384)"), result.stdout
+
+
 def test_embedding_does_not_depend_on_the_other_texts_in_a_call() -> None:
-    """A resumed study re-embeds texts in other company; the bits must not change."""
-    import json
-    from importlib.resources import files
-
-    from culturesim.config import EmbeddingSection
-    from culturesim.embed import Embedder
-
+    """A resumed study re-embeds texts in other company; the bits must not change. Each Embedder
+    starts with a cold text cache (its model is the shared one)."""
     texts = [json.loads(line)["text"] for line in files("culturesim").joinpath("data", "seed_corpus.jsonl").open()]
-    reference = Embedder(EmbeddingSection()).embed(texts[:60])
+    first = Embedder(EmbeddingSection())
+    reference = first.embed(texts[:60])
     rng = np.random.default_rng(0)
     for _ in range(3):
         fresh = Embedder(EmbeddingSection())
+        assert fresh._model is first._model and fresh.encoded == 0
         fresh.embed([texts[i] for i in rng.choice(len(texts), size=int(rng.integers(1, 90)))])
         subset = sorted(rng.choice(60, size=25, replace=False))
         company = [texts[i] for i in rng.choice(len(texts), size=17)]
@@ -54,9 +96,6 @@ def test_embedding_does_not_depend_on_the_other_texts_in_a_call() -> None:
 
 
 def test_disk_cache_persists_vectors_between_embedders(tmp_path) -> None:
-    from culturesim.config import EmbeddingSection
-    from culturesim.embed import Embedder
-
     texts = ["Soup tastes better the day after.", "Nobody whistles in our library."]
     first = Embedder(EmbeddingSection(), cache_dir=tmp_path)
     vectors = first.embed(texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,34 +38,45 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `pid` is a descendant of `ancestor` (Ray's workers are, through the raylet)."""
+    try:
+        while pid > 1:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if pid == ancestor:
+                return True
+    except (OSError, IndexError, ValueError):
+        pass
+    return False
+
+
 def _kill_first(match, process: subprocess.Popen, timeout: float = 240) -> str:
+    """SIGKILL the first of the study's descendants that `match`es. The match is checked again while
+    the candidate and the study's own process are frozen (SIGSTOP), so between that check and the
+    kill the study cannot end and the candidate cannot move on (a Ray worker cannot finish its task)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid, cmdline in _processes().items():
-            if match(pid, cmdline):
-                os.kill(pid, signal.SIGKILL)
-                return cmdline
+            if not match(pid, cmdline) or not _descends_from(pid, process.pid):
+                continue
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                if process.poll() is not None:
+                    raise AssertionError("study ended before a worker could be killed")
+                with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                    os.kill(pid, signal.SIGSTOP)
+                    frozen = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if match(pid, frozen):
+                        os.kill(pid, signal.SIGKILL)
+                        return frozen
+                    os.kill(pid, signal.SIGCONT)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGCONT)
         if process.poll() is not None:
             raise AssertionError("study ended before a worker could be killed")
-        time.sleep(0.05)
+        time.sleep(0.01)
     raise AssertionError("no worker to kill appeared in time")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, study_file: Path) -> Path:
-    out = tmp_path_factory.mktemp("whole")
-    assert run_cli(study_file, out).returncode == 0
-    [folder] = list((out / "crashy").iterdir())
-    return folder
-
-
-@pytest.fixture(scope="module")
-def study_file(tmp_path_factory) -> Path:
-    from tests.test_resume import STUDY
-
-    path = tmp_path_factory.mktemp("study") / "crashy.toml"
-    path.write_text(STUDY)
-    return path
 
 
 def _check_same(folder: Path, reference: Path) -> None:
@@ -78,9 +90,9 @@ def _check_same(folder: Path, reference: Path) -> None:
         assert (folder / table).read_bytes() == (reference / table).read_bytes(), table
 
 
-def test_killed_pool_worker_then_resume(study_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
+def test_killed_pool_worker_then_resume(crashy_study: Path, crashy_whole: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--workers", "2"],
+        [*CLI, "run", str(crashy_study), "--out", str(tmp_path), "--workers", "2"],
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
@@ -95,15 +107,15 @@ def test_killed_pool_worker_then_resume(study_file: Path, uninterrupted: Path, t
     assert process.returncode == 1 and "worker process died" in stderr, stderr
     [folder] = list((tmp_path / "crashy").iterdir())
     assert json.loads((folder / "manifest.json").read_text())["status"] == "interrupted"
-    resumed = run_cli(study_file, tmp_path, "--resume", "--workers", "2")
+    resumed = run_cli(crashy_study, tmp_path, "--resume", "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
-    _check_same(folder, uninterrupted)
+    _check_same(folder, crashy_whole)
 
 
-def test_killed_ray_worker_is_retried(study_file: Path, uninterrupted: Path, tmp_path: Path) -> None:
+def test_killed_ray_worker_is_retried(crashy_study: Path, crashy_whole: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install culturesim[ray]")
     process = subprocess.Popen(
-        [*CLI, "run", str(study_file), "--out", str(tmp_path), "--executor", "ray"],
+        [*CLI, "run", str(crashy_study), "--out", str(tmp_path), "--executor", "ray"],
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
@@ -113,4 +125,4 @@ def test_killed_ray_worker_is_retried(study_file: Path, uninterrupted: Path, tmp
     [folder] = list((tmp_path / "crashy").iterdir())
     print(f"killed {killed!r}; exit code {process.returncode}")
     assert process.returncode == 0, f"Ray did not retry the killed task: {stderr[-2000:]}"
-    _check_same(folder, uninterrupted)
+    _check_same(folder, crashy_whole)

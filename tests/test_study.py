@@ -31,11 +31,6 @@ def tiny_study(**overrides) -> StudyConfig:
     return StudyConfig.model_validate(data)
 
 
-@pytest.fixture(scope="module")
-def runner(embedder, vllm_backend) -> StudyRunner:
-    return StudyRunner(embedder=embedder, backend=vllm_backend)
-
-
 @pytest.mark.slow
 def test_same_seed_gives_identical_results(runner: StudyRunner, tmp_path: Path) -> None:
     config = tiny_study()
