@@ -27,7 +27,7 @@ from culturesim.chains import run_chains
 from culturesim.completions import EngineIdentity
 from culturesim.config import StudyConfig
 from culturesim.llm.base import Backend
-from culturesim.llm.models import cache_root
+from culturesim.settings import cache_root
 
 if TYPE_CHECKING:
     from culturesim.generation import VectorSource

@@ -15,23 +15,10 @@ import tempfile
 from pathlib import Path
 
 from culturesim.config import BUILTIN_MODEL, ConfigError
+from culturesim.settings import cache_root
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_DIR_NAME = "smollm2-135m-instruct-f32"
-
-
-# The environment variables culturesim reads (all optional; README, "Environment").
-CACHE_ENV = "CULTURESIM_CACHE"  # folder of converted models, embedding and attractor caches
-NO_DISK_CACHE_ENV = "CULTURESIM_NO_DISK_CACHE"  # any value: embed without the disk cache (same bits, slower)
-
-
-def cache_root() -> Path:
-    """Where converted models and other derived artefacts live ($CULTURESIM_CACHE or ~/.cache/culturesim)."""
-    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "culturesim"))
-
-
-def disk_cache_enabled() -> bool:
-    return not os.environ.get(NO_DISK_CACHE_ENV)
 
 
 def builtin_gguf_path() -> Path:

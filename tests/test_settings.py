@@ -1,0 +1,38 @@
+"""The environment culturesim sets for an engine start is scoped: the user's values win, nothing stays."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from culturesim.settings import CACHE_ENV, cache_root, environment_defaults, vllm_cpu_defaults
+
+
+def test_defaults_apply_inside_the_block_only_and_never_override_the_user(monkeypatch) -> None:
+    monkeypatch.setenv("CULTURESIM_TEST_USER_SET", "mine")
+    monkeypatch.delenv("CULTURESIM_TEST_UNSET", raising=False)
+    with environment_defaults({"CULTURESIM_TEST_USER_SET": "default", "CULTURESIM_TEST_UNSET": "default"}):
+        assert os.environ["CULTURESIM_TEST_USER_SET"] == "mine"
+        assert os.environ["CULTURESIM_TEST_UNSET"] == "default"
+    assert os.environ["CULTURESIM_TEST_USER_SET"] == "mine"
+    assert "CULTURESIM_TEST_UNSET" not in os.environ
+
+
+def test_defaults_are_removed_when_the_engine_start_fails(monkeypatch) -> None:
+    monkeypatch.delenv("CULTURESIM_TEST_UNSET", raising=False)
+    with pytest.raises(RuntimeError), environment_defaults({"CULTURESIM_TEST_UNSET": "1"}):
+        raise RuntimeError("engine did not start")
+    assert "CULTURESIM_TEST_UNSET" not in os.environ
+
+
+def test_vllm_threads_cover_the_cpus_this_process_may_use() -> None:
+    threads = len(os.sched_getaffinity(0))
+    defaults = vllm_cpu_defaults()
+    assert defaults["OMP_NUM_THREADS"] == str(threads)
+    assert defaults["VLLM_CPU_OMP_THREADS_BIND"] == f"0-{threads - 1}"
+
+
+def test_cache_root_is_read_when_called(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    assert cache_root() == tmp_path
