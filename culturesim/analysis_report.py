@@ -14,13 +14,12 @@ from typing import Any
 
 import markdown
 import matplotlib.pyplot as plt
-import numpy as np
 import polars as pl
 
 from culturesim.analysis_plan import Hypothesis
 from culturesim.config import StudyConfig
 from culturesim.figures import trajectories
-from culturesim.stats import HypothesisResult, analyze, attractor_fit, results_table
+from culturesim.stats import HypothesisResult, analyze, condition_fits, results_table
 from culturesim.study.store import Results, read_manifest, require_files, runs_table, write_text
 
 ADEMP = (
@@ -100,28 +99,14 @@ def _mixed_line(mixed: dict[str, Any]) -> str:
 
 def attractor_section(metrics: pl.DataFrame, outcomes: list[str]) -> str:
     """Per condition and outcome: final value regressed on initial value across runs (Perez et al. 2024)."""
-    last = metrics["generation"].max()
-    rows = []
-    for outcome in outcomes:
-        data = metrics.filter(pl.col("metric") == outcome, pl.col("generation").is_in([0, last]))
-        for condition in sorted(data["condition"].unique()):
-            wide = (
-                data.filter(pl.col("condition") == condition)
-                .pivot(on="generation", index="run_id", values="value")
-                .drop_nulls()
-                .drop_nans()  # e.g. novelty, undefined at generation 0
-            )
-            if wide.height < 3:
-                continue
-            initial, final = wide[str(0)].to_numpy(), wide[str(last)].to_numpy()
-            if np.ptp(initial) == 0:
-                continue
-            fit = attractor_fit(initial, final)
-            rows.append(
-                f"| {outcome} | {condition} | {wide.height} | {_num(fit.b, 3)} | {_num(fit.fixed_point, 4)} "
-                f"[{_num(fit.fixed_point_ci[0], 4)}, {_num(fit.fixed_point_ci[1], 4)}] | {_num(fit.strength, 3)} "
-                f"| {_num(fit.p_value, 4)} |"
-            )
+    conditions = sorted(metrics["condition"].unique())
+    rows = [
+        f"| {outcome} | {c.condition} | {c.fit.n} | {_num(c.fit.b, 3)} | {_num(c.fit.fixed_point, 4)} "
+        f"[{_num(c.fit.fixed_point_ci[0], 4)}, {_num(c.fit.fixed_point_ci[1], 4)}] | {_num(c.fit.strength, 3)} "
+        f"| {_num(c.fit.p_value, 4)} |"
+        for outcome in outcomes
+        for c in condition_fits(metrics, outcome, conditions)
+    ]
     if not rows:
         return "Too few runs with varying initial values for an attractor fit.\n"
     header = (

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
-import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,13 +27,13 @@ from culturesim.config import StudyConfig
 from culturesim.figures import EmbedFn
 from culturesim.fingerprint import file_sha256
 from culturesim.model import run_network, run_streams
+from culturesim.stats import MIN_ATTRACTOR_RUNS, ConditionFit, analyze, condition_fits, results_table
 from culturesim.study.store import read_manifest, require_files, runs_table, write_json
 
 FORMATS = ("png", "pdf", "svg")
 REQUIRED_FILES = ("manifest.json", "metrics.parquet", "traits.parquet", "population.parquet")
 TRAJECTORY_METRICS = ("semantic_diversity", "vendi", "machine_ancestry")
 ATTRACTOR_METRICS = ("semantic_diversity",)
-MIN_ATTRACTOR_RUNS = 3  # an OLS line through fewer points has no residual degrees of freedom
 _NO_TIMESTAMPS = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
 
 
@@ -158,8 +157,6 @@ def _network_snapshot(data: StudyData) -> plt.Figure:
 
 
 def _forest(data: StudyData) -> plt.Figure:
-    from culturesim.stats import analyze, results_table
-
     plan = data.config.preregistration
     if plan is None:
         raise NotApplicable("the study has no [preregistration]: no hypotheses to plot")
@@ -169,41 +166,27 @@ def _forest(data: StudyData) -> plt.Figure:
 
 def _attractor(data: StudyData, metric: str) -> plt.Figure:
     """One panel per condition with enough runs whose initial values vary."""
-    from culturesim.stats import attractor_fit
-
-    first, last = 0, int(data.metrics["generation"].max())
-    wide = (
-        data.metrics.filter(pl.col("metric") == metric, pl.col("generation").is_in([first, last]))
-        .pivot(on="generation", index=["run_id", "condition"], values="value")
-        .drop_nulls()
-    )
-    panels = []
-    for condition in data.runs["condition"].unique(maintain_order=True):
-        rows = wide.filter(pl.col("condition") == condition)
-        initial, final = rows[str(first)].to_numpy(), rows[str(last)].to_numpy()
-        if rows.height >= MIN_ATTRACTOR_RUNS and np.ptp(initial) > 0:
-            panels.append((condition, initial, final, attractor_fit(initial, final)))
+    panels = condition_fits(data.metrics, metric, data.runs["condition"].unique(maintain_order=True).to_list())
     if not panels:
         raise NotApplicable(
             f"no condition has {MIN_ATTRACTOR_RUNS}+ runs with varying initial {metric}: nothing to fit"
         )
     if len(panels) == 1:
-        condition, initial, final, fit = panels[0]
-        return figures.attractor_plot(initial, final, fit, metric=metric)
+        return figures.attractor_plot(panels[0].initial, panels[0].final, panels[0].fit, metric=metric)
     return _attractor_facets(panels, metric)
 
 
 @figures.in_theme
-def _attractor_facets(panels: list[tuple[str, np.ndarray, np.ndarray, Any]], metric: str) -> plt.Figure:
+def _attractor_facets(panels: list[ConditionFit], metric: str) -> plt.Figure:
     columns = min(len(panels), 2)
     rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(
         rows, columns, figsize=(figures.COLUMN_WIDTH, 0.8 + 2.4 * rows), squeeze=False, layout="constrained"
     )
-    for ax, (condition, initial, final, fit) in zip(axes.flat, panels, strict=False):
-        figures.attractor_plot(initial, final, fit, metric=metric, ax=ax)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        figures.attractor_plot(panel.initial, panel.final, panel.fit, metric=metric, ax=ax)
         ax.set(xlabel="", ylabel="")
-        ax.set_title(f"{condition}\n{ax.get_title()}", fontsize="small")
+        ax.set_title(f"{panel.condition}\n{ax.get_title()}", fontsize="small")
     for ax in axes.flat[len(panels) :]:
         ax.remove()
     label = figures.metric_label(metric)

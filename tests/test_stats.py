@@ -397,6 +397,27 @@ def test_attractor_fit_does_not_call_an_expanding_map_contracting():
     assert fit.strength < 0 and fit.p_value > 0.99
 
 
+def test_condition_fits_keeps_the_given_order_and_skips_what_cannot_be_fitted():
+    """'flat' has 4 runs but equal initial values, 'few' 2 runs, 'kept' 4 runs of which one is
+    undefined (NaN) at generation 0: only 'kept' is fitted, on its 3 finite runs."""
+    rows = []
+    for condition, initial in (("kept", [0.1, 0.4, float("nan"), 0.9]), ("flat", [0.5] * 4), ("few", [0.1, 0.2])):
+        for run, start in enumerate(initial):
+            run_id = f"{condition}-{run}"
+            rows += [
+                (run_id, condition, 0, start),
+                (run_id, condition, 5, 0.2 + 0.5 * (start if start == start else 0)),
+            ]
+    metrics = pl.DataFrame(rows, schema=["run_id", "condition", "generation", "value"], orient="row").with_columns(
+        metric=pl.lit("vendi")
+    )
+    (kept,) = stats.condition_fits(metrics, "vendi", ["few", "flat", "kept"])
+    assert kept.condition == "kept" and kept.fit.n == 3
+    np.testing.assert_allclose(sorted(kept.initial), [0.1, 0.4, 0.9])
+    assert kept.fit.b == pytest.approx(0.5) and kept.fit.a == pytest.approx(0.2)
+    assert stats.condition_fits(metrics, "vendi", ["few", "flat"]) == []
+
+
 # --- power --------------------------------------------------------------------
 
 

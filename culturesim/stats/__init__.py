@@ -9,7 +9,7 @@ pandas only where statsmodels needs it. `attractor_fit` (Perez et al. 2024) and 
 the package; this module re-exports the public API.
 """
 
-from culturesim.stats.attractor_fit import AttractorFit, attractor_fit
+from culturesim.stats.attractor_fit import MIN_ATTRACTOR_RUNS, AttractorFit, ConditionFit, attractor_fit, condition_fits
 from culturesim.stats.inference import (
     CI_LEVEL,
     FIT_ERRORS,
@@ -31,14 +31,17 @@ from culturesim.stats.power import replicates_for_power, simulate_power
 __all__ = [
     "CI_LEVEL",
     "FIT_ERRORS",
+    "MIN_ATTRACTOR_RUNS",
     "MIN_RUNS_PER_ARM",
     "AttractorFit",
+    "ConditionFit",
     "HypothesisResult",
     "InconclusiveError",
     "RunLevelTest",
     "analyze",
     "arm_mean",
     "attractor_fit",
+    "condition_fits",
     "hc3_two_arm",
     "hedges_g",
     "holm",

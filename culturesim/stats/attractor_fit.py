@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import statsmodels.api as sm
 from scipy import stats as sps
 
 from culturesim.stats.inference import CI_LEVEL, t_interval
+
+MIN_ATTRACTOR_RUNS = 3  # an OLS line through fewer points has no residual degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,36 @@ def attractor_fit(initial: np.ndarray, final: np.ndarray) -> AttractorFit:
         strength_ci=(float(strength_ci[0]), float(strength_ci[1])),
         p_value=float(p_contraction),
     )
+
+
+@dataclass(frozen=True)
+class ConditionFit:
+    """One condition's attractor fit of a metric across its runs, with the points fitted."""
+
+    condition: str
+    initial: np.ndarray  # (runs,) the metric at generation 0
+    final: np.ndarray  # (runs,) the metric at the last generation
+    fit: AttractorFit
+
+
+def condition_fits(metrics: pl.DataFrame, metric: str, conditions: Sequence[str]) -> list[ConditionFit]:
+    """The attractor fit of `metric` (last generation on generation 0, across runs) per condition,
+    in the order of `conditions`; the report's table and the attractor figures both use it.
+
+    A condition is left out with fewer than MIN_ATTRACTOR_RUNS runs with finite values at both
+    generations (e.g. novelty is undefined at generation 0), or when its initial values do not vary.
+    """
+    last = metrics["generation"].max()
+    wide = (
+        metrics.filter(pl.col("metric") == metric, pl.col("generation").is_in([0, last]))
+        .pivot(on="generation", index=["run_id", "condition"], values="value")
+        .drop_nulls()
+        .drop_nans()
+    )
+    fits = []
+    for condition in conditions:
+        rows = wide.filter(pl.col("condition") == condition)
+        initial, final = rows[str(0)].to_numpy(), rows[str(last)].to_numpy()
+        if rows.height >= MIN_ATTRACTOR_RUNS and np.ptp(initial) > 0:
+            fits.append(ConditionFit(condition, initial, final, attractor_fit(initial, final)))
+    return fits
