@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -39,11 +40,27 @@ SIMULATOR_BLAS_THREADS = 1
 @functools.cache
 def _blas() -> ThreadpoolController:
     """The process's BLAS libraries, found once (a fresh scan costs ~0.5 ms, twice per generation)."""
-    return ThreadpoolController()
+    return ThreadpoolController().select(user_api="blas")
 
 
-def _one_blas_thread():
-    return _blas().limit(limits=SIMULATOR_BLAS_THREADS, user_api="blas")
+@contextmanager
+def simulator_threads() -> Iterator[None]:
+    """BLAS on SIMULATOR_BLAS_THREADS threads inside the block, the previous counts restored after.
+    `start` and `advance` hold it themselves; a caller that advances generation by generation
+    holds it around its loop to make those inner blocks free.
+
+    Sets each library's thread count directly, and only where it differs: OpenBLAS resizes its
+    thread pool on every change (about 30 µs each way, measured), and `ThreadpoolController.limit`
+    also re-reads every library's settings on each entry. `run_generations` holds the limit over
+    the whole loop, so the two blocks of each generation inside it cost about 2 µs."""
+    changed = [(lib, lib.num_threads) for lib in _blas().lib_controllers if lib.num_threads != SIMULATOR_BLAS_THREADS]
+    for library, _ in changed:
+        library.set_num_threads(SIMULATOR_BLAS_THREADS)
+    try:
+        yield
+    finally:
+        for library, threads in changed:
+            library.set_num_threads(threads)
 
 
 class VectorSource(Protocol):
@@ -98,7 +115,7 @@ def usable(request: Request, completion: Completion) -> bool:
 
 def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
     """Generation 0: embed every run's seed texts in one call and record the initial culture."""
-    with _one_blas_thread():
+    with simulator_threads():
         _embed_pending(models, vectors, stats)
         for model in models:
             model.record(0)
@@ -114,7 +131,7 @@ def advance(
 ) -> list[list[dict[str, object]]]:
     """Advance every run from generation - 1 to `generation`; returns each run's LLM rows
     (who asked what, the seed actually used, the attempts, the answer)."""
-    with _one_blas_thread():
+    with simulator_threads():
         planned = [model.plan(generation) for model in models]
     requests = [r for batch in planned for r in batch]
     origins = [
@@ -125,7 +142,7 @@ def advance(
     used, completions, attempts = _answer(source, models, planned, requests, origins, stats)
     rows: list[list[dict[str, object]]] = []
     offset = 0
-    with _one_blas_thread():
+    with simulator_threads():
         for model, batch in zip(models, planned, strict=True):
             span = slice(offset, offset + len(batch))
             offset += len(batch)
@@ -147,15 +164,16 @@ def run_generations(
     on_generation: Callable[[int], None] | None = None,
 ) -> list[list[dict[str, object]]]:
     """Generation 0, then generations 1..`generations`; returns each run's LLM rows."""
-    start(models, vectors, stats)
     rows: list[list[dict[str, object]]] = [[] for _ in models]
-    for generation in range(1, generations + 1):
-        for log, new in zip(
-            rows, advance(models, generation, source=source, vectors=vectors, stats=stats), strict=True
-        ):
-            log.extend(new)
-        if on_generation is not None:
-            on_generation(generation)
+    with simulator_threads():
+        start(models, vectors, stats)
+        for generation in range(1, generations + 1):
+            for log, new in zip(
+                rows, advance(models, generation, source=source, vectors=vectors, stats=stats), strict=True
+            ):
+                log.extend(new)
+            if on_generation is not None:
+                on_generation(generation)
     return rows
 
 

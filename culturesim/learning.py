@@ -13,12 +13,11 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal, get_args
+from dataclasses import dataclass
 
 import numpy as np
 
-Bias = Literal["unbiased", "conformist", "prestige", "content", "similarity"]  # the one list of biases
-BIASES: tuple[str, ...] = get_args(Bias)
+from culturesim.vocabulary import BIASES
 
 # Learning outcomes, as stored in the int8 array returned by `learning_outcomes`.
 COPY, COPY_ERROR, INNOVATE, CONSULT_LLM, LLM_MUTATION = 0, 1, 2, 3, 4
@@ -40,13 +39,7 @@ def sample_demonstrators(
     indptr, indices = _csr(indptr, indices)
     _check_k(k)
     learners = _index_array(learners, "learners", indptr.size - 1)
-    start = indptr[learners]
-    degree = indptr[learners + 1] - start
-    connected = degree > 0
-    offset = rng.integers(0, degree[connected][:, None], size=(int(connected.sum()), k))
-    demonstrators = np.full((learners.size, k), -1, dtype=np.int64)
-    demonstrators[connected] = indices[start[connected][:, None] + offset]
-    return demonstrators
+    return _sample_demonstrators(learners, indptr, indices, k, rng)
 
 
 def choose_models(
@@ -69,29 +62,100 @@ def choose_models(
 
     Samples ``k`` demonstrators per learner, weights them under ``bias`` (see
     `demonstrator_weights`) and draws one per learner in proportion to weight.
+    Every input is validated; a run validates once through `SocialLearner` instead.
     """
-    demonstrators = sample_demonstrators(learners, indptr=indptr, indices=indices, k=k, rng=rng)
-    n_agents = len(indptr) - 1
-    if np.shape(traits) != (n_agents,):
-        raise ValueError(f"traits must have shape ({n_agents},) to match indptr, got {np.shape(traits)}")
-    learners = np.asarray(learners, dtype=np.int64)
-    connected = demonstrators[:, 0] >= 0
-    weights = demonstrator_weights(
-        learners[connected],
-        demonstrators[connected],
-        traits=traits,
-        embeddings=embeddings,
+    learner = SocialLearner.checked(
+        indptr=indptr,
+        indices=indices,
         prestige=prestige,
         bias=bias,
+        k=k,
         conformity=conformity,
         content_axis=content_axis,
         content_strength=content_strength,
         similarity_strength=similarity_strength,
+        dim=np.shape(embeddings)[-1],
     )
-    models = np.full(learners.size, -1, dtype=np.int64)
-    chosen = weighted_choice(weights, rng=rng)
-    models[connected] = demonstrators[connected][np.arange(chosen.size), chosen]
-    return models
+    n_agents = len(learner.indptr) - 1
+    if np.shape(traits) != (n_agents,):
+        raise ValueError(f"traits must have shape ({n_agents},) to match indptr, got {np.shape(traits)}")
+    embeddings = _check_embeddings(embeddings)
+    traits = _index_array(traits, "traits", embeddings.shape[0])
+    learners = _index_array(learners, "learners", n_agents)
+    return learner.choose(learners, traits=traits, embeddings=embeddings, rng=rng)
+
+
+@dataclass(frozen=True)
+class SocialLearner:
+    """One run's copying rule, validated once by `checked`.
+
+    The network, prestige and bias settings are fixed for a run, so a generation checks
+    nothing again: the model's own learners and traits are valid by construction (checking
+    them cost more than the learning itself at 1,000 agents). The free functions of this
+    module validate every input and run the same code, so both draw identical numbers.
+    """
+
+    indptr: np.ndarray  # (N + 1,) int64 CSR row pointers of the network
+    indices: np.ndarray  # (E,) int64 neighbour agent indices
+    prestige: np.ndarray  # (N,) float64 > 0
+    bias: str
+    k: int  # demonstrators sampled per learner
+    conformity: float = 1.0
+    content_axis: np.ndarray | None = None  # (d,) unit axis of the content bias
+    content_strength: float = 0.0
+    similarity_strength: float = 0.0
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        prestige: np.ndarray,
+        bias: str,
+        k: int,
+        dim: int,
+        conformity: float = 1.0,
+        content_axis: np.ndarray | None = None,
+        content_strength: float = 0.0,
+        similarity_strength: float = 0.0,
+    ) -> SocialLearner:
+        """A learner whose every setting has been checked; `dim` is the embedding size."""
+        indptr, indices = _csr(indptr, indices)
+        _check_k(k)
+        _check_bias(bias, conformity, content_strength, similarity_strength)
+        prestige = np.asarray(prestige, dtype=np.float64)
+        n_agents = indptr.size - 1
+        if prestige.shape != (n_agents,) or not np.all(np.isfinite(prestige) & (prestige > 0)):
+            raise ValueError(f"prestige must be finite, > 0 and have shape ({n_agents},), got shape {prestige.shape}")
+        axis = _unit_axis(content_axis, dim) if bias == "content" else None
+        return cls(indptr, indices, prestige, bias, k, conformity, axis, content_strength, similarity_strength)
+
+    def sample(self, learners: np.ndarray, *, rng: np.random.Generator, k: int | None = None) -> np.ndarray:
+        """(L, k) demonstrators per learner (`k` defaults to the rule's), -1 rows for isolated ones."""
+        return _sample_demonstrators(learners, self.indptr, self.indices, self.k if k is None else k, rng)
+
+    def choose(
+        self, learners: np.ndarray, *, traits: np.ndarray, embeddings: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """(L,) agent index each learner copies (or -1 if isolated); `traits`: (N,) trait id per
+        agent, `embeddings`: (T, d) unit rows per trait id."""
+        demonstrators = self.sample(learners, rng=rng)
+        connected = demonstrators[:, 0] >= 0
+        if connected.all():  # the usual case; boolean indexing would copy every row
+            weights = self.weights(learners, demonstrators, traits=traits, embeddings=embeddings)
+            return demonstrators[np.arange(learners.size), _weighted_choice(weights, rng)]
+        weights = self.weights(learners[connected], demonstrators[connected], traits=traits, embeddings=embeddings)
+        models = np.full(learners.size, -1, dtype=np.int64)
+        chosen = _weighted_choice(weights, rng)
+        models[connected] = demonstrators[connected][np.arange(chosen.size), chosen]
+        return models
+
+    def weights(
+        self, learners: np.ndarray, demonstrators: np.ndarray, *, traits: np.ndarray, embeddings: np.ndarray
+    ) -> np.ndarray:
+        """(L, k) float64 unnormalised choice weights (see `demonstrator_weights`)."""
+        return _demonstrator_weights(self, learners, demonstrators, traits, embeddings)
 
 
 def demonstrator_weights(
@@ -122,16 +186,8 @@ def demonstrator_weights(
       the dot product).
     Exponential weights are max-subtracted per row, so they never overflow.
     """
-    if bias not in BIASES:
-        raise ValueError(f"bias must be one of {', '.join(BIASES)}; got {bias!r}")
-    if not (np.isfinite(conformity) and conformity >= 0):
-        raise ValueError(f"conformity must be a finite number >= 0, got {conformity}")
-    for name, value in (("content_strength", content_strength), ("similarity_strength", similarity_strength)):
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
-    embeddings = np.asarray(embeddings)
-    if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must have shape (T, d), got {embeddings.shape}")
+    _check_bias(bias, conformity, content_strength, similarity_strength)
+    embeddings = _check_embeddings(embeddings)
     traits = _index_array(traits, "traits", embeddings.shape[0])
     prestige = np.asarray(prestige, dtype=np.float64)
     if prestige.shape != traits.shape or not np.all(np.isfinite(prestige) & (prestige > 0)):
@@ -141,24 +197,9 @@ def demonstrator_weights(
     if demonstrators.ndim != 2 or demonstrators.shape[0] != learners.size or demonstrators.shape[1] < 1:
         raise ValueError(f"demonstrators must have shape ({learners.size}, k >= 1), got {demonstrators.shape}")
     _index_array(demonstrators.ravel(), "demonstrators", traits.size)
-
-    demo_traits = traits[demonstrators]
-    if bias == "unbiased":
-        return np.ones(demo_traits.shape)
-    if bias == "conformist":
-        n_same = (demo_traits[:, :, None] == demo_traits[:, None, :]).sum(axis=2)
-        return n_same ** (conformity - 1.0)
-    if bias == "prestige":
-        return prestige[demonstrators]
-    if bias == "content":
-        axis = _unit_axis(content_axis, embeddings.shape[1])
-        unique, inverse = np.unique(demo_traits.ravel(), return_inverse=True)
-        score = content_strength * (embeddings[unique] @ axis)[inverse].reshape(demo_traits.shape)
-    else:  # similarity
-        own = embeddings[traits[learners]]
-        cosine = [np.einsum("ld,ld->l", own, embeddings[demo_traits[:, j]]) for j in range(demo_traits.shape[1])]
-        score = similarity_strength * np.stack(cosine, axis=1).astype(np.float64)
-    return np.exp(score - score.max(axis=1, keepdims=True))
+    axis = _unit_axis(content_axis, embeddings.shape[1]) if bias == "content" else None
+    rule = _BiasSettings(prestige, bias, conformity, axis, content_strength, similarity_strength)
+    return _demonstrator_weights(rule, learners, demonstrators, traits, embeddings)
 
 
 def weighted_choice(weights: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
@@ -169,12 +210,101 @@ def weighted_choice(weights: np.ndarray, *, rng: np.random.Generator) -> np.ndar
         raise ValueError(f"weights must have shape (L, k >= 1), got {weights.shape}")
     if not np.all(np.isfinite(weights) & (weights >= 0)):
         raise ValueError("weights must be finite and >= 0")
-    cumulative = np.cumsum(weights, axis=1)
-    if np.any(cumulative[:, -1] <= 0):
+    if np.any(weights.sum(axis=1) <= 0):
         raise ValueError("weights must have a positive sum in every row")
-    u = rng.random(weights.shape[0]) * cumulative[:, -1]
+    return _weighted_choice(weights, rng)
+
+
+def _sample_demonstrators(
+    learners: np.ndarray, indptr: np.ndarray, indices: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
+    start = indptr[learners]
+    degree = indptr[learners + 1] - start
+    connected = degree > 0
+    if connected.all():  # the usual case; boolean indexing would copy every row
+        return indices[start[:, None] + rng.integers(0, degree[:, None], size=(learners.size, k))]
+    offset = rng.integers(0, degree[connected][:, None], size=(int(connected.sum()), k))
+    demonstrators = np.full((learners.size, k), -1, dtype=np.int64)
+    demonstrators[connected] = indices[start[connected][:, None] + offset]
+    return demonstrators
+
+
+def _demonstrator_weights(
+    rule: SocialLearner | _BiasSettings,
+    learners: np.ndarray,
+    demonstrators: np.ndarray,
+    traits: np.ndarray,
+    embeddings: np.ndarray,
+) -> np.ndarray:
+    demo_traits = traits[demonstrators]
+    if rule.bias == "unbiased":
+        return np.ones(demo_traits.shape)
+    if rule.bias == "conformist":
+        # Column j: n ** (conformity - 1), n = how many of the learner's k demonstrators share
+        # demonstrator j's trait. Loops run over the k columns, whole columns at a time (an
+        # operation along a row of k = 3 costs a Python-level step per row); n ** x comes from a
+        # table of the k possible counts, computed by the same power function.
+        k = demo_traits.shape[1]
+        power = np.arange(1, k + 1, dtype=np.float64) ** (rule.conformity - 1.0)  # n = 1..k
+        columns = [demo_traits[:, j] for j in range(k)]
+        weights = np.empty(demo_traits.shape)
+        for j, column in enumerate(columns):
+            others = sum((columns[i] == column).astype(np.int64) for i in range(k) if i != j)
+            weights[:, j] = power[others]  # others = n - 1 agree with demonstrator j
+        return weights
+    if rule.bias == "prestige":
+        return rule.prestige[demonstrators]
+    if rule.bias == "content":
+        unique, inverse = np.unique(demo_traits.ravel(), return_inverse=True)
+        score = rule.content_strength * (embeddings[unique] @ rule.content_axis)[inverse].reshape(demo_traits.shape)
+    else:  # similarity
+        own = embeddings[traits[learners]]
+        cosine = [np.einsum("ld,ld->l", own, embeddings[demo_traits[:, j]]) for j in range(demo_traits.shape[1])]
+        score = rule.similarity_strength * np.stack(cosine, axis=1).astype(np.float64)
+    return np.exp(score - score.max(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class _BiasSettings:
+    """The bias part of a `SocialLearner`, for `demonstrator_weights` (which has no network)."""
+
+    prestige: np.ndarray
+    bias: str
+    conformity: float
+    content_axis: np.ndarray | None
+    content_strength: float
+    similarity_strength: float
+
+
+def _weighted_choice(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    # The running sums over columns are np.cumsum(weights, axis=1) bit for bit (one addition
+    # after another, left to right), without a Python-level step per row.
+    cumulative = [weights[:, 0]]
+    for j in range(1, weights.shape[1]):
+        cumulative.append(cumulative[-1] + weights[:, j])
+    u = rng.random(weights.shape[0]) * cumulative[-1]
     # Count the cumulative sums at or below u; min() guards u rounding up to the total.
-    return np.minimum((cumulative <= u[:, None]).sum(axis=1), weights.shape[1] - 1)
+    below = np.zeros(weights.shape[0], dtype=np.int64)
+    for column in cumulative:
+        below += column <= u
+    return np.minimum(below, weights.shape[1] - 1)
+
+
+def _check_bias(bias: str, conformity: float, content_strength: float, similarity_strength: float) -> None:
+    if bias not in BIASES:
+        raise ValueError(f"bias must be one of {', '.join(BIASES)}; got {bias!r}")
+    if not (np.isfinite(conformity) and conformity >= 0):
+        raise ValueError(f"conformity must be a finite number >= 0, got {conformity}")
+    for name, value in (("content_strength", content_strength), ("similarity_strength", similarity_strength)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+
+
+def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise ValueError(f"embeddings must have shape (T, d), got {embeddings.shape}")
+    return embeddings
 
 
 def learning_outcomes(
@@ -221,6 +351,8 @@ def copy_with_error(texts: Sequence[str], *, rng: np.random.Generator, vocabular
     whitespace and rejoined with single spaces; a substitution keeps the word's
     surrounding punctuation and initial capital.
     """
+    if not texts:
+        return []
     pool = sorted(set(vocabulary))
     return [_mutate(text, rng, pool) for text in texts]
 

@@ -8,15 +8,20 @@ no N×d or N×N matrix is built (N can reach 1,000,000).
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from culturesim.off_task import is_off_task
+from culturesim.vocabulary import METRIC_NAMES, MULTI_KEY_METRICS
 
 # Distinct-trait rows gathered per block for sums and covariances; memory ~ ROW_CHUNK·d floats.
 ROW_CHUNK = 16_384
 # Rows per block in the nearest-neighbour search of novelty; memory ~ chunk² floats.
 NOVELTY_CHUNK = 1024
+
+# Orders of `vendi_q`, in the order of its value names in vocabulary.MULTI_KEY_METRICS.
+VENDI_ORDERS = (0.5, 2.0, float("inf"))
 
 _PUNCTUATION = str.maketrans("", "", ".,;:!?\"'()")
 
@@ -47,6 +52,32 @@ class MetricInput:
     communities: np.ndarray | None = None
     # name -> (d,) axis vector (e_pos - e_neg, not necessarily unit)
     norm_axes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # trait id -> (words, word bigrams) of its text; a run passes one dict for all its generations,
+    # so each text is tokenised once (texts never change), not once per generation
+    word_cache: dict[int, tuple[list[str], list[tuple[str, str]]]] = field(default_factory=dict)
+
+    @cached_property
+    def held(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct trait ids held and how many agents hold each, computed once per generation
+        however many metrics read them."""
+        return held_traits(self.traits, len(self.embeddings))
+
+    @cached_property
+    def similarity_spectrum(self) -> np.ndarray:
+        """Positive eigenvalues of K/N, K the agents' cosine-similarity matrix (they sum to 1):
+        from the m×m Gram matrix of the m distinct traits held, or the d×d covariance when
+        m > d (same nonzero spectrum); computed once per generation for every Vendi order."""
+        ids, counts = self.held
+        weights = counts / counts.sum()
+        if len(ids) <= self.embeddings.shape[1]:
+            scaled = _unit_rows(self.embeddings[ids]) * np.sqrt(weights)[:, None]
+            return _positive_eigenvalues(scaled @ scaled.T)
+        return _positive_eigenvalues(_weighted_covariance(self.embeddings, ids, weights))
+
+    @cached_property
+    def mean_embedding(self) -> np.ndarray:
+        """(d,) mean of the agents' unit embeddings, computed once per generation."""
+        return mean_embedding(self.traits, self.embeddings)
 
 
 MetricFn = Callable[[MetricInput], dict[str, float]]
@@ -54,9 +85,12 @@ METRICS: dict[str, MetricFn] = {}
 
 
 def register(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Add a metric to METRICS so runs can select it by name."""
+    """Add a metric to METRICS so runs can select it by name; the name must be in
+    `culturesim.vocabulary.METRIC_NAMES`, the list study files are validated against."""
 
     def add(fn: MetricFn) -> MetricFn:
+        if name not in METRIC_NAMES:
+            raise ValueError(f"metric {name!r} is not in culturesim.vocabulary.METRIC_NAMES; add it there")
         if name in METRICS:
             raise ValueError(f"metric {name!r} registered twice")
         METRICS[name] = fn
@@ -70,12 +104,6 @@ def available_metrics() -> list[str]:
     return sorted(METRICS)
 
 
-# Metrics that record more than one value, and the value names they record.
-MULTI_KEY_METRICS = {"lexical_diversity": ("distinct_1", "distinct_2", "mean_length")}
-# Values every run records besides its configured metrics.
-BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
-
-
 ATTRACTOR_METRIC = "attractor_distance"
 
 
@@ -84,17 +112,6 @@ def metric_names(names: Sequence[str], *, attractor: bool) -> tuple[str, ...]:
     (where an attractor is calibrated), so no LLM study goes without it."""
     names = tuple(names)
     return names + (ATTRACTOR_METRIC,) if attractor and ATTRACTOR_METRIC not in names else names
-
-
-def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:
-    """The value names a run with these metrics records: what a hypothesis may name as outcome."""
-    keys: list[str] = []
-    for name in names:
-        if name == "norm_position":
-            keys.extend(f"norm_position:{axis}" for axis in norm_axes)
-        else:
-            keys.extend(MULTI_KEY_METRICS.get(name, (name,)))
-    return keys + list(BOOKKEEPING_KEYS)
 
 
 def compute_metrics(names: Sequence[str], inp: MetricInput) -> dict[str, float]:
@@ -116,12 +133,12 @@ def compute_metrics(names: Sequence[str], inp: MetricInput) -> dict[str, float]:
 # --- helpers -----------------------------------------------------------------
 
 
-def _held(inp: MetricInput) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct trait ids held and how many agents hold each.
+def held_traits(traits: np.ndarray, n_traits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct trait ids held (sorted) and how many agents hold each; `n_traits` is the pool size.
 
     Working per distinct trait keeps embedding costs independent of N.
     """
-    counts = np.bincount(inp.traits, minlength=len(inp.embeddings))
+    counts = np.bincount(traits, minlength=n_traits)
     ids = np.flatnonzero(counts)
     return ids, counts[ids]
 
@@ -157,10 +174,10 @@ def _weighted_covariance(embeddings: np.ndarray, ids: np.ndarray, weights: np.nd
     return matrix
 
 
-def _mean_embedding(inp: MetricInput) -> np.ndarray:
-    """Mean of the agents' (unit) embeddings, (d,)."""
-    ids, counts = _held(inp)
-    return _weighted_sum(inp.embeddings, ids, counts.astype(np.float64)) / counts.sum()
+def mean_embedding(traits: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """(d,) float64 mean of the unit embeddings of the traits agents hold (`traits`: (N,) ids)."""
+    ids, counts = held_traits(traits, len(embeddings))
+    return _weighted_sum(embeddings, ids, counts.astype(np.float64)) / counts.sum()
 
 
 def _mean_pairwise_distance(total: np.ndarray, n: int) -> float:
@@ -193,14 +210,24 @@ def vendi_score(rows: np.ndarray, weights: np.ndarray) -> float:
     metric when m > d) shares it too.
     """
     scaled = rows * np.sqrt(weights)[:, None]
-    return _exp_spectral_entropy(scaled @ scaled.T)
+    return hill_number(_positive_eigenvalues(scaled @ scaled.T), 1.0)
 
 
-def _exp_spectral_entropy(matrix: np.ndarray) -> float:
-    """exp of the Shannon entropy of a PSD matrix's eigenvalues (which sum to 1 here)."""
-    eigenvalues = np.clip(np.linalg.eigvalsh(matrix), 0.0, None)
-    eigenvalues = eigenvalues[eigenvalues > 0]
-    return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
+def hill_number(shares: np.ndarray, q: float) -> float:
+    """Effective number of order q of positive shares summing to 1 (Hill 1973):
+    (Σ p^q)^(1/(1-q)); q = 1 is exp(Shannon entropy), q = inf is 1 / max p.
+    Non-increasing in q; equal to k for every q when k shares are equal."""
+    if q == 1.0:
+        return float(np.exp(-np.sum(shares * np.log(shares))))
+    if np.isinf(q):
+        return float(1.0 / shares.max())
+    return float(np.sum(shares**q) ** (1.0 / (1.0 - q)))
+
+
+def _positive_eigenvalues(matrix: np.ndarray) -> np.ndarray:
+    """The positive eigenvalues of a symmetric PSD matrix (round-off negatives dropped)."""
+    eigenvalues = np.linalg.eigvalsh(matrix)
+    return eigenvalues[eigenvalues > 0]
 
 
 def nearest_distance(embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarray, *, chunk: int) -> np.ndarray:
@@ -225,7 +252,7 @@ def nearest_distance(embeddings: np.ndarray, queries: np.ndarray, pool: np.ndarr
 @register("semantic_diversity")
 def semantic_diversity(inp: MetricInput) -> dict[str, float]:
     """Mean cosine distance between two different agents' texts (0 = all agree)."""
-    ids, counts = _held(inp)
+    ids, counts = inp.held
     total = _weighted_sum(inp.embeddings, ids, counts.astype(np.float64))
     return {"semantic_diversity": _mean_pairwise_distance(total, len(inp.traits))}
 
@@ -233,23 +260,28 @@ def semantic_diversity(inp: MetricInput) -> dict[str, float]:
 @register("vendi")
 def vendi(inp: MetricInput) -> dict[str, float]:
     """Effective number of semantically distinct texts (1 = all identical)."""
-    ids, counts = _held(inp)
-    weights = counts / counts.sum()
-    if len(ids) <= inp.embeddings.shape[1]:
-        return {"vendi": vendi_score(_unit_rows(inp.embeddings[ids]), weights)}
-    return {"vendi": _exp_spectral_entropy(_weighted_covariance(inp.embeddings, ids, weights))}
+    return {"vendi": hill_number(inp.similarity_spectrum, 1.0)}
+
+
+@register("vendi_q")
+def vendi_q(inp: MetricInput) -> dict[str, float]:
+    """Vendi scores of orders 0.5, 2 and inf (Pasarkar & Dieng 2023): effective numbers of
+    distinct texts that weigh rare directions more (q < 1) or only the dominant ones (q > 1).
+    Each is in [1, rank] and they never increase with q; `vendi` is order 1."""
+    spectrum = inp.similarity_spectrum
+    return {key: hill_number(spectrum, q) for key, q in zip(MULTI_KEY_METRICS["vendi_q"], VENDI_ORDERS, strict=True)}
 
 
 @register("distinct_traits")
 def distinct_traits(inp: MetricInput) -> dict[str, float]:
     """Number of different trait ids held by at least one agent."""
-    return {"distinct_traits": float(len(_held(inp)[0]))}
+    return {"distinct_traits": float(len(inp.held[0]))}
 
 
 @register("trait_entropy")
 def trait_entropy(inp: MetricInput) -> dict[str, float]:
     """Shannon entropy (nats) of trait-id frequencies among agents."""
-    _, counts = _held(inp)
+    _, counts = inp.held
     p = counts / counts.sum()
     return {"trait_entropy": float(-np.sum(p * np.log(p)))}
 
@@ -257,7 +289,7 @@ def trait_entropy(inp: MetricInput) -> dict[str, float]:
 @register("homozygosity")
 def homozygosity(inp: MetricInput) -> dict[str, float]:
     """Probability that two agents drawn with replacement hold the same trait id."""
-    _, counts = _held(inp)
+    _, counts = inp.held
     p = counts / counts.sum()
     return {"homozygosity": float(p @ p)}
 
@@ -265,17 +297,20 @@ def homozygosity(inp: MetricInput) -> dict[str, float]:
 @register("lexical_diversity")
 def lexical_diversity(inp: MetricInput) -> dict[str, float]:
     """Distinct word uni-/bigrams per uni-/bigram, and mean words per agent text."""
-    ids, counts = _held(inp)
+    ids, counts = inp.held
     unigrams: set[str] = set()
     bigrams: set[tuple[str, str]] = set()
     n_unigrams = n_bigrams = 0
-    for trait, count in zip(ids, counts, strict=True):
-        words = _words(inp.texts[trait])
-        pairs = list(itertools.pairwise(words))
+    cache = inp.word_cache
+    for trait, count in zip(ids.tolist(), counts.tolist(), strict=True):
+        if trait not in cache:
+            words = _words(inp.texts[trait])
+            cache[trait] = (words, list(itertools.pairwise(words)))
+        words, pairs = cache[trait]
         unigrams.update(words)
         bigrams.update(pairs)
-        n_unigrams += int(count) * len(words)
-        n_bigrams += int(count) * len(pairs)
+        n_unigrams += count * len(words)
+        n_bigrams += count * len(pairs)
     return {
         "distinct_1": _ratio(len(unigrams), n_unigrams),
         "distinct_2": _ratio(len(bigrams), n_bigrams),
@@ -286,7 +321,7 @@ def lexical_diversity(inp: MetricInput) -> dict[str, float]:
 @register("centroid_drift")
 def centroid_drift(inp: MetricInput) -> dict[str, float]:
     """Cosine distance of the mean agent embedding from its generation-0 position."""
-    drift = 1.0 - _unit(_mean_embedding(inp)) @ _unit(inp.initial_centroid)
+    drift = 1.0 - _unit(inp.mean_embedding) @ _unit(inp.initial_centroid)
     return {"centroid_drift": float(drift)}
 
 
@@ -295,7 +330,7 @@ def attractor_distance(inp: MetricInput) -> dict[str, float]:
     """Mean cosine distance of agents' texts to the (unit) LLM attractor, or nan."""
     if inp.attractor is None:
         return {"attractor_distance": float("nan")}
-    distance = 1.0 - _mean_embedding(inp) @ _unit(inp.attractor)
+    distance = 1.0 - inp.mean_embedding @ _unit(inp.attractor)
     return {"attractor_distance": float(distance)}
 
 
@@ -314,7 +349,7 @@ def llm_trait_share(inp: MetricInput) -> dict[str, float]:
 @register("off_task")
 def off_task(inp: MetricInput) -> dict[str, float]:
     """Share of agents holding a trait that is talk about the task, not a text (culturesim.off_task)."""
-    ids, counts = _held(inp)
+    ids, counts = inp.held
     flags = np.fromiter((is_off_task(inp.texts[i]) for i in ids), dtype=bool, count=len(ids))
     return {"off_task": float(counts[flags].sum() / counts.sum())}
 
@@ -333,7 +368,7 @@ def novelty(inp: MetricInput) -> dict[str, float]:
 @register("norm_position")
 def norm_position(inp: MetricInput) -> dict[str, float]:
     """Mean agent projection on each unit norm axis, in cosine units (> 0: positive)."""
-    mean = _mean_embedding(inp)
+    mean = inp.mean_embedding
     return {f"norm_position:{name}": float(mean @ _unit(axis)) for name, axis in inp.norm_axes.items()}
 
 

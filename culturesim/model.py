@@ -16,7 +16,8 @@ The generation number `g` is always passed explicitly (agentpy's clock `t` is no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import agentpy as ap
 import numpy as np
@@ -28,15 +29,14 @@ from culturesim.learning import (
     COPY_ERROR,
     INNOVATE,
     LLM_MUTATION,
-    choose_models,
+    SocialLearner,
     copy_with_error,
     corpus_vocabulary,
     learning_outcomes,
-    sample_demonstrators,
 )
 from culturesim.llm.base import Completion, Request
 from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
-from culturesim.metrics import ROW_CHUNK, MetricInput, compute_metrics, metric_names
+from culturesim.metrics import MetricInput, compute_metrics, mean_embedding, metric_names
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
 
@@ -49,12 +49,20 @@ MUTATION_ROLE = "rewrite"  # an LLM used as mutation operator retells the copied
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Identity of one run: its condition, replicate and seed material."""
+    """Identity of one run of a study: its condition, replicate and seed material.
+
+    `condition` is the condition's label, `condition_index` its place in the study's condition
+    grid (which config the run uses) and `levels` its factor levels (as the manifest records
+    them); a run outside a study grid (validation, benchmarks) is condition 0 with no factors.
+    The run's random streams derive from (`study_seed`, `replicate`) only, so replicate k of
+    every condition shares common random numbers."""
 
     run_id: str
     condition: str
     replicate: int
     study_seed: int
+    condition_index: int = 0
+    levels: dict[str, Any] = field(default_factory=dict)
 
 
 def request_seed(study_seed: int, replicate: int, generation: int, agent: int, purpose: int) -> int:
@@ -103,12 +111,26 @@ class CultureModel(ap.Model):
         self.llm_agents = np.flatnonzero(self.is_llm)
         self.prestige = rngs["prestige"].lognormal(0.0, 0.5, size=n)
         self.prestige[self.is_llm] = config.population.llm_visibility
+        humans = config.humans
+        self.learner = SocialLearner.checked(
+            indptr=self.network.indptr,
+            indices=self.network.indices,
+            prestige=self.prestige,
+            bias=humans.bias,
+            k=humans.demonstrators,
+            dim=self.p["dim"],
+            conformity=humans.conformity,
+            content_axis=self.p["content_axis"],
+            content_strength=humans.content_strength,
+            similarity_strength=humans.similarity_strength,
+        )
 
         self.pool = TraitPool(self.p["dim"])
         self.traits = self._initial_traits(rngs["culture"], n)
         self.records: list[dict[str, object]] = []
         self.population: list[np.ndarray] = []  # trait id per agent, one array per recorded generation
         self.initial_centroid: np.ndarray | None = None
+        self.word_cache: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}  # see MetricInput
         self._plan: dict[str, np.ndarray] | None = None
         self.llm_failures = 0
 
@@ -128,21 +150,7 @@ class CultureModel(ap.Model):
         humans, config = self.config.humans, self.config
         n_learners = round(config.population.turnover * len(self.humans))
         learners = np.sort(self.rng.choice(self.humans, size=n_learners, replace=False))
-        models = choose_models(
-            learners,
-            indptr=self.network.indptr,
-            indices=self.network.indices,
-            traits=self.traits,
-            embeddings=self.pool.embeddings,
-            prestige=self.prestige,
-            bias=humans.bias,
-            k=humans.demonstrators,
-            rng=self.rng,
-            conformity=humans.conformity,
-            content_axis=self.p["content_axis"],
-            content_strength=humans.content_strength,
-            similarity_strength=humans.similarity_strength,
-        )
+        models = self.learner.choose(learners, traits=self.traits, embeddings=self.pool.embeddings, rng=self.rng)
         outcomes = learning_outcomes(
             n_learners,
             copy_error=humans.copy_error,
@@ -188,13 +196,7 @@ class CultureModel(ap.Model):
         """(A, r) trait ids of r sampled neighbours per asker (own trait for isolated ones)."""
         if len(askers) == 0:
             return np.zeros((0, self.config.llm.neighbours_read), dtype=np.int64)
-        demonstrators = sample_demonstrators(
-            askers,
-            indptr=self.network.indptr,
-            indices=self.network.indices,
-            k=self.config.llm.neighbours_read,
-            rng=self.rng,
-        )
+        demonstrators = self.learner.sample(askers, rng=self.rng, k=self.config.llm.neighbours_read)
         demonstrators = np.where(demonstrators < 0, askers[:, None], demonstrators)
         return self.traits[demonstrators]
 
@@ -293,10 +295,7 @@ class CultureModel(ap.Model):
         """Metrics of generation `generation` (0: the initial culture), appended to `records` in long format."""
         embeddings = self.pool.embeddings
         if self.initial_centroid is None:
-            ids, counts = np.unique(self.traits, return_counts=True)
-            self.initial_centroid = sum(
-                counts[i : i + ROW_CHUNK] @ embeddings[ids[i : i + ROW_CHUNK]] for i in range(0, len(ids), ROW_CHUNK)
-            ) / len(self.traits)
+            self.initial_centroid = mean_embedding(self.traits, embeddings)
         values = compute_metrics(
             metric_names(self.config.metrics.names, attractor=self.p["attractor"] is not None),
             MetricInput(
@@ -311,6 +310,7 @@ class CultureModel(ap.Model):
                 communities=self.network.communities,
                 norm_axes=self.p["norm_axes"],
                 attractor=self.p["attractor"],
+                word_cache=self.word_cache,
             ),
         )
         values["llm_failures"] = float(self.llm_failures)

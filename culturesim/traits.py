@@ -20,9 +20,11 @@ AUTHOR_KINDS = ("seed", "human_error", "human_innovation", "llm", "human_llm_ass
 # Texts an LLM wrote: an LLM agent's, a consulted LLM's answer, an LLM's retelling of a human's copy.
 MACHINE_KINDS = frozenset({"llm", "human_llm_assisted", "human_llm_mutated"})
 _CODE = {kind: code for code, kind in enumerate(AUTHOR_KINDS)}
+_IS_MACHINE_CODE = np.array([kind in MACHINE_KINDS for kind in AUTHOR_KINDS])  # indexed by author code
 # The embedding matrix grows by 1/GROWTH_DIVISOR of its size: at a million traits, doubling
 # would briefly hold 1.5 GB + 3 GB of float32 rows.
 GROWTH_DIVISOR = 4
+MIN_CAPACITY = 1024  # rows the per-trait columns start with (a few kB)
 
 TRAITS_SCHEMA = {
     "trait_id": pl.Int64,
@@ -41,6 +43,8 @@ class TraitPool:
         self.dim = dim
         self.texts: list[str] = []
         self.parents: list[tuple[int, ...]] = []
+        # Per-trait columns with spare capacity (rows past len(self) are unused), grown like the
+        # embedding matrix, so appending a generation's variants costs O(new), not O(pool).
         self._author = np.empty(0, dtype=np.int8)
         self._born = np.empty(0, dtype=np.int64)
         self._ancestry = np.empty(0, dtype=np.float64)
@@ -65,8 +69,7 @@ class TraitPool:
 
     @property
     def machine_authored(self) -> np.ndarray:
-        machine_codes = [_CODE[k] for k in MACHINE_KINDS]
-        return np.isin(self._author[: len(self)], machine_codes)
+        return _IS_MACHINE_CODE[self._author[: len(self)]]
 
     def author_kinds(self, ids: np.ndarray) -> list[str]:
         return [AUTHOR_KINDS[c] for c in self._author[ids]]
@@ -89,20 +92,24 @@ class TraitPool:
             raise ValueError(f"unknown author kind {author_kind!r}; expected one of {AUTHOR_KINDS}")
         if len(parents) != len(texts):
             raise ValueError("parents must give one tuple per text")
-        start = len(self)
-        ids = np.arange(start, start + len(texts), dtype=np.int64)
+        start, end = len(self), len(self) + len(texts)
         if author_kind in MACHINE_KINDS:
-            ancestry = np.ones(len(texts))
+            ancestry: np.ndarray | float = 1.0
         elif author_kind == "human_error":
             ancestry = np.array([self._ancestry[list(p)].mean() if p else 0.0 for p in parents])
         else:
-            ancestry = np.zeros(len(texts))
+            ancestry = 0.0
+        if end > len(self._author):
+            capacity = max(end, len(self._author) + len(self._author) // GROWTH_DIVISOR, MIN_CAPACITY)
+            self._author, self._born, self._ancestry = (
+                _grown(column, capacity, start) for column in (self._author, self._born, self._ancestry)
+            )
+        self._author[start:end] = _CODE[author_kind]
+        self._born[start:end] = generation
+        self._ancestry[start:end] = ancestry
         self.texts.extend(texts)
         self.parents.extend(tuple(int(x) for x in p) for p in parents)
-        self._author = np.concatenate([self._author, np.full(len(texts), _CODE[author_kind], dtype=np.int8)])
-        self._born = np.concatenate([self._born, np.full(len(texts), generation, dtype=np.int64)])
-        self._ancestry = np.concatenate([self._ancestry, ancestry])
-        return ids
+        return np.arange(start, end, dtype=np.int64)
 
     def pending_texts(self) -> list[str]:
         """Texts of the variants still waiting for an embedding, in id order."""
@@ -131,10 +138,17 @@ class TraitPool:
             {
                 "trait_id": np.arange(n, dtype=np.int64),
                 "text": self.texts,
-                "author_kind": [AUTHOR_KINDS[c] for c in self._author],
+                "author_kind": [AUTHOR_KINDS[c] for c in self._author[:n]],
                 "parent_ids": [list(p) for p in self.parents],
                 "generation": self._born[:n],
                 "machine_ancestry": self._ancestry[:n],
             },
             schema=TRAITS_SCHEMA,
         )
+
+
+def _grown(column: np.ndarray, capacity: int, used: int) -> np.ndarray:
+    """A copy of `column`'s first `used` rows in a new array of `capacity` rows."""
+    grown = np.empty(capacity, dtype=column.dtype)
+    grown[:used] = column[:used]
+    return grown

@@ -5,6 +5,7 @@ import pytest
 
 from culturesim import metrics
 from culturesim.metrics import MetricInput, compute_metrics
+from culturesim.vocabulary import METRIC_NAMES
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -66,16 +67,15 @@ def test_vendi_identical_is_one_and_orthogonal_counts_directions():
 
 
 def test_vendi_covariance_path_equals_gram_path():
+    """More distinct traits (20) than dimensions (4): the metric takes the d×d covariance path."""
     rng = np.random.default_rng(1)
-    rows = rng.normal(size=(20, 4))
-    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    weights = rng.random(20)
-    weights /= weights.sum()
-    ids = np.arange(20)
-    via_cov = metrics._exp_spectral_entropy(metrics._weighted_covariance(rows, ids, weights))
-    via_gram = metrics.vendi_score(rows, weights)
-    assert via_cov == pytest.approx(via_gram, rel=1e-9)
-    assert 1.0 < via_cov <= 4.0
+    emb = unit_rows(rng.normal(size=(20, 4)))
+    traits = np.repeat(np.arange(20), rng.integers(1, 5, size=20))
+    counts = np.bincount(traits)
+    via_gram = metrics.vendi_score(emb.astype(np.float64), counts / counts.sum())
+    via_metric = value("vendi", make_input(emb, traits))
+    assert via_metric == pytest.approx(via_gram, rel=1e-6)
+    assert 1.0 < via_metric <= 4.0
 
 
 def test_vendi_with_repeated_traits_equals_full_agent_gram():
@@ -87,6 +87,41 @@ def test_vendi_with_repeated_traits_equals_full_agent_gram():
     eig = eig[eig > 0]
     expected = math.exp(-np.sum(eig * np.log(eig)))
     assert value("vendi", make_input(emb, traits)) == pytest.approx(expected, rel=1e-5)
+
+
+def vendi_q(inp: MetricInput) -> dict[str, float]:
+    return metrics.METRICS["vendi_q"](inp)
+
+
+def test_vendi_q_counts_equal_orthogonal_directions_at_every_order():
+    emb = np.eye(4)
+    for expected, traits in ((1.0, [2] * 6), (3.0, [0, 1, 2]), (4.0, [0, 1, 2, 3] * 3)):
+        assert vendi_q(make_input(emb, traits)) == pytest.approx(
+            dict.fromkeys(vendi_q(make_input(emb, traits)), expected)
+        )
+
+
+def test_vendi_q_of_two_orthogonal_texts_matches_hill_numbers():
+    """Shares 1/4 and 3/4 of two orthogonal texts: the eigenvalues of K/N are the shares."""
+    values = vendi_q(make_input(np.eye(2), [0, 1, 1, 1]))
+    assert values["vendi_q0.5"] == pytest.approx((math.sqrt(0.25) + math.sqrt(0.75)) ** 2)
+    assert values["vendi_q2"] == pytest.approx(1 / (0.25**2 + 0.75**2))
+    assert values["vendi_qinf"] == pytest.approx(1 / 0.75)
+
+
+def test_vendi_q_matches_the_full_agent_gram_and_never_rises_with_order():
+    rng = np.random.default_rng(3)
+    emb = unit_rows(rng.normal(size=(8, 5)))
+    traits = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7])
+    x = emb[traits].astype(np.float64)
+    eig = np.linalg.eigvalsh(x @ x.T / len(x))
+    eig = eig[eig > 1e-12]
+    inp = make_input(emb, traits)
+    values = vendi_q(inp)
+    assert values["vendi_q0.5"] == pytest.approx(np.sum(np.sqrt(eig)) ** 2, rel=1e-5)
+    assert values["vendi_q2"] == pytest.approx(1 / np.sum(eig**2), rel=1e-5)
+    assert values["vendi_qinf"] == pytest.approx(1 / eig.max(), rel=1e-5)
+    assert values["vendi_q0.5"] > value("vendi", inp) > values["vendi_q2"] > values["vendi_qinf"] >= 1.0
 
 
 # --- trait frequencies -------------------------------------------------------
@@ -261,6 +296,7 @@ def test_available_metrics_is_sorted_registry():
     assert set(names) == {
         "semantic_diversity",
         "vendi",
+        "vendi_q",
         "distinct_traits",
         "trait_entropy",
         "homozygosity",
@@ -274,6 +310,13 @@ def test_available_metrics_is_sorted_registry():
         "norm_position",
         "community_divergence",
     }
+
+
+def test_study_vocabulary_is_the_registry():
+    """Study files are validated against vocabulary.METRIC_NAMES (config sits below metrics): it is the registry."""
+    assert metrics.available_metrics() == list(METRIC_NAMES)
+    with pytest.raises(ValueError, match="METRIC_NAMES"):
+        metrics.register("not_in_the_vocabulary")(lambda inp: {})
 
 
 def test_chunked_sums_match_one_block(monkeypatch):
