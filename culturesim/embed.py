@@ -89,7 +89,8 @@ class Embedder:
         self._model = load_model(path)
         self.dim = int(self._model.get_embedding_dimension())
         self._pad_id = int(self._model.tokenizer.pad_token_id or 0)
-        self._cache: dict[bytes, np.ndarray] = {}
+        self._cache: dict[bytes, np.ndarray] = {}  # text key -> vector, what the disk cache holds
+        self._by_text: dict[str, np.ndarray] = {}  # the same vectors by text, for texts seen in this process
         self._unsaved: list[bytes] = []
         self._store = None if cache_dir is None else cache_dir / _cache_namespace(path)
         self.encoded = 0  # distinct texts sent to the model
@@ -119,12 +120,22 @@ class Embedder:
         self._unsaved = []
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) unit rows; only texts never seen before reach the model."""
+        """(len(texts), dim) unit rows; only texts never seen before reach the model.
+
+        A text seen before in this process is found by the string itself (Python caches a
+        string's hash), without hashing its bytes again: the copies and re-innovations of a
+        generation cost a dictionary lookup each."""
         self.requested += len(texts)
-        keys = [text_key(t) for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        known = self._by_text
+        unseen = [t for t in dict.fromkeys(texts) if t not in known]
         missing: dict[bytes, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in self._cache and key not in missing:
+        for text in unseen:
+            key = text_key(text)
+            if key in self._cache:  # read from the disk cache
+                known[text] = self._cache[key]
+            else:
                 missing[key] = text
         if missing:
             texts_to_encode = list(missing.values())
@@ -135,11 +146,10 @@ class Embedder:
                 ]
             )
             self._cache.update(zip(missing.keys(), vectors, strict=True))
+            known.update(zip(texts_to_encode, vectors, strict=True))
             self._unsaved.extend(missing.keys())
             self.encoded += len(missing)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._cache[k] for k in keys])
+        return np.array([known[t] for t in texts])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Unit embeddings on EMBED_THREADS threads, one forward pass per token-length group.

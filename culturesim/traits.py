@@ -20,7 +20,6 @@ AUTHOR_KINDS = ("seed", "human_error", "human_innovation", "llm", "human_llm_ass
 # Texts an LLM wrote: an LLM agent's, a consulted LLM's answer, an LLM's retelling of a human's copy.
 MACHINE_KINDS = frozenset({"llm", "human_llm_assisted", "human_llm_mutated"})
 _CODE = {kind: code for code, kind in enumerate(AUTHOR_KINDS)}
-_IS_MACHINE_CODE = np.array([kind in MACHINE_KINDS for kind in AUTHOR_KINDS])  # indexed by author code
 # The embedding matrix grows by 1/GROWTH_DIVISOR of its size: at a million traits, doubling
 # would briefly hold 1.5 GB + 3 GB of float32 rows.
 GROWTH_DIVISOR = 4
@@ -48,6 +47,7 @@ class TraitPool:
         self._author = np.empty(0, dtype=np.int8)
         self._born = np.empty(0, dtype=np.int64)
         self._ancestry = np.empty(0, dtype=np.float64)
+        self._machine = np.empty(0, dtype=bool)  # written by an LLM (author kind in MACHINE_KINDS)
         self._embeddings = np.zeros((0, dim), dtype=np.float32)
         self._embedded = 0
 
@@ -69,7 +69,7 @@ class TraitPool:
 
     @property
     def machine_authored(self) -> np.ndarray:
-        return _IS_MACHINE_CODE[self._author[: len(self)]]
+        return self._machine[: len(self)]
 
     def author_kinds(self, ids: np.ndarray) -> list[str]:
         return [AUTHOR_KINDS[c] for c in self._author[ids]]
@@ -101,10 +101,11 @@ class TraitPool:
             ancestry = 0.0
         if end > len(self._author):
             capacity = max(end, len(self._author) + len(self._author) // GROWTH_DIVISOR, MIN_CAPACITY)
-            self._author, self._born, self._ancestry = (
-                _grown(column, capacity, start) for column in (self._author, self._born, self._ancestry)
+            self._author, self._born, self._ancestry, self._machine = (
+                _grown(column, capacity, start) for column in (self._author, self._born, self._ancestry, self._machine)
             )
         self._author[start:end] = _CODE[author_kind]
+        self._machine[start:end] = author_kind in MACHINE_KINDS
         self._born[start:end] = generation
         self._ancestry[start:end] = ancestry
         self.texts.extend(texts)
@@ -122,10 +123,12 @@ class TraitPool:
             raise ValueError(f"expected {pending} embeddings of dim {self.dim}, got {vectors.shape}")
         needed = len(self)
         if needed > len(self._embeddings):
-            grown = np.zeros(
-                (max(needed, len(self._embeddings) + len(self._embeddings) // GROWTH_DIVISOR), self.dim),
-                dtype=np.float32,
+            # Headroom from the first allocation on, so a run's early generations do not each
+            # copy the matrix; rows past `_embedded` are never read, so they are left unset.
+            capacity = max(
+                needed + needed // GROWTH_DIVISOR, len(self._embeddings) + len(self._embeddings) // GROWTH_DIVISOR
             )
+            grown = np.empty((capacity, self.dim), dtype=np.float32)
             grown[: self._embedded] = self._embeddings[: self._embedded]
             self._embeddings = grown
         self._embeddings[self._embedded : needed] = vectors

@@ -487,3 +487,21 @@ def test_corpus_vocabulary_counts_lowercase_words():
     assert corpus_vocabulary(texts, min_count=3) == ["the"]
     with pytest.raises(ValueError, match="min_count"):
         corpus_vocabulary(texts, min_count=0)
+
+
+@pytest.mark.parametrize("largest", [2, 3, 7, 300, 2**20, 2**31, 2**33])
+def test_uniform_below_draws_what_numpy_draws_and_leaves_the_same_state(largest):
+    """Bit for bit against numpy's own bounded integers, bounds of 1 and huge bounds included,
+    after an odd number of 32-bit draws (the generator keeps half a 64-bit word) or none."""
+    from culturesim.learning import uniform_below
+
+    setup = np.random.default_rng(largest)
+    for trial in range(40):
+        rows, k = int(setup.integers(1, 2000)), int(setup.integers(1, 6))
+        bounds = setup.integers(1 if trial % 2 else 2, largest + 1, size=rows)
+        numpy_rng, ours = np.random.default_rng(trial), np.random.default_rng(trial)
+        if trial % 3 == 0:
+            numpy_rng.integers(0, 2**32, dtype=np.uint32), ours.integers(0, 2**32, dtype=np.uint32)
+        expected = numpy_rng.integers(0, bounds[:, None], size=(rows, k))
+        np.testing.assert_array_equal(uniform_below(ours, bounds, k), expected)
+        assert ours.bit_generator.state == numpy_rng.bit_generator.state
