@@ -16,10 +16,11 @@ from importlib.resources import files
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report, timed  # noqa: E402
 
-from culturesim.config import LLMSection  # noqa: E402
+from culturesim.config import EngineSection  # noqa: E402
 from culturesim.llm import Request, create_backend, deduplicated_generate  # noqa: E402
 from culturesim.llm.prompts import build_messages, clean_completion  # noqa: E402
 from culturesim.model import request_seed  # noqa: E402
+from culturesim.sampling import Sampling  # noqa: E402
 
 
 def corpus_texts() -> list[str]:
@@ -28,14 +29,13 @@ def corpus_texts() -> list[str]:
 
 
 def culturesim_requests(texts: list[str], max_tokens: int) -> list[Request]:
-    """Requests as the model builds them: role prompt, per-agent seed."""
+    """Requests as the model builds them: role prompt, per-agent seed, the default sampling settings."""
+    sampling = Sampling(max_tokens=max_tokens)
     return [
         Request(
             messages=build_messages("rewrite", [text], max_chars=280),
             seed=request_seed(1, 0, 1, agent, 0),
-            max_tokens=max_tokens,
-            temperature=0.8,
-            top_p=0.95,
+            sampling=sampling,
         )
         for agent, text in enumerate(texts)
     ]
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=40)
     parser.add_argument("--dtype", default="float32")
     args = parser.parse_args()
-    backend = create_backend(LLMSection(backend="vllm", dtype=args.dtype, max_num_seqs=args.batch), seed=0)
+    backend = create_backend(EngineSection(backend="vllm", dtype=args.dtype, max_num_seqs=args.batch), seed=0)
     texts = corpus_texts()[: args.batch]
     requests = culturesim_requests(texts, args.max_tokens)
     backend.generate(requests[:4])  # warm-up
@@ -73,7 +73,9 @@ def main() -> None:
     import vllm
 
     raw_params = [
-        vllm.SamplingParams(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed)
+        vllm.SamplingParams(
+            temperature=r.sampling.temperature, top_p=r.sampling.top_p, max_tokens=r.sampling.max_tokens, seed=r.seed
+        )
         for r in requests
     ]
     raw_chats = [r.chat() for r in requests]

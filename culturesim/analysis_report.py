@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from culturesim.analysis_plan import Hypothesis
-from culturesim.config import StudyConfig
+from culturesim.config import stored_config
 from culturesim.figures import trajectories
 from culturesim.stats import HypothesisResult, analyze, condition_fits, results_table
 from culturesim.study.store import Results, read_manifest, require_files, runs_table, write_text
@@ -120,7 +120,7 @@ def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
     """Markdown text and the figures it refers to (file name -> figure)."""
     require_files(folder, ("manifest.json", "metrics.parquet"))
     manifest = read_manifest(folder)
-    config = StudyConfig.model_validate(manifest["config"])
+    config = stored_config(manifest["config"])
     plan = config.preregistration
     metrics = pl.read_parquet(folder / "metrics.parquet")
     final_generation = int(metrics["generation"].max())
@@ -200,7 +200,7 @@ def write_analysis(folder: Path) -> Path:
 
 def verdicts(results: Results) -> pl.DataFrame:
     """The preregistered hypotheses of a loaded results folder, tested: one row per hypothesis."""
-    config = StudyConfig.model_validate(results.manifest["config"])
+    config = stored_config(results.manifest["config"])
     if config.preregistration is None:
         raise ValueError(f"{results.folder} comes from a study without [preregistration]; nothing to test")
     found = analyze(results.metrics, results.runs, config.preregistration, final_generation=results.final_generation)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from culturesim.chains import run_chains
 from culturesim.completions import EngineIdentity
 from culturesim.config import StudyConfig
 from culturesim.llm.base import Backend
+from culturesim.sampling import Sampling
 from culturesim.settings import cache_root
 
 if TYPE_CHECKING:
@@ -46,9 +48,7 @@ class CalibrationSpec:
 
     engine: str  # EngineIdentity key: backend/model/dtype#settings
     role: str
-    temperature: float
-    top_p: float
-    max_tokens: int
+    sampling: Sampling
     max_chars: int
     retries: int
     corpus: str  # corpus source ('builtin' or a path)
@@ -58,9 +58,16 @@ class CalibrationSpec:
     generations: int
     seed: int = CALIBRATION_SEED
 
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as one flat JSON object, the sampling settings among the other fields (the layout
+        calibration records and cached keys have always had)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        sampling = fields.pop("sampling")
+        return {**fields, **sampling.model_dump()}
+
     def key(self) -> str:
         """16 hex digits of the sha256 of the canonical JSON of the spec."""
-        payload = json.dumps(asdict(self), sort_keys=True)
+        payload = json.dumps(self.as_dict(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -68,7 +75,7 @@ def calibration_role(condition: StudyConfig) -> str:
     """The role most of a condition's LLM text is written in: the LLM agents' role; else "advise"
     for consulting humans; else "rewrite", the role of an LLM that retells a copy."""
     if condition.population.llm_share > 0:
-        return condition.llm.role
+        return condition.llm.prompt.role
     return "advise" if condition.humans.llm_consultation > 0 else "rewrite"
 
 
@@ -76,13 +83,11 @@ def calibration_spec(condition: StudyConfig, corpus_texts: list[str]) -> Calibra
     llm = condition.llm
     digest = hashlib.sha256("\n".join(corpus_texts).encode()).hexdigest()[:16]
     return CalibrationSpec(
-        engine=EngineIdentity.of(llm).key(),
+        engine=EngineIdentity.of(llm.engine).key(),
         role=calibration_role(condition),
-        temperature=llm.temperature,
-        top_p=llm.top_p,
-        max_tokens=llm.max_tokens,
-        max_chars=llm.max_chars,
-        retries=llm.retries,
+        sampling=llm.sampling,
+        max_chars=llm.prompt.max_chars,
+        retries=llm.prompt.retries,
         corpus=condition.corpus.source,
         corpus_digest=digest,
         embedder=condition.embedding.model,
@@ -113,9 +118,8 @@ def calibrate(
     picks = rng.choice(len(corpus_texts), size=min(spec.chains, len(corpus_texts)), replace=False)
     initial = [corpus_texts[i] for i in picks]
     history, failures = run_chains(
-        backend, initial, generations=spec.generations, role=spec.role, max_tokens=spec.max_tokens,
-        temperature=spec.temperature, top_p=spec.top_p, max_chars=spec.max_chars, seed=spec.seed,
-        retries=spec.retries,
+        backend, initial, generations=spec.generations, role=spec.role, sampling=spec.sampling,
+        max_chars=spec.max_chars, seed=spec.seed, retries=spec.retries,
     )  # fmt: skip
     flat = [text for texts in history for text in texts]
     emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(initial), -1)
@@ -125,7 +129,7 @@ def calibrate(
     direction = attractor / np.linalg.norm(attractor)
     return {
         "key": spec.key(),
-        "spec": asdict(spec),
+        "spec": spec.as_dict(),
         "attractor": attractor.tolist(),
         "centroid_distance": (1.0 - centroids @ direction).tolist(),
         "texts": history,

@@ -23,6 +23,7 @@ from culturesim.corpus import load_corpus
 from culturesim.llm.base import Backend, Completion, Request
 from culturesim.llm.prompts import build_messages, clean_completion
 from culturesim.model import request_seed
+from culturesim.sampling import Sampling
 from culturesim.stats import AttractorFit, attractor_fit
 
 if TYPE_CHECKING:  # torch is imported only where a real embedder is used
@@ -70,9 +71,7 @@ def run_chains(
     *,
     generations: int,
     role: str = "rewrite",
-    max_tokens: int = 48,
-    temperature: float = 0.8,
-    top_p: float = 0.95,
+    sampling: Sampling = Sampling(),
     max_chars: int = 280,
     seed: int = 0,
     retries: int = 0,
@@ -83,7 +82,7 @@ def run_chains(
     request. Chain c's request at generation g has seed `request_seed(seed, c, g, 0, 0)`.
     A completion is unusable when `clean_completion` (with the request's prompt, as the model
     cleans it) leaves nothing; with `retries` > 0 those are asked again with new seeds, as the
-    model does (llm.retries, one more batched call per round for the unusable ones only). A
+    model does (llm.prompt.retries, one more batched call per round for the unusable ones only). A
     completion still unusable leaves the chain's text unchanged and counts as a failure.
     """
     history = [list(initial_texts)]
@@ -93,9 +92,7 @@ def run_chains(
             Request(
                 messages=build_messages(role, [text], max_chars=max_chars),
                 seed=request_seed(seed, chain, generation, 0, 0),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
+                sampling=sampling,
             )
             for chain, text in enumerate(history[-1])
         ]
@@ -108,7 +105,7 @@ def run_chains(
 
 def _clean(request: Request, completion: Completion, max_chars: int) -> str:
     """The trait text of a completion, cleaned exactly as `CultureModel` cleans it."""
-    return clean_completion(completion.text, max_chars=max_chars, prompt=request.messages[-1][1])
+    return clean_completion(completion.text, max_chars=max_chars, prompt=request.prompt)
 
 
 def _generate(backend: Backend, requests: list[Request], *, max_chars: int, retries: int) -> list[Completion]:
@@ -172,9 +169,7 @@ def chains(
     initial_texts: Sequence[str],
     generations: int,
     role: str = "rewrite",
-    max_tokens: int = 48,
-    temperature: float = 0.8,
-    top_p: float = 0.95,
+    sampling: Sampling = Sampling(),
     max_chars: int = 280,
     seed: int = 0,
     retries: int = 0,
@@ -196,8 +191,8 @@ def chains(
     if len(initial_texts) < 3:
         raise ValueError(f"chains needs at least 3 initial texts, got {len(initial_texts)}")
     history, failures = run_chains(
-        backend, initial_texts, generations=generations, role=role, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, max_chars=max_chars, seed=seed, retries=retries,
+        backend, initial_texts, generations=generations, role=role, sampling=sampling, max_chars=max_chars,
+        seed=seed, retries=retries,
     )  # fmt: skip
     n_chains = len(initial_texts)
     flat = [text for texts in history for text in texts]

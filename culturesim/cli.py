@@ -283,14 +283,15 @@ def validate(
         from culturesim.config import EmbeddingSection, LLMSection
         from culturesim.embed import Embedder
         from culturesim.llm import create_backend
+        from culturesim.sampling import Sampling
 
-        spec = LLMSection() if temperature is None else LLMSection(temperature=temperature)
-        backend = create_backend(spec, seed=0)
+        spec = LLMSection() if temperature is None else LLMSection(sampling=Sampling(temperature=temperature))
+        backend = create_backend(spec.engine, seed=0)
         try:
             table = compare_roles(
                 backend, Embedder(EmbeddingSection()), initial_texts=story_sample(chains_count),
-                generations=generations, max_tokens=spec.max_tokens, temperature=spec.temperature,
-                top_p=spec.top_p, max_chars=spec.max_chars, retries=spec.retries,
+                generations=generations, sampling=spec.sampling, max_chars=spec.prompt.max_chars,
+                retries=spec.prompt.retries,
             )  # fmt: skip
         finally:
             backend.close()
@@ -306,7 +307,7 @@ def validate(
             texts = load_corpus(CorpusSection(source=corpus))["text"].to_list()
         except ConfigError as exc:
             _fail(exc)
-        backend = create_backend(spec, seed=0)
+        backend = create_backend(spec.engine, seed=0)
         try:
             table, _ = check_roles(backend, Embedder(EmbeddingSection()), texts, count=completions, spec=spec)
         finally:

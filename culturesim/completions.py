@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import LLMSection
+from culturesim.config import EngineSection
 from culturesim.llm.base import Backend, Completion, Request, retry_seed
 
 LOG_SUFFIX = ".jsonl"
@@ -58,7 +58,7 @@ class EngineIdentity:
     base_url: str | None = None
 
     @classmethod
-    def of(cls, spec: LLMSection) -> EngineIdentity:
+    def of(cls, spec: EngineSection) -> EngineIdentity:
         return cls(spec.backend, spec.model, spec.dtype, spec.max_num_seqs, spec.base_url)
 
     def key(self) -> str:
@@ -216,9 +216,9 @@ def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str
         "seed": request.seed,
         "system": messages.get("system", ""),
         "user": messages.get("user", ""),
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
+        "max_tokens": request.sampling.max_tokens,
+        "temperature": request.sampling.temperature,
+        "top_p": request.sampling.top_p,
         "engine_key": engine.key(),
         "backend": engine.backend,
         "model": engine.model,

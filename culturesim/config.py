@@ -399,11 +399,8 @@ def _check_factor(key: str) -> None:
             f"({SHARED_SECTIONS[section]}); run a separate study for each value instead"
         )
     if section == "llm" and field in MOVED_LLM_SETTINGS:
-        raise PydanticCustomError(
-            "moved_setting",
-            "condition factor {key!r}: llm.{field} moved to {new}",
-            {"key": key, "field": field, "new": MOVED_LLM_SETTINGS[field]},
-        )
+        moved = f"condition factor {key!r}: llm.{field} moved to {MOVED_LLM_SETTINGS[field]}"
+        raise PydanticCustomError("moved_setting", "{moved}", {"moved": moved})
     model: Any = StudyConfig
     for part in key.split("."):
         fields = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
@@ -463,6 +460,45 @@ def _validate(data: dict[str, Any], *, source: str) -> StudyConfig:
     except ValidationError as exc:
         lines = [_describe(e) for e in exc.errors()]
         raise ConfigError(f"invalid study in {source}: " + "; ".join(lines)) from None
+
+
+def stored_config(data: dict[str, Any]) -> StudyConfig:
+    """The config a results folder stores (its manifest), as this version reads it.
+
+    A folder written before [llm] was split into engine, sampling and prompt tables stores the
+    flat keys; they are moved to their tables here, so old results stay readable. (A study file
+    with flat keys gets an error instead: it is meant to be edited.) The folder keeps its name
+    and hash, which `stored_hash` recomputes from the stored text."""
+    return StudyConfig.model_validate(_split_flat_llm(data))
+
+
+def stored_hash(data: dict[str, Any]) -> str:
+    """sha256 of a stored config exactly as stored: the hash its folder was named after."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _split_flat_llm(data: dict[str, Any]) -> dict[str, Any]:
+    def moved(key: str) -> str:
+        field = key.removeprefix("llm.")
+        return MOVED_LLM_SETTINGS[field] if key.startswith("llm.") and field in MOVED_LLM_SETTINGS else key
+
+    data = dict(data)
+    llm = data.get("llm")
+    if isinstance(llm, dict) and any(key in MOVED_LLM_SETTINGS for key in llm):
+        nested: dict[str, Any] = {key: value for key, value in llm.items() if key not in MOVED_LLM_SETTINGS}
+        for key, value in llm.items():
+            if key in MOVED_LLM_SETTINGS:
+                _, table, field = MOVED_LLM_SETTINGS[key].split(".")
+                nested.setdefault(table, {})[field] = value
+        data["llm"] = nested
+    if isinstance(data.get("conditions"), dict):
+        data["conditions"] = {moved(key): levels for key, levels in data["conditions"].items()}
+    if isinstance(data.get("condition_sets"), list):
+        data["condition_sets"] = [
+            {moved(key): level for key, level in entry.items()} if isinstance(entry, dict) else entry
+            for entry in data["condition_sets"]
+        ]
+    return data
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from culturesim import figures
-from culturesim.config import StudyConfig
+from culturesim.config import StudyConfig, stored_config
 from culturesim.figures import EmbedFn
 from culturesim.fingerprint import file_sha256
 from culturesim.model import run_network, run_streams
@@ -63,7 +63,7 @@ class StudyData:
 
     @cached_property
     def config(self) -> StudyConfig:
-        return StudyConfig.model_validate(self.manifest["config"])
+        return stored_config(self.manifest["config"])
 
     @cached_property
     def metrics(self) -> pl.DataFrame:

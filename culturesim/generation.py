@@ -109,7 +109,7 @@ def usable(request: Request, completion: Completion) -> bool:
     (`culturesim.off_task`) nor a copy of a worked example; an unusable one is asked again with a
     new seed. The last attempt's text is adopted even when off-task, so the `off_task` metric shows
     what got through."""
-    text = clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.messages[-1][1])
+    text = clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.prompt)
     return bool(text) and not is_off_task(text) and not echoes_example(text)
 
 
@@ -182,7 +182,7 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
         return [], [], []
     if source is None:
         raise RuntimeError("LLM requests were made but the runs have no completion source")
-    retries = [model.config.llm.retries for model, batch in zip(models, planned, strict=True) for _ in batch]
+    retries = [model.config.llm.prompt.retries for model, batch in zip(models, planned, strict=True) for _ in batch]
     before = (source.counters.engine_calls, source.counters.engine_tokens, source.counters.engine_seconds)
     from_log = source.counters.from_log
     used, completions, attempts = answer_with_retries(source, requests, origins, usable=usable, retries=retries)
@@ -222,14 +222,14 @@ def _rows(model: CultureModel, generation: int, asked, used, completions, attemp
             "seed": final.seed,
             "attempts": tries,
             "system": dict(first.messages).get("system", ""),
-            "prompt": first.messages[-1][1],
-            "max_tokens": first.max_tokens,
-            "temperature": first.temperature,
-            "top_p": first.top_p,
+            "prompt": first.prompt,
+            "max_tokens": first.sampling.max_tokens,
+            "temperature": first.sampling.temperature,
+            "top_p": first.sampling.top_p,
             "completion": c.text,
             "tokens": c.tokens,
-            "model_id": model.config.llm.model,
-            "dtype": model.config.llm.dtype,
+            "model_id": model.config.llm.engine.model,
+            "dtype": model.config.llm.engine.dtype,
         }
         for agent, first, final, c, tries in zip(model.askers(), asked, used, completions, attempts, strict=True)
     ]

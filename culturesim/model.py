@@ -149,7 +149,11 @@ class CultureModel(ap.Model):
         """Choose learners, models and outcomes; return the LLM requests generation `generation` needs."""
         humans, config = self.config.humans, self.config
         n_learners = round(config.population.turnover * len(self.humans))
-        learners = np.sort(self.rng.choice(self.humans, size=n_learners, replace=False))
+        # The draw of rng.choice(humans, ...) (choice draws the same positions for an array as for
+        # its length), in agent order: a mask instead of a sort.
+        chosen = np.zeros(len(self.humans), dtype=bool)
+        chosen[self.rng.choice(len(self.humans), size=n_learners, replace=False)] = True
+        learners = self.humans[chosen]
         models = self.learner.choose(learners, traits=self.traits, embeddings=self.pool.embeddings, rng=self.rng)
         outcomes = learning_outcomes(
             n_learners,
@@ -168,13 +172,13 @@ class CultureModel(ap.Model):
         copied = np.full((int(mutating.sum()), shown.shape[1]), -1, dtype=np.int64)
         copied[:, 0] = self.traits[models[mutating]]  # a mutation retells the copied text only
         shown = np.concatenate([shown, copied])
-        if config.llm.role in SINGLE_TEXT_ROLES:
+        if config.llm.prompt.role in SINGLE_TEXT_ROLES:
             shown[: len(self.llm_agents), 1:] = -1  # a rewrite or continuation reads one text: its only parent
         self._plan = {"learners": learners, "models": models, "outcomes": outcomes, "shown": shown, "askers": askers}
         self._plan["generation"] = np.int64(generation)
         self._plan["consulting"] = np.int64(len(consulting))
         purposes = np.repeat([_LLM_AGENT, _CONSULT, _MUTATE], [len(self.llm_agents), len(consulting), mutating.sum()])
-        roles = {_LLM_AGENT: config.llm.role, _CONSULT: "advise", _MUTATE: MUTATION_ROLE}
+        roles = {_LLM_AGENT: config.llm.prompt.role, _CONSULT: "advise", _MUTATE: MUTATION_ROLE}
         requests = []
         for row, (agent, purpose) in enumerate(zip(askers, purposes, strict=True)):
             role = roles[int(purpose)]
@@ -182,21 +186,19 @@ class CultureModel(ap.Model):
             seed = request_seed(self.spec.study_seed, self.spec.replicate, generation, int(agent), int(purpose))
             requests.append(
                 Request(
-                    messages=build_messages(role, texts, max_chars=config.llm.max_chars),
+                    messages=build_messages(role, texts, max_chars=config.llm.prompt.max_chars),
                     seed=seed,
-                    max_tokens=config.llm.max_tokens,
-                    temperature=config.llm.temperature,
-                    top_p=config.llm.top_p,
+                    sampling=config.llm.sampling,
                 )
             )
-        self._plan["prompts"] = [r.messages[-1][1] for r in requests]
+        self._plan["prompts"] = [r.prompt for r in requests]
         return requests
 
     def _neighbour_traits(self, askers: np.ndarray) -> np.ndarray:
         """(A, r) trait ids of r sampled neighbours per asker (own trait for isolated ones)."""
         if len(askers) == 0:
-            return np.zeros((0, self.config.llm.neighbours_read), dtype=np.int64)
-        demonstrators = self.learner.sample(askers, rng=self.rng, k=self.config.llm.neighbours_read)
+            return np.zeros((0, self.config.llm.prompt.neighbours_read), dtype=np.int64)
+        demonstrators = self.learner.sample(askers, rng=self.rng, k=self.config.llm.prompt.neighbours_read)
         demonstrators = np.where(demonstrators < 0, askers[:, None], demonstrators)
         return self.traits[demonstrators]
 
@@ -276,7 +278,7 @@ class CultureModel(ap.Model):
     ) -> None:
         """Agents adopt the cleaned completion; an unusable one leaves their trait as it was."""
         texts = [
-            clean_completion(c.text, max_chars=self.config.llm.max_chars, prompt=prompt)
+            clean_completion(c.text, max_chars=self.config.llm.prompt.max_chars, prompt=prompt)
             for c, prompt in zip(completions, prompts, strict=True)
         ]
         usable = np.array([bool(t) for t in texts], dtype=bool)

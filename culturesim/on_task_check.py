@@ -9,7 +9,7 @@ check reports three numbers per role over many real completions:
 - `parent_cosine`: mean cosine similarity between a completion and the texts it was shown.
 
 Requests are built exactly as a study builds them (`build_messages`, the role, the neighbours'
-texts), answered in batched rounds with the study's retry policy (`llm.retries` new-seed retries
+texts), answered in batched rounds with the study's retry policy (`llm.prompt.retries` new-seed retries
 of an unusable or off-task answer), and cleaned as a study cleans them. `first_off_task` is the
 share before any retry, i.e. what the prompt alone achieves.
 """
@@ -36,15 +36,13 @@ ROLES = LLM_ROLES
 def role_requests(role: str, texts: Sequence[str], *, count: int, spec: LLMSection, seed: int):
     """`count` requests of one role, each showing texts drawn from `texts` (one for rewrite and continue)."""
     rng = np.random.default_rng([seed, ROLES.index(role)])
-    shown_per_request = 1 if role in SINGLE_TEXT_ROLES else spec.neighbours_read
+    shown_per_request = 1 if role in SINGLE_TEXT_ROLES else spec.prompt.neighbours_read
     shown = [[texts[i] for i in rng.choice(len(texts), size=shown_per_request, replace=False)] for _ in range(count)]
     requests = [
         Request(
-            messages=build_messages(role, parents, max_chars=spec.max_chars),
+            messages=build_messages(role, parents, max_chars=spec.prompt.max_chars),
             seed=request_seed(seed, ROLES.index(role), 0, i, 0),
-            max_tokens=spec.max_tokens,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
+            sampling=spec.sampling,
         )
         for i, parents in enumerate(shown)
     ]
@@ -55,18 +53,18 @@ def check_role(backend: Backend, embedder, role: str, texts: Sequence[str], *, c
                seed: int = 0) -> tuple[dict[str, object], list[dict[str, object]]]:  # fmt: skip
     """One role's summary row and its completions (shown texts, raw and cleaned answer, rule)."""
     requests, shown = role_requests(role, texts, count=count, spec=spec, seed=seed)
-    source = CompletionSource(engine=EngineIdentity.of(spec), start_engine=lambda: backend)
+    source = CompletionSource(engine=EngineIdentity.of(spec.engine), start_engine=lambda: backend)
     origins = [Origin(f"check-{role}", 0, i) for i in range(count)]
     first = source.answer(requests, origins, attempt=0)
     _, completions, attempts = answer_with_retries(
-        source, requests, origins, usable=usable_answer, retries=[spec.retries] * count
+        source, requests, origins, usable=usable_answer, retries=[spec.prompt.retries] * count
     )
     cleaned = [
-        clean_completion(c.text, max_chars=spec.max_chars, prompt=r.messages[-1][1])
+        clean_completion(c.text, max_chars=spec.prompt.max_chars, prompt=r.prompt)
         for r, c in zip(requests, completions, strict=True)
     ]
     first_cleaned = [
-        clean_completion(c.text, max_chars=spec.max_chars, prompt=r.messages[-1][1])
+        clean_completion(c.text, max_chars=spec.prompt.max_chars, prompt=r.prompt)
         for r, c in zip(requests, first, strict=True)
     ]
     usable = [i for i, text in enumerate(cleaned) if text]

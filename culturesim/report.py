@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import polars as pl
 
+from culturesim.config import stored_config
 from culturesim.figures import trajectories
 from culturesim.off_task import is_off_task
 from culturesim.study.store import read_manifest, write_text
@@ -94,7 +95,8 @@ def write_report(folder: Path) -> Path:
     traits, population = (pl.read_parquet(folder / f"{name}.parquet") for name in ("traits", "population"))
     off_task = off_task_summary(traits, population)
     throughput = manifest["throughput"]
-    config = manifest["config"]
+    config = stored_config(manifest["config"]).model_dump(mode="json")
+    engine = config["llm"]["engine"]
     text = (
         f"# {manifest['study']}{' (toy run)' if manifest.get('toy') else ''}\n\n{config['study']['description']}\n\n"
         f"- config hash: `{manifest['config_hash']}`\n"
@@ -102,7 +104,7 @@ def write_report(folder: Path) -> Path:
         f"- replicates: {config['study']['replicates']}, generations: {config['study']['generations']}, "
         f"agents: {config['population']['size']}, network: {config['network']['kind']}\n"
         f"- conditions: {', '.join(sorted({r['condition'] for r in manifest['runs']}))}\n"
-        f"- LLM: {config['llm']['model']} (backend {config['llm']['backend']}); embedder: {manifest['embedder']}\n\n"
+        f"- LLM: {engine['model']} (backend {engine['backend']}); embedder: {manifest['embedder']}\n\n"
         f"{_deviations(manifest)}"
         f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
         "## Off-task texts\n\nMachine-written traits that are talk about the task instead of a text "

@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from culturesim.config import EmbeddingSection, LLMSection  # noqa: E402
+from culturesim.config import EmbeddingSection, EngineSection  # noqa: E402
 from culturesim.settings import CACHE_ENV  # noqa: E402
 
 CACHE_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME")
@@ -84,7 +84,7 @@ def vllm_backend():
 
     if not vllm_available():
         pytest.skip("vLLM is not installed (pip install culturesim[cpu])")
-    backend = create_backend(LLMSection(backend="vllm"), seed=0)
+    backend = create_backend(EngineSection(backend="vllm"), seed=0)
     yield backend
     backend.close()
 
@@ -93,7 +93,7 @@ def vllm_backend():
 def hf_backend():
     from culturesim.llm import create_backend
 
-    backend = create_backend(LLMSection(backend="transformers"), seed=0)
+    backend = create_backend(EngineSection(backend="transformers"), seed=0)
     yield backend
     backend.close()
 

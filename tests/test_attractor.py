@@ -29,7 +29,7 @@ def llm_study(**sections) -> StudyConfig:
         "study": {"name": "attractor", "seed": 3, "replicates": 1, "generations": 2},
         "population": {"size": 12, "turnover": 0.5},
         "network": {"kind": "small_world", "degree": 4},
-        "llm": {"max_tokens": 16, "backend": "vllm"},
+        "llm": {"sampling": {"max_tokens": 16}, "engine": {"backend": "vllm"}},
         "attractor": {"chains": 4, "generations": 2},
         "conditions": {"population.llm_share": [0.0, 0.25]},
     }
@@ -39,11 +39,13 @@ def llm_study(**sections) -> StudyConfig:
 
 def test_every_setting_that_decides_a_calibration_is_in_its_key():
     spec = attractor.calibration_spec(llm_study().condition_grid()[1][1], CORPUS)
-    changed = {"engine": "vllm/other#0", "role": "create", "temperature": 0.5, "top_p": 0.5, "max_tokens": 8,
-               "max_chars": 100, "retries": 0, "corpus": "other.csv", "corpus_digest": "0" * 16,
-               "embedder": "other", "chains": 5, "generations": 3, "seed": 1}  # fmt: skip
-    assert set(changed) == {f.name for f in dataclasses.fields(spec)}
-    keys = {dataclasses.replace(spec, **{name: value}).key() for name, value in changed.items()}
+    sampling = [spec.sampling.model_copy(update={name: value})
+                for name, value in {"temperature": 0.5, "top_p": 0.5, "max_tokens": 8}.items()]  # fmt: skip
+    changed = [("engine", "vllm/other#0"), ("role", "create"), *(("sampling", s) for s in sampling),
+               ("max_chars", 100), ("retries", 0), ("corpus", "other.csv"), ("corpus_digest", "0" * 16),
+               ("embedder", "other"), ("chains", 5), ("generations", 3), ("seed", 1)]  # fmt: skip
+    assert {name for name, _ in changed} == {f.name for f in dataclasses.fields(spec)}
+    keys = {dataclasses.replace(spec, **{name: value}).key() for name, value in changed}
     assert spec.key() not in keys and len(keys) == len(changed)
     other_corpus = attractor.calibration_spec(llm_study().condition_grid()[1][1], CORPUS[:-1])
     assert other_corpus.key() != spec.key()
@@ -74,7 +76,9 @@ def test_fresh_chains_move_toward_the_calibrated_attractor(llm_backend, embedder
     """Calibrate on 12 corpus texts, then run 12 other texts with other seeds: the fresh chains come
     closer to the attractor than where they started (role create at the default 48 tokens, where the
     pull is strongest: measured over 20 chains, 0.81 at generation 0 and 0.67-0.74 from generation 2 on)."""
-    study = llm_study(attractor={"chains": 12, "generations": 4}, llm={"role": "create", "backend": "vllm"})
+    study = llm_study(
+        attractor={"chains": 12, "generations": 4}, llm={"prompt": {"role": "create"}, "engine": {"backend": "vllm"}}
+    )
     spec = attractor.calibration_spec(study.condition_grid()[1][1], CORPUS)
     record = attractor.calibrate(spec, llm_backend, embedder, CORPUS)
     assert record["key"] == spec.key() and len(record["centroid_distance"]) == 5
@@ -122,7 +126,8 @@ def test_calibrate_fills_the_cache_that_run_then_uses(tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(
         '[study]\nname = "cal"\nseed = 1\nreplicates = 1\ngenerations = 1\n[population]\nsize = 8\n'
-        'llm_share = 0.25\n[llm]\nbackend = "vllm"\nmax_tokens = 12\n[attractor]\nchains = 3\ngenerations = 2\n',
+        'llm_share = 0.25\n[llm.engine]\nbackend = "vllm"\n[llm.sampling]\nmax_tokens = 12\n'
+        "[attractor]\nchains = 3\ngenerations = 2\n",
         encoding="utf-8",
     )
 

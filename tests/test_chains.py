@@ -12,6 +12,7 @@ from culturesim import chains as ch
 from culturesim import validate as v
 from culturesim.llm.base import Completion
 from culturesim.model import request_seed
+from culturesim.sampling import Sampling
 
 
 @pytest.mark.slow
@@ -29,7 +30,9 @@ def test_chains_structure(llm_backend, embedder):
         def close(self):
             pass
 
-    report = ch.chains(Counting(), embedder, initial_texts=initial, generations=3, max_tokens=24, seed=0)
+    report = ch.chains(
+        Counting(), embedder, initial_texts=initial, generations=3, sampling=Sampling(max_tokens=24), seed=0
+    )
     print("\n" + v.format(report))
     assert calls == [6, 6, 6]  # lockstep: one engine call per generation with every chain
 
@@ -61,8 +64,8 @@ def test_chains_structure(llm_backend, embedder):
 def test_chains_are_reproducible_from_their_seeds(llm_backend):
     """Same seed, same texts: each request's seed derives from (seed, chain, generation)."""
     initial = ch.corpus_sample(1, rng_seed=3)[:2]
-    first, _ = ch.run_chains(llm_backend, initial, generations=1, max_tokens=8, seed=5)
-    second, _ = ch.run_chains(llm_backend, initial, generations=1, max_tokens=8, seed=5)
+    first, _ = ch.run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
+    second, _ = ch.run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
     assert first == second
 
 
@@ -111,7 +114,9 @@ def test_pair_mean_and_similarity_rise_bootstrap():
 def test_roles_side_by_side_share_starts_and_map_to_perez_tasks(llm_backend, embedder):
     initial = ch.story_sample(4, rng_seed=1)
     assert len(set(initial)) == 4
-    comparison = ch.compare_roles(llm_backend, embedder, initial_texts=initial, generations=2, max_tokens=24)
+    comparison = ch.compare_roles(
+        llm_backend, embedder, initial_texts=initial, generations=2, sampling=Sampling(max_tokens=24)
+    )
     print("\n" + v.format(comparison))
     table = comparison.per_generation
     assert table["task"].unique().sort().to_list() == ["continue", "rephrase", "take inspiration"]

@@ -190,6 +190,76 @@ def test_hash_counts_defaults_as_set():
     assert implicit.hash() == explicit.hash()
 
 
+# -- the [llm] tables: engine, sampling, prompt -----------------------------------------------------
+
+SPLIT = " ([llm] is split into [llm.engine], [llm.sampling] and [llm.prompt] tables)"
+
+
+def test_llm_settings_live_in_three_tables(tmp_path):
+    path = write(
+        tmp_path,
+        STUDY + '[llm.engine]\nbackend = "transformers"\ndtype = "bfloat16"\n[llm.sampling]\ntemperature = 0.5\n'
+        'max_tokens = 30\n[llm.prompt]\nrole = "advise"\nretries = 1\n',
+    )
+    llm = load_config(path).llm
+    assert (llm.engine.backend, llm.engine.dtype, llm.engine.model) == (
+        "transformers",
+        "bfloat16",
+        "builtin:smollm2-135m",
+    )
+    assert (llm.sampling.temperature, llm.sampling.top_p, llm.sampling.max_tokens) == (0.5, 0.95, 30)
+    assert (llm.prompt.role, llm.prompt.retries, llm.prompt.neighbours_read) == ("advise", 1, 3)
+    dumped = load_config(path).model_dump(mode="json")["llm"]
+    assert set(dumped) == {"engine", "sampling", "prompt"}
+    assert "base_url" not in dumped["engine"] and "api_key_env" not in dumped["engine"], "unset server fields stay out"
+
+
+@pytest.mark.parametrize(
+    ("body", "moves"),
+    [
+        ("[llm]\ntemperature = 0.5\n", "llm.temperature moved to llm.sampling.temperature"),
+        ('[llm]\nbackend = "vllm"\n', "llm.backend moved to llm.engine.backend"),
+        (
+            '[llm]\nrole = "advise"\nmax_tokens = 30\n[llm.sampling]\ntop_p = 0.9\n',
+            "llm.role moved to llm.prompt.role; llm.max_tokens moved to llm.sampling.max_tokens",
+        ),
+    ],
+    ids=["sampling", "engine", "several"],
+)
+def test_a_flat_llm_setting_gets_one_error_naming_its_new_place(tmp_path, body, moves):
+    path = write(tmp_path, STUDY + body)
+    assert config_error(path) == f"invalid study in {path}: {moves}{SPLIT}"
+
+
+@pytest.mark.parametrize(
+    "design",
+    ['[conditions]\n"llm.temperature" = [0.5, 1.0]\n', '[[condition_sets]]\nlabel = "hot"\n"llm.temperature" = 1.0\n'],
+    ids=["conditions", "condition-sets"],
+)
+def test_a_condition_over_an_old_llm_path_gets_one_error_naming_its_new_place(tmp_path, design):
+    path = write(tmp_path, STUDY + design)
+    expected = "condition factor 'llm.temperature': llm.temperature moved to llm.sampling.temperature"
+    assert config_error(path) == f"invalid study in {path}: {expected}"
+
+
+def test_conditions_over_nested_llm_settings(tmp_path):
+    path = write(
+        tmp_path,
+        STUDY + '[llm.sampling]\ntop_p = 0.9\n[conditions]\n"llm.sampling.temperature" = [0.5, 1.0]\n'
+        '"llm.engine.dtype" = ["float32", "bfloat16"]\n',
+    )
+    grid = load_config(path).condition_grid()
+    applied = {(c.llm.sampling.temperature, c.llm.engine.dtype) for _, c in grid}
+    assert applied == {(0.5, "float32"), (0.5, "bfloat16"), (1.0, "float32"), (1.0, "bfloat16")}
+    assert {c.llm.sampling.top_p for _, c in grid} == {0.9}, "a level changes its setting only"
+    assert [label for label, _ in grid][0] == "dtype=float32,temperature=0.5"  # labels name the setting alone
+
+
+def test_a_condition_over_a_whole_table_is_refused(tmp_path):
+    message = config_error(write(tmp_path, STUDY + '[conditions]\n"llm.sampling" = [{temperature = 0.5}]\n'))
+    assert "'llm.sampling' names a table, not a setting" in message and "llm.sampling.temperature" in message
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 
@@ -251,3 +321,26 @@ def test_cli_config_error_is_a_single_line(tmp_path):
     (line,) = result.stderr.strip().splitlines()  # not hard-wrapped, even with a long path
     assert line.startswith("ConfigError:")
     assert str(path) in line and "population.llm_share" in line
+
+
+def test_a_results_folder_written_before_the_llm_split_stays_readable():
+    """A manifest stores the config as it was dumped; one from before [llm] was split holds flat keys
+    (and flat condition factors). It is read into the new tables, and its hash is the stored text's."""
+    from culturesim.config import stored_config, stored_hash
+
+    current = StudyConfig.model_validate(
+        {
+            "study": {"name": "old", "seed": 2},
+            "population": {"llm_share": 0.25},
+            "llm": {"sampling": {"temperature": 0.6}, "prompt": {"role": "create", "retries": 1}},
+            "conditions": {"llm.sampling.top_p": [0.9, 0.95]},
+        }
+    )
+    dumped = current.model_dump(mode="json")
+    assert stored_hash(dumped) == current.hash()
+    flat_llm = {key: value for table in dumped["llm"].values() for key, value in table.items()}
+    old_layout = {**dumped, "llm": flat_llm, "conditions": {"llm.top_p": [0.9, 0.95]}}
+    assert stored_config(old_layout) == current
+    assert stored_hash(old_layout) != current.hash()  # the old folder keeps its own name
+    with pytest.raises(ValueError, match="llm.temperature moved to llm.sampling.temperature"):
+        StudyConfig.model_validate(old_layout)  # a study file in the old layout is refused instead

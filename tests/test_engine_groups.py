@@ -20,9 +20,9 @@ def dtype_study(**conditions) -> StudyConfig:
         {
             "study": {"name": "dtypes", "seed": 2, "replicates": 2, "generations": 2},
             "population": {"size": 12, "llm_share": 0.25},
-            "llm": {"backend": "vllm", "max_tokens": 12},
+            "llm": {"engine": {"backend": "vllm"}, "sampling": {"max_tokens": 12}},
             "attractor": {"chains": 3, "generations": 1},
-            "conditions": conditions or {"llm.dtype": ["float32", "bfloat16"], "humans.copy_error": [0.0, 0.2]},
+            "conditions": conditions or {"llm.engine.dtype": ["float32", "bfloat16"], "humans.copy_error": [0.0, 0.2]},
         }
     )
 
@@ -30,7 +30,7 @@ def dtype_study(**conditions) -> StudyConfig:
 def test_runs_are_grouped_by_engine_and_lockstep_stays_within_a_group() -> None:
     config = dtype_study()
     groups = engine_groups(config, plan_runs(config))
-    assert [g.config.llm.dtype for g in groups] == ["float32", "bfloat16"]  # in order of first appearance
+    assert [g.config.llm.engine.dtype for g in groups] == ["float32", "bfloat16"]  # in order of first appearance
     assert [len(g.plans) for g in groups] == [4, 4]
     assert all(len({p.condition for p in g.plans}) == 2 for g in groups)
     human_only = dtype_study(**{"population.llm_share": [0.0, 0.25]})
@@ -47,14 +47,15 @@ generations = 2
 [population]
 size = 12
 llm_share = 0.25
-[llm]
+[llm.engine]
 backend = "vllm"
+[llm.sampling]
 max_tokens = 12
 [attractor]
 chains = 3
 generations = 1
 [conditions]
-"llm.dtype" = ["float32", "bfloat16"]
+"llm.engine.dtype" = ["float32", "bfloat16"]
 """
 
 

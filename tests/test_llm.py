@@ -6,6 +6,7 @@ import pytest
 
 from culturesim.llm import Request, deduplicated_generate
 from culturesim.llm.prompts import build_messages
+from culturesim.sampling import Sampling
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +18,7 @@ TEXTS = [
 
 def _requests(seeds: list[int]) -> list[Request]:
     messages = build_messages("rewrite", TEXTS, max_chars=280)
-    return [Request(messages=messages, seed=s, max_tokens=24, temperature=1.0) for s in seeds]
+    return [Request(messages=messages, seed=s, sampling=Sampling(max_tokens=24, temperature=1.0)) for s in seeds]
 
 
 @pytest.mark.parametrize("name", ["vllm_backend", "hf_backend"])
@@ -59,10 +60,10 @@ def test_vllm_on_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine")
     pytest.importorskip("vllm", reason="vLLM (pip install culturesim[gpu]) is not installed")
-    from culturesim.config import LLMSection
+    from culturesim.config import EngineSection
     from culturesim.llm import create_backend
 
-    backend = create_backend(LLMSection(backend="vllm", dtype="float32"), seed=0)
+    backend = create_backend(EngineSection(backend="vllm", dtype="float32"), seed=0)
     try:
         first, second = backend.generate(_requests([7])), backend.generate(_requests([7]))
     finally:

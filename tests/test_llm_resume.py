@@ -32,8 +32,9 @@ llm_share = 0.25
 copy_error = 0.1
 innovation = 0.05
 llm_consultation = 0.1
-[llm]
+[llm.engine]
 backend = "vllm"
+[llm.sampling]
 max_tokens = 16
 [attractor]
 chains = 3
@@ -152,7 +153,9 @@ def test_replay_of_a_request_the_log_lacks_names_it(whole: Path, study_file: Pat
     """Consulting humans reading 2 neighbours instead of 3 ask requests the log never saw (the
     attractor calibration, which reads one text per chain, is unchanged)."""
     changed = tmp_path / "narrower.toml"
-    changed.write_text(study_file.read_text().replace("max_tokens = 16", "max_tokens = 16\nneighbours_read = 2"))
+    changed.write_text(
+        study_file.read_text().replace("max_tokens = 16", "max_tokens = 16\n[llm.prompt]\nneighbours_read = 2")
+    )
     result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), "--study", str(changed), prelude=NO_VLLM)
     assert result.returncode == 2
     message = " ".join(result.stderr.split())

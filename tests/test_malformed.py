@@ -44,7 +44,7 @@ class ScriptedBackend:
 def test_malformed_completions_are_unusable(bad: str) -> None:
     """Through the rule the generation applies to every answer (`generation.usable`)."""
     request = Request(messages=build_messages("rewrite", ["The cat sat on the mat."], max_chars=280), seed=0)
-    assert clean_completion(bad, max_chars=280, prompt=request.messages[-1][1]) == ""
+    assert clean_completion(bad, max_chars=280, prompt=request.prompt) == ""
     assert not usable(request, Completion(text=bad, tokens=1))
     assert usable(request, Completion(text="A cat slept on the mat.", tokens=6))
 
@@ -74,7 +74,7 @@ def test_a_study_survives_a_model_that_only_writes_garbage(tmp_path: Path, embed
             "study": {"name": "garbage", "seed": 2, "replicates": 1, "generations": 3},
             "population": {"size": 12, "llm_share": 0.25},
             "humans": {"llm_consultation": 0.2},
-            "llm": {"retries": 1},
+            "llm": {"prompt": {"retries": 1}},
             "attractor": {"chains": 3, "generations": 1},
         }
     )

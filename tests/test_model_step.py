@@ -85,7 +85,7 @@ def make_config(*, size=40, llm_share=0.0, turnover=1.0, copy_error=0.0, innovat
         "population": {"size": size, "llm_share": llm_share, "turnover": turnover},
         "network": {"kind": "small_world", "degree": 4, "rewire": 0.2},
         "humans": {"bias": "unbiased", "copy_error": copy_error, "innovation": innovation},
-        "llm": {"retries": 0},  # failures are counted here, not retried
+        "llm": {"prompt": {"retries": 0}},  # failures are counted here, not retried
         "metrics": {"names": sorted(METRIC_KEYS)},
     }
     for section, values in sections.items():
@@ -272,13 +272,15 @@ def test_empty_completion_keeps_the_trait_and_counts_a_failure():
 
 
 def test_combine_role_reads_several_neighbours():
-    config = make_config(llm_share=0.25, turnover=0.5, llm={"role": "combine", "neighbours_read": 3})
+    config = make_config(
+        llm_share=0.25, turnover=0.5, llm={"prompt": {"retries": 0, "role": "combine", "neighbours_read": 3}}
+    )
     model = make_model(config)
     before = model.traits.copy()
     requests, _ = llm_generation(model, lambda i, r: "Combined idea.")
     assert len(requests) == len(model.llm_agents)
     for request in requests:
-        assert request.messages[-1][1].count("\n- ") == 3
+        assert request.prompt.count("\n- ") == 3
     for agent in model.llm_agents:
         parents = model.pool.parents[model.traits[agent]]
         assert len(parents) == 3
@@ -307,7 +309,7 @@ def test_an_llm_mutation_retells_the_copied_text():
     assert model.pool.author_kinds(held) == ["human_llm_mutated"] * 20
     for request, trait in zip(requests, held, strict=True):
         [parent] = model.pool.parents[trait]
-        assert request.messages[-1][1].count("\n- ") == 1 and model.pool.texts[parent] in request.messages[-1][1]
+        assert request.prompt.count("\n- ") == 1 and model.pool.texts[parent] in request.prompt
         assert parent in before  # the copied (model's) trait, not a text the LLM made up
     assert model.pool.machine_ancestry[held].tolist() == [1.0] * 20
 

@@ -17,14 +17,14 @@ def test_requests_show_one_text_to_rewrite_and_continue_and_several_to_the_other
     for role in ROLES:
         requests, shown = role_requests(role, TEXTS, count=5, spec=spec, seed=3)
         assert len(requests) == 5 and len({r.seed for r in requests}) == 5
-        assert {len(s) for s in shown} == ({1} if role in SINGLE_TEXT_ROLES else {spec.neighbours_read})
+        assert {len(s) for s in shown} == ({1} if role in SINGLE_TEXT_ROLES else {spec.prompt.neighbours_read})
         for request, parents in zip(requests, shown):
-            assert all(p[:40] in request.messages[-1][1] for p in parents)
+            assert all(p[:40] in request.prompt for p in parents)
 
 
 @pytest.mark.slow
 def test_on_task_check_with_the_real_model(vllm_backend, embedder) -> None:
-    spec = LLMSection(backend="vllm", max_tokens=24)
+    spec = LLMSection(engine={"backend": "vllm"}, sampling={"max_tokens": 24})
     table, samples = check_roles(vllm_backend, embedder, TEXTS, count=12, spec=spec, roles=("rewrite", "advise"))
     assert table["role"].to_list() == ["rewrite", "advise"] and len(samples) == 24
     for row in table.to_dicts():

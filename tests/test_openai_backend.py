@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import ConfigError, LLMSection, load_config
+from culturesim.config import ConfigError, EngineSection, load_config
 from culturesim.llm import Request, create_backend
 from culturesim.llm.openai_backend import OpenAIBackend
+from culturesim.sampling import Sampling
 
 WORDS = ["amber", "basil", "cedar", "dune", "ember", "fern", "grove", "harbor", "iris", "juniper", "kelp", "moss"]
 KEY_ENV = "CULTURESIM_TEST_API_KEY"
@@ -145,7 +146,11 @@ def backend_for(server: ProtocolTestServer, **options) -> OpenAIBackend:
 
 def make_requests(n: int) -> list[Request]:
     return [
-        Request(messages=(("system", "Retell."), ("user", f"text number {i}")), seed=1000 + 7 * i, max_tokens=20 + i)
+        Request(
+            messages=(("system", "Retell."), ("user", f"text number {i}")),
+            seed=1000 + 7 * i,
+            sampling=Sampling(max_tokens=20 + i),
+        )
         for i in range(n)
     ]
 
@@ -176,7 +181,11 @@ def test_fifty_concurrent_requests_come_back_in_order(server: ProtocolTestServer
 
 def test_each_request_sends_its_own_seed_and_sampling_settings(server: ProtocolTestServer) -> None:
     requests = [
-        Request(messages=(("user", "same prompt"),), seed=s, max_tokens=16 + s, temperature=0.1 * s, top_p=0.9)
+        Request(
+            messages=(("user", "same prompt"),),
+            seed=s,
+            sampling=Sampling(max_tokens=16 + s, temperature=0.1 * s, top_p=0.9),
+        )
         for s in range(1, 6)
     ]
     completions = backend_for(server, model="served-name").generate(requests)
@@ -186,8 +195,8 @@ def test_each_request_sends_its_own_seed_and_sampling_settings(server: ProtocolT
         assert body == {
             "model": "served-name",
             "messages": [{"role": "user", "content": "same prompt"}],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
+            "max_tokens": request.sampling.max_tokens,
+            "temperature": request.sampling.temperature,
             "top_p": 0.9,
             "seed": request.seed,
         }
@@ -235,7 +244,7 @@ def test_retries_back_off_exponentially(server: ProtocolTestServer) -> None:
 def test_persistent_server_errors_fail_after_the_retry_bound(server: ProtocolTestServer) -> None:
     server.fail_first = 10_000
     start = time.monotonic()
-    with pytest.raises(ConfigError, match=r"llm\.base_url .*HTTP 503.* after 3 attempts"):
+    with pytest.raises(ConfigError, match=r"llm\.engine\.base_url .*HTTP 503.* after 3 attempts"):
         backend_for(server, max_retries=2).generate(make_requests(4))
     assert time.monotonic() - start < 5.0
     assert len(server.received) <= 4 * 3
@@ -245,7 +254,7 @@ def test_a_400_is_not_retried_and_explains_itself(server: ProtocolTestServer) ->
     with pytest.raises(ConfigError) as info:
         backend_for(server, model=REJECTED_MODEL, max_retries=3).generate(make_requests(1))
     message = str(info.value)
-    assert "HTTP 400" in message and REJECTED_MODEL in message and "llm.model" in message
+    assert "HTTP 400" in message and REJECTED_MODEL in message and "llm.engine.model" in message
     assert "unknown model" in message, "the server's own explanation is quoted"
     assert len(server.received) == 1, "a 400 must not be retried"
 
@@ -275,7 +284,7 @@ def test_unreachable_server_raises_config_error_naming_base_url(monkeypatch: pyt
         backend.generate(make_requests(20))
     elapsed = time.monotonic() - start
     message = str(info.value)
-    assert "llm.base_url" in message and url in message and "unreachable" in message and "3 attempts" in message
+    assert "llm.engine.base_url" in message and url in message and "unreachable" in message and "3 attempts" in message
     # 3 attempts, backoff 0.05 + 0.1 (+10 % jitter): well under a second on an idle machine.
     assert 0.15 <= elapsed < 5.0, elapsed
 
@@ -307,7 +316,7 @@ def test_api_key_is_sent_but_never_shown(
     shown += [record.getMessage() for record in caplog.records] + [caplog.text]
     shown += [
         backend.engine_version,
-        LLMSection(backend="openai", base_url=server.base_url, model="m").model_dump_json(),
+        EngineSection(backend="openai", base_url=server.base_url, model="m").model_dump_json(),
     ]
     for text in shown:
         assert SECRET not in text, text
@@ -330,7 +339,7 @@ def test_credentials_in_the_url_are_not_shown() -> None:
 
 
 def test_create_backend_builds_the_http_backend(server: ProtocolTestServer) -> None:
-    spec = LLMSection(backend="openai", base_url=server.base_url + "/", model="served-name", api_key_env=KEY_ENV)
+    spec = EngineSection(backend="openai", base_url=server.base_url + "/", model="served-name", api_key_env=KEY_ENV)
     backend = create_backend(spec)
     assert isinstance(backend, OpenAIBackend)
     assert backend.model_id == "served-name"
@@ -343,31 +352,32 @@ def test_create_backend_builds_the_http_backend(server: ProtocolTestServer) -> N
 @pytest.mark.parametrize(
     ("llm", "detail"),
     [
-        ('backend = "openai"\nmodel = "m"\n', "llm.base_url"),
-        ('backend = "openai"\nmodel = "m"\nbase_url = "localhost:8000/v1"\n', "llm.base_url"),
-        ('backend = "openai"\nbase_url = "http://localhost:8000/v1"\n', "llm.model"),
-        ('backend = "openai"\nmodel = "m"\nbase_url = 8000\n', "llm.base_url"),
-        ('backend = "openai"\nmodel = "m"\nbase_url = "http://h/v1"\napi_key_env = ""\n', "llm.api_key_env"),
+        ('backend = "openai"\nmodel = "m"\n', "llm.engine.base_url"),
+        ('backend = "openai"\nmodel = "m"\nbase_url = "localhost:8000/v1"\n', "llm.engine.base_url"),
+        ('backend = "openai"\nbase_url = "http://localhost:8000/v1"\n', "llm.engine.model"),
+        ('backend = "openai"\nmodel = "m"\nbase_url = 8000\n', "llm.engine.base_url"),
+        ('backend = "openai"\nmodel = "m"\nbase_url = "http://h/v1"\napi_key_env = ""\n', "llm.engine.api_key_env"),
     ],
     ids=["no-url", "no-scheme", "builtin-model", "url-not-string", "empty-key-env"],
 )
 def test_study_file_validation(tmp_path: Path, llm: str, detail: str) -> None:
     path = tmp_path / "study.toml"
-    path.write_text(f'[study]\nname = "t"\n\n[llm]\n{llm}', encoding="utf-8")
+    path.write_text(f'[study]\nname = "t"\n\n[llm.engine]\n{llm}', encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(path) in str(info.value) and detail in str(info.value)
 
 
-def test_study_file_with_a_server_loads_and_old_hashes_stay(tmp_path: Path) -> None:
+def test_study_file_with_a_server_loads_and_unset_server_fields_stay_out(tmp_path: Path) -> None:
     path = tmp_path / "study.toml"
     path.write_text(
-        '[study]\nname = "t"\n\n[llm]\nbackend = "openai"\nmodel = "Qwen/Qwen2.5-7B-Instruct"\n'
+        '[study]\nname = "t"\n\n[llm.engine]\nbackend = "openai"\nmodel = "Qwen/Qwen2.5-7B-Instruct"\n'
         'base_url = "http://gpu-box:8000/v1"\napi_key_env = "MY_KEY"\n',
         encoding="utf-8",
     )
     config = load_config(path)
-    assert config.llm.base_url == "http://gpu-box:8000/v1" and config.llm.api_key_env == "MY_KEY"
-    assert config.model_dump()["llm"]["base_url"] == "http://gpu-box:8000/v1"
-    default = LLMSection().model_dump()
+    engine = config.llm.engine
+    assert engine.base_url == "http://gpu-box:8000/v1" and engine.api_key_env == "MY_KEY"
+    assert config.model_dump()["llm"]["engine"]["base_url"] == "http://gpu-box:8000/v1"
+    default = EngineSection().model_dump()
     assert "base_url" not in default and "api_key_env" not in default, "unset server fields stay out of study hashes"

@@ -78,7 +78,7 @@ def test_llm_requests_follow_the_formula() -> None:
         study={"replicates": 3, "generations": 10},
         population={"size": 60, "llm_share": 0.25},
         humans={"llm_consultation": 0.1},
-        llm={"retries": 2},
+        llm={"prompt": {"retries": 2}},
     )
     size = size_study(config)
     # 15 LLM agents; 45 humans x turnover 0.5 = 22.5 learners, rounded half to even as the model does
@@ -98,7 +98,8 @@ def test_calibration_requests_count_each_distinct_calibration_once() -> None:
     condition over the temperature needs a second one; a human-only study needs none."""
     shares = study(population={"size": 20}, conditions={"population.llm_share": [0.0, 0.25]})
     assert size_study(shares).calibration_requests == 200
-    temperatures = study(population={"size": 20, "llm_share": 0.25}, conditions={"llm.temperature": [0.5, 0.8]},
+    temperatures = study(population={"size": 20, "llm_share": 0.25},
+                         conditions={"llm.sampling.temperature": [0.5, 0.8]},
                          attractor={"chains": 4, "generations": 3})  # fmt: skip
     assert size_study(temperatures).calibration_requests == 2 * 12
     assert size_study(study(population={"size": 20})).calibration_requests == 0

@@ -21,7 +21,7 @@ def tiny_study(**overrides) -> StudyConfig:
         "population": {"size": 16, "turnover": 0.5},
         "network": {"kind": "small_world", "degree": 4},
         "humans": {"bias": "conformist", "copy_error": 0.1, "innovation": 0.05, "llm_consultation": 0.1},
-        "llm": {"max_tokens": 16, "backend": "vllm"},
+        "llm": {"sampling": {"max_tokens": 16}, "engine": {"backend": "vllm"}},
         "attractor": {"chains": 3, "generations": 2},
         "conditions": {"population.llm_share": [0.0, 0.25]},
     }

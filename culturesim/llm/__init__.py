@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from culturesim.config import ConfigError, LLMSection
+from culturesim.config import ConfigError, EngineSection
 from culturesim.llm.base import Backend, Completion, Request, deduplicated_generate
 from culturesim.llm.models import resolve_model
 
@@ -15,14 +15,16 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def create_backend(spec: LLMSection, *, seed: int = 0) -> Backend:
-    """The engine a study asks for; 'auto' means vLLM wherever it is installed, else transformers."""
+def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
+    """The engine a study's `[llm.engine]` asks for; 'auto' means vLLM wherever it is installed, else transformers."""
     backend = spec.backend
     if backend == "openai":
         from culturesim.llm.openai_backend import OpenAIBackend
 
         if spec.base_url is None:
-            raise ConfigError("llm.backend = 'openai' needs llm.base_url, e.g. 'http://localhost:8000/v1'")
+            raise ConfigError(
+                "llm.engine.backend = 'openai' needs llm.engine.base_url, e.g. 'http://localhost:8000/v1'"
+            )
         return OpenAIBackend(spec.base_url, spec.model, api_key_env=spec.api_key_env)
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
@@ -30,8 +32,8 @@ def create_backend(spec: LLMSection, *, seed: int = 0) -> Backend:
     if backend == "vllm":
         if not vllm_available():
             raise ConfigError(
-                "llm.backend = 'vllm' but vLLM is not installed: `pip install culturesim[cpu]` "
-                "(CPU) or `culturesim[gpu]`, or set llm.backend = 'transformers'"
+                "llm.engine.backend = 'vllm' but vLLM is not installed: `pip install culturesim[cpu]` "
+                "(CPU) or `culturesim[gpu]`, or set llm.engine.backend = 'transformers'"
             )
         from culturesim.llm.vllm_backend import VLLMBackend
 

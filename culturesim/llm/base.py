@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-DEFAULT_MAX_TOKENS = 48
+from culturesim.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,20 @@ class Request:
 
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs
     seed: int
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    temperature: float = 0.8
-    top_p: float = 0.95
+    sampling: Sampling = Sampling()
+
+    @property
+    def prompt(self) -> str:
+        """The last message's content: the text a completion answers (and may echo back)."""
+        return self.messages[-1][1]
 
     def key(self) -> str:
-        """Content hash: identical requests (prompt, sampling settings, seed) share one answer."""
-        payload = json.dumps(
-            [self.messages, self.seed, self.max_tokens, self.temperature, self.top_p], separators=(",", ":")
-        )
+        """Content hash: identical requests (prompt, sampling settings, seed) share one answer.
+
+        The payload is a flat list in this exact order, as before sampling settings were one
+        object: completion logs store these keys, so the same request must keep its key."""
+        s = self.sampling
+        payload = json.dumps([self.messages, self.seed, s.max_tokens, s.temperature, s.top_p], separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def chat(self) -> list[dict[str, str]]:

@@ -54,10 +54,11 @@ class TransformersBackend:
         ]
         batch = self._tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         generators = [torch.Generator().manual_seed(r.seed) for r in requests]
-        temperature = torch.tensor([max(r.temperature, 1e-5) for r in requests])
-        greedy = torch.tensor([r.temperature == 0 for r in requests])
-        top_p = torch.tensor([r.top_p for r in requests])
-        budget = torch.tensor([r.max_tokens for r in requests])
+        sampling = [r.sampling for r in requests]
+        temperature = torch.tensor([max(s.temperature, 1e-5) for s in sampling])
+        greedy = torch.tensor([s.temperature == 0 for s in sampling])
+        top_p = torch.tensor([s.top_p for s in sampling])
+        budget = torch.tensor([s.max_tokens for s in sampling])
         eos = self._tokenizer.eos_token_id
         attention = batch["attention_mask"]
         position = (attention.cumsum(-1) - 1).clamp(min=0)

@@ -79,7 +79,9 @@ class OpenAIBackend:
         backoff: float = 0.5,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"llm.base_url must start with http:// or https:// (got {_public_url(base_url)!r})")
+            raise ConfigError(
+                f"llm.engine.base_url must start with http:// or https:// (got {_public_url(base_url)!r})"
+            )
         if max_concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0:
             raise ValueError("max_concurrency >= 1, max_retries >= 0, timeout > 0 and backoff >= 0 are required")
         self.base_url = base_url.rstrip("/")
@@ -139,9 +141,9 @@ class OpenAIBackend:
         body = {
             "model": self.model_id,
             "messages": request.chat(),
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            "max_tokens": request.sampling.max_tokens,
+            "temperature": request.sampling.temperature,
+            "top_p": request.sampling.top_p,
             "seed": request.seed,
         }
         return json.dumps(body).encode("utf-8")
@@ -177,11 +179,11 @@ class OpenAIBackend:
         attempts = self.max_retries + 1
         if last.unreachable:
             raise ConfigError(
-                f"llm.base_url {_public_url(self.base_url)} is unreachable ({last.reason}) after {attempts} "
+                f"llm.engine.base_url {_public_url(self.base_url)} is unreachable ({last.reason}) after {attempts} "
                 "attempts; is the server running, and is the URL right (it usually ends in /v1)?"
             )
         raise ConfigError(
-            f"the server at llm.base_url {_public_url(self.base_url)} kept failing ({last.reason}) "
+            f"the server at llm.engine.base_url {_public_url(self.base_url)} kept failing ({last.reason}) "
             f"after {attempts} attempts"
         )
 
@@ -197,9 +199,9 @@ class OpenAIBackend:
             if status in RETRY_STATUS:
                 raise _Retryable(f"HTTP {status}", unreachable=False, retry_after=_retry_after(exc.headers)) from None
             raise ConfigError(
-                f"the server at llm.base_url {_public_url(self.base_url)} refused the request for model "
-                f"{self.model_id!r} with HTTP {status}{detail}; check llm.model, llm.max_tokens and the API key "
-                f"in ${self.api_key_env}"
+                f"the server at llm.engine.base_url {_public_url(self.base_url)} refused the request for model "
+                f"{self.model_id!r} with HTTP {status}{detail}; check llm.engine.model, llm.sampling.max_tokens and "
+                f"the API key in ${self.api_key_env}"
             ) from None
         except urllib.error.URLError as exc:
             raise _Retryable(f"{type(exc.reason).__name__}: {exc.reason}", unreachable=True) from None
@@ -208,7 +210,7 @@ class OpenAIBackend:
         except (HTTPException, OSError) as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}", unreachable=True) from None
         except ValueError as exc:  # http.client.InvalidURL and the like
-            raise ConfigError(f"llm.base_url {_public_url(self.base_url)} is not a usable URL ({exc})") from None
+            raise ConfigError(f"llm.engine.base_url {_public_url(self.base_url)} is not a usable URL ({exc})") from None
         return self._completion(raw)
 
     def _completion(self, raw: bytes) -> Completion:
@@ -220,8 +222,8 @@ class OpenAIBackend:
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ConfigError(
-                f"the server at llm.base_url {_public_url(self.base_url)} did not answer in the chat-completions "
-                f"format ({type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]})"
+                f"the server at llm.engine.base_url {_public_url(self.base_url)} did not answer in the "
+                f"chat-completions format ({type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]})"
             ) from None
         usage = answer.get("usage") if isinstance(answer, dict) else None
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None

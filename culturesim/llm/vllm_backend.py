@@ -48,7 +48,12 @@ class VLLMBackend:
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         params = [
-            self._sampling(temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed)
+            self._sampling(
+                temperature=r.sampling.temperature,
+                top_p=r.sampling.top_p,
+                max_tokens=r.sampling.max_tokens,
+                seed=r.seed,
+            )
             for r in requests
         ]
         outputs = self._llm.chat([r.chat() for r in requests], params, use_tqdm=False)

@@ -86,7 +86,7 @@ def run_batch(
 def _source(group: StudyConfig, plans: list[RunSpec], policy: LogPolicy, engine) -> CompletionSource:
     log = CompletionLog(policy.folder)
     return CompletionSource(
-        engine=EngineIdentity.of(group.llm),
+        engine=EngineIdentity.of(group.llm.engine),
         known=log.load(),
         log=log if policy.append else None,
         log_name=plans[0].run_id,
@@ -135,5 +135,9 @@ def _model_digests(group: StudyConfig, source: CompletionSource | None) -> dict[
     except ConfigError as exc:  # a replay may run where the embedder is not installed
         digests["embedder"]["weights"] = f"unavailable: {exc}"
     if source is not None:
-        digests["llm"] = {"engine_key": source.engine.key(), "model_id": group.llm.model, "dtype": group.llm.dtype}
+        digests["llm"] = {
+            "engine_key": source.engine.key(),
+            "model_id": group.llm.engine.model,
+            "dtype": group.llm.engine.dtype,
+        }
     return digests

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import ConfigError, LLMSection, StudyConfig
+from culturesim.config import ConfigError, EngineSection, StudyConfig
 from culturesim.embed import Embedder
 from culturesim.generation import VectorSource
 from culturesim.llm import create_backend
@@ -89,7 +89,7 @@ class GroupEngines:
             self.close()
         if self._backend is None:
             self.started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
-            self._backend = create_backend(group.config.llm, seed=group.config.study.seed)
+            self._backend = create_backend(group.config.llm.engine, seed=group.config.study.seed)
         return self._backend
 
     def starter(self, group: EngineGroup) -> Callable[[], Backend]:
@@ -190,7 +190,7 @@ class EngineProxy:
 class EngineHost:
     """Actor body: one LLM backend, started once, answering batches from many tasks."""
 
-    def __init__(self, spec: LLMSection, seed: int) -> None:
+    def __init__(self, spec: EngineSection, seed: int) -> None:
         self._backend = create_backend(spec, seed=seed)
 
     def identity(self) -> tuple[str, str]:
@@ -247,7 +247,7 @@ def run_on_ray(
         if group.needs_llm:
             gpus = int(ray.cluster_resources().get("GPU", 0))
             host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
-            engines = [host.remote(group.config.llm, config.study.seed) for _ in range(max(gpus, 1))]
+            engines = [host.remote(group.config.llm.engine, config.study.seed) for _ in range(max(gpus, 1))]
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
         config_json = config.model_dump_json()
         pending = {

@@ -1,7 +1,7 @@
 """A study's conditions and batches: which runs it has, which engines answer them, how they are batched.
 
 Every condition x replicate is one run (`RunSpec`), in a fixed order. A condition over
-`llm.model`, `llm.backend`, `llm.dtype` or `embedding.model` needs its own engines;
+`llm.engine.model`, `llm.engine.backend`, `llm.engine.dtype` or `embedding.model` needs its own engines;
 building one engine from the top-level config would silently run one model for every
 condition. So runs are grouped by everything that decides which engines answer them
 (`EngineGroup`), the groups run one after another (one engine alive at a time), and
@@ -71,8 +71,8 @@ def engine_groups(config: StudyConfig, plans: list[RunSpec]) -> list[EngineGroup
     first: dict[tuple, StudyConfig] = {}
     for plan in plans:
         condition = grid[plan.condition_index][1]
-        engine = EngineIdentity.of(condition.llm) if needs_llm(condition) else None
-        key = (engine, condition.llm.api_key_env if engine else None, condition.embedding.model)
+        engine = EngineIdentity.of(condition.llm.engine) if needs_llm(condition) else None
+        key = (engine, condition.llm.engine.api_key_env if engine else None, condition.embedding.model)
         keys.setdefault(key, []).append(plan)
         first.setdefault(key, condition)
     return [EngineGroup(first[key], key[0], tuple(group)) for key, group in keys.items()]

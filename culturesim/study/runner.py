@@ -22,7 +22,7 @@ from typing import Any
 from culturesim import attractor
 from culturesim.attractor import study_specs
 from culturesim.completions import EngineIdentity
-from culturesim.config import ConfigError, StudyConfig
+from culturesim.config import ConfigError, StudyConfig, stored_config
 from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder
 from culturesim.fingerprint import file_sha256
@@ -109,7 +109,7 @@ class StudyRunner:
         `config` defaults to the study's own; a config whose requests or texts the study never
         made stops with a message naming the first missing one."""
         manifest_in = read_manifest(source)
-        config = config or StudyConfig.model_validate(manifest_in["config"])
+        config = config or stored_config(manifest_in["config"])
         vectors = StoredVectors.from_folder(source)
         with hold_folder(out):
             if finished_runs(out):
@@ -211,7 +211,7 @@ class StudyRunner:
         if cached is not None and cached.exists() and not force:
             return attractor.read_record(cached), "cache"
         group = next((g for g in groups if g.engine is not None and g.engine.key() == spec.engine), None)
-        group = group or EngineGroup(condition, EngineIdentity.of(condition.llm), ())
+        group = group or EngineGroup(condition, EngineIdentity.of(condition.llm.engine), ())
         texts = load_corpus(condition.corpus)["text"].to_list()
         calibration = attractor.calibrate(spec, self.engines.backend(group), self.engines.embedder(group), texts)
         if cached is not None:
@@ -243,7 +243,7 @@ def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) 
         "deviations": deviations,
         "started": previous.get("started", datetime.now(UTC).isoformat()),
         "sessions": previous.get("sessions", []) + [provenance()],
-        "llm": {"model": config.llm.model, "backend": config.llm.backend} if needs_llm(config) else None,
+        "llm": {"model": config.llm.engine.model, "backend": config.llm.engine.backend} if needs_llm(config) else None,
         "embedder": config.embedding.model,
         "engines": previous.get("engines", []),
         "runs": [_manifest_run(spec) for spec in plan_runs(config)],

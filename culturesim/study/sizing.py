@@ -117,7 +117,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         if condition.study.save_population:
             population_rows += replicates * (generations + 1) * n
         requests += run_generations * per_generation
-        requests_max += run_generations * per_generation * (1 + condition.llm.retries)
+        requests_max += run_generations * per_generation * (1 + condition.llm.prompt.retries)
         # Every copying error, innovation and usable completion is a new variant; completions are
         # counted as all usable (an unusable one keeps the old trait), an upper bound.
         seeds = condition.corpus.initial_variants or n

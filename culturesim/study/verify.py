@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from culturesim.config import StudyConfig
+from culturesim.config import stored_config, stored_hash
 from culturesim.fingerprint import file_sha256
 from culturesim.study.store import finished_runs, load_run_marker, read_manifest, run_folder
 
@@ -18,7 +18,8 @@ def verify_results(folder: Path) -> tuple[list[str], list[str]]:
     def check(ok: bool, passed: str, failed: str) -> None:
         (checked if ok else problems).append(passed if ok else failed)
 
-    recomputed = StudyConfig.model_validate(manifest["config"]).hash()
+    stored_config(manifest["config"])  # readable by this version (old layouts migrated)
+    recomputed = stored_hash(manifest["config"])
     check(
         recomputed == manifest["config_hash"],
         f"config hash {recomputed[:12]} matches the manifest",
