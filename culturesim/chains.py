@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from culturesim import generation as gen
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import CorpusSection
 from culturesim.corpus import load_corpus
-from culturesim.llm.base import Backend, Completion, Request
-from culturesim.llm.prompts import build_messages, clean_completion
+from culturesim.llm.base import Backend, Request
+from culturesim.llm.prompts import build_messages
 from culturesim.model import request_seed
 from culturesim.sampling import Sampling
 from culturesim.stats import AttractorFit, attractor_fit
@@ -80,10 +79,10 @@ def run_chains(
 
     All chains advance in lockstep: one `backend.generate` call per generation holding every chain's
     request. Chain c's request at generation g has seed `request_seed(seed, c, g, 0, 0)`.
-    A completion is unusable when `clean_completion` (with the request's prompt, as the model
-    cleans it) leaves nothing; with `retries` > 0 those are asked again with new seeds, as the
-    model does (llm.prompt.retries, one more batched call per round for the unusable ones only). A
-    completion still unusable leaves the chain's text unchanged and counts as a failure.
+    Answers are judged and cut as a study does (`llm.prompts.adopt`); with `retries` > 0 an
+    unusable one is asked again with a new seed (llm.prompt.retries: one more batched call per
+    round for the unusable ones only). A final answer that leaves no text keeps the chain's text
+    unchanged and counts as a failure.
     """
     history = [list(initial_texts)]
     failures = [0]
@@ -96,30 +95,25 @@ def run_chains(
             )
             for chain, text in enumerate(history[-1])
         ]
-        completions = _generate(backend, requests, max_chars=max_chars, retries=retries)
-        cleaned = [_clean(r, c, max_chars) for r, c in zip(requests, completions, strict=True)]
+        cleaned = _generate(backend, requests, max_chars=max_chars, retries=retries)
         history.append([new or old for new, old in zip(cleaned, history[-1], strict=True)])
         failures.append(sum(not new for new in cleaned))
     return history, failures
 
 
-def _clean(request: Request, completion: Completion, max_chars: int) -> str:
-    """The trait text of a completion, cleaned exactly as `CultureModel` cleans it."""
-    return clean_completion(completion.text, max_chars=max_chars, prompt=request.prompt)
-
-
-def _generate(backend: Backend, requests: list[Request], *, max_chars: int, retries: int) -> list[Completion]:
-    """One batched call for all requests (plus, with retries, new-seed rounds for unusable answers),
-    through the same completion source and retry rounds as a study (engine only, no log)."""
+def _generate(backend: Backend, requests: list[Request], *, max_chars: int, retries: int) -> list[str]:
+    """The adopted text of each request ("" where nothing usable came back): one batched call for
+    all requests (plus, with retries, new-seed rounds for unusable answers), through the same
+    completion source, retry rounds and adoption as a study (engine only, no log)."""
     identity = EngineIdentity("chains", getattr(backend, "model_id", "unknown"), "", 0)
     source = CompletionSource(engine=identity, start_engine=lambda: backend)
     origins = [Origin("chains", 0, chain) for chain in range(len(requests))]
-    _, completions, _ = answer_with_retries(
-        source, requests, origins, usable=gen.usable, retries=[retries] * len(requests)
+    _, completions, adoptions, _ = answer_with_retries(
+        source, requests, origins, max_chars=[max_chars] * len(requests), retries=[retries] * len(requests)
     )
     if len(completions) != len(requests):
         raise RuntimeError(f"backend returned {len(completions)} completions for {len(requests)} requests")
-    return completions
+    return [adoption.text for adoption in adoptions]
 
 
 def _pair_mean(similarity: np.ndarray) -> float:

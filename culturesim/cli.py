@@ -280,9 +280,10 @@ def validate(
         table = checks.network_effect(replicates=replicates)
     elif check == "chains":
         from culturesim.chains import compare_roles, story_sample
-        from culturesim.config import EmbeddingSection, LLMSection
+        from culturesim.config import EmbeddingSection
         from culturesim.embed import Embedder
         from culturesim.llm import create_backend
+        from culturesim.llm_section import LLMSection
         from culturesim.sampling import Sampling
 
         spec = LLMSection() if temperature is None else LLMSection(sampling=Sampling(temperature=temperature))
@@ -296,10 +297,11 @@ def validate(
         finally:
             backend.close()
     elif check == "on-task":
-        from culturesim.config import CorpusSection, EmbeddingSection, LLMSection
+        from culturesim.config import CorpusSection, EmbeddingSection
         from culturesim.corpus import load_corpus
         from culturesim.embed import Embedder
         from culturesim.llm import create_backend
+        from culturesim.llm_section import LLMSection
         from culturesim.on_task_check import check_roles
 
         spec = LLMSection()

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import EngineSection
 from culturesim.llm.base import Backend, Completion, Request, retry_seed
+from culturesim.llm.prompts import Adoption, adopt
+from culturesim.llm_section import EngineSection
 
 LOG_SUFFIX = ".jsonl"
 
@@ -234,28 +235,30 @@ def answer_with_retries(
     requests: list[Request],
     origins: list[Origin],
     *,
-    usable: Callable[[Request, Completion], bool],
+    max_chars: list[int],
     retries: list[int],
-) -> tuple[list[Request], list[Completion], list[int]]:
+) -> tuple[list[Request], list[Completion], list[Adoption], list[int]]:
     """Answer every request; an unusable answer is asked again with a new seed, up to its `retries`.
 
-    Each round is one batched call for all the requests still unanswered. Returns the request
-    that produced each final completion (its seed is the one actually used), the completions
-    (the last attempt's where none was usable) and the attempts per request."""
+    Each round is one batched call for all the requests still unanswered. Every completion is
+    judged once (`llm.prompts.adopt`, cut at the request's `max_chars`). Returns the request that
+    produced each final completion (its seed is the one actually used), the completions (the last
+    attempt's where none was usable), their adoptions and the attempts per request."""
     used = list(requests)
     completions = source.answer(requests, origins, attempt=0) if requests else []
+    adoptions = [_adopt(r, c, m) for r, c, m in zip(requests, completions, max_chars, strict=True)]
     attempts = [1] * len(requests)
     for attempt in range(1, max(retries, default=0) + 1):
-        bad = [
-            i
-            for i, (r, c) in enumerate(zip(used, completions, strict=True))
-            if attempt <= retries[i] and not usable(r, c)
-        ]
+        bad = [i for i, a in enumerate(adoptions) if attempt <= retries[i] and not a.usable]
         if not bad:
             break
         again = [replace(requests[i], seed=retry_seed(requests[i].seed, attempt)) for i in bad]
         answers = source.answer(again, [origins[i] for i in bad], attempt=attempt)
         for i, request, completion in zip(bad, again, answers, strict=True):
-            used[i], completions[i] = request, completion
+            used[i], completions[i], adoptions[i] = request, completion, _adopt(request, completion, max_chars[i])
             attempts[i] += 1
-    return used, completions, attempts
+    return used, completions, adoptions, attempts
+
+
+def _adopt(request: Request, completion: Completion, max_chars: int) -> Adoption:
+    return adopt(completion.text, prompt=request.prompt, max_chars=max_chars)

@@ -29,10 +29,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from culturesim.completions import CompletionSource, Origin, answer_with_retries
-from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import clean_completion, echoes_example
 from culturesim.model import CultureModel
-from culturesim.off_task import is_off_task
 
 SIMULATOR_BLAS_THREADS = 1
 
@@ -104,15 +101,6 @@ class Throughput:
         return data
 
 
-def usable(request: Request, completion: Completion) -> bool:
-    """Whether a completion leaves a trait text after cleaning that is neither talk about the task
-    (`culturesim.off_task`) nor a copy of a worked example; an unusable one is asked again with a
-    new seed. The last attempt's text is adopted even when off-task, so the `off_task` metric shows
-    what got through."""
-    text = clean_completion(completion.text, max_chars=len(completion.text) + 1, prompt=request.prompt)
-    return bool(text) and not is_off_task(text) and not echoes_example(text)
-
-
 def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
     """Generation 0: embed every run's seed texts in one call and record the initial culture."""
     with simulator_threads():
@@ -139,7 +127,7 @@ def advance(
         for model, batch in zip(models, planned, strict=True)
         for agent in model.askers()
     ]
-    used, completions, attempts = _answer(source, models, planned, requests, origins, stats)
+    used, completions, adoptions, attempts = _answer(source, models, planned, requests, origins, stats)
     rows: list[list[dict[str, object]]] = []
     offset = 0
     with simulator_threads():
@@ -147,7 +135,7 @@ def advance(
             span = slice(offset, offset + len(batch))
             offset += len(batch)
             rows.append(_rows(model, generation, requests[span], used[span], completions[span], attempts[span]))
-            model.step(generation, completions[span])
+            model.step(generation, [adoption.text for adoption in adoptions[span]])
         _embed_pending(models, vectors, stats)
         for model in models:
             model.record(generation)
@@ -179,13 +167,19 @@ def run_generations(
 
 def _answer(source, models, planned, requests, origins, stats: Throughput):
     if not requests:
-        return [], [], []
+        return [], [], [], []
     if source is None:
         raise RuntimeError("LLM requests were made but the runs have no completion source")
-    retries = [model.config.llm.prompt.retries for model, batch in zip(models, planned, strict=True) for _ in batch]
+    prompts = [model.config.llm.prompt for model, batch in zip(models, planned, strict=True) for _ in batch]
     before = (source.counters.engine_calls, source.counters.engine_tokens, source.counters.engine_seconds)
     from_log = source.counters.from_log
-    used, completions, attempts = answer_with_retries(source, requests, origins, usable=usable, retries=retries)
+    used, completions, adoptions, attempts = answer_with_retries(
+        source,
+        requests,
+        origins,
+        max_chars=[prompt.max_chars for prompt in prompts],
+        retries=[prompt.retries for prompt in prompts],
+    )
     stats.llm_calls += source.counters.engine_calls - before[0]
     stats.llm_tokens += source.counters.engine_tokens - before[1]
     stats.llm_seconds += source.counters.engine_seconds - before[2]
@@ -194,7 +188,7 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
     stats.llm_unique_requests += len({r.key() for r in requests})
     stats.llm_attempts += sum(attempts)
     stats.llm_retries += sum(attempts) - len(attempts)
-    return used, completions, attempts
+    return used, completions, adoptions, attempts
 
 
 def _embed_pending(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:

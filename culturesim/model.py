@@ -34,8 +34,8 @@ from culturesim.learning import (
     corpus_vocabulary,
     learning_outcomes,
 )
-from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
+from culturesim.llm.base import Request
+from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages
 from culturesim.metrics import MetricInput, compute_metrics, mean_embedding, metric_names
 from culturesim.network import Network, build_network
 from culturesim.traits import TraitPool
@@ -191,7 +191,6 @@ class CultureModel(ap.Model):
                     sampling=config.llm.sampling,
                 )
             )
-        self._plan["prompts"] = [r.prompt for r in requests]
         return requests
 
     def _neighbour_traits(self, askers: np.ndarray) -> np.ndarray:
@@ -209,14 +208,15 @@ class CultureModel(ap.Model):
         return self._plan["askers"]
 
     # -- phase 2 ---------------------------------------------------------------------------
-    def step(self, generation: int, completions: list[Completion]) -> None:
+    def step(self, generation: int, texts: list[str]) -> None:
         """Turn this generation's outcomes into traits (synchronous update from the old state);
-        `completions` answer the requests of `plan(generation)`, in the same order."""
+        `texts` are the adopted answers to the requests of `plan(generation)`, in the same order
+        (`llm.prompts.Adoption.text`; "" where nothing usable came back)."""
         if self._plan is None or int(self._plan["generation"]) != generation:
             raise RuntimeError(f"plan({generation}) must run before step({generation})")
-        if len(completions) != len(self._plan["askers"]):
+        if len(texts) != len(self._plan["askers"]):
             expected = len(self._plan["askers"])
-            raise ValueError(f"step() needs one completion per request: expected {expected}, got {len(completions)}")
+            raise ValueError(f"step() needs one text per request: expected {expected}, got {len(texts)}")
         plan = self._plan
         new_traits = self.traits.copy()
         learners, models, outcomes = plan["learners"], plan["models"], plan["outcomes"]
@@ -253,34 +253,21 @@ class CultureModel(ap.Model):
             ("human_llm_assisted", slice(n_agents, n_asking)),
             ("human_llm_mutated", slice(n_asking, None)),
         ):
-            self._adopt_completions(
-                new_traits,
-                askers[rows],
-                plan["shown"][rows],
-                completions[rows],
-                plan["prompts"][rows],
-                kind,
-                generation,
-            )
+            self._adopt_texts(new_traits, askers[rows], plan["shown"][rows], texts[rows], kind, generation)
 
         self.traits = new_traits
         self._plan = None
 
-    def _adopt_completions(
+    def _adopt_texts(
         self,
         new_traits: np.ndarray,
         agents: np.ndarray,
         shown: np.ndarray,
-        completions: list[Completion],
-        prompts: list[str],
+        texts: list[str],
         kind: str,
         generation: int,
     ) -> None:
-        """Agents adopt the cleaned completion; an unusable one leaves their trait as it was."""
-        texts = [
-            clean_completion(c.text, max_chars=self.config.llm.prompt.max_chars, prompt=prompt)
-            for c, prompt in zip(completions, prompts, strict=True)
-        ]
+        """Agents adopt their answer's text; where it is "" (nothing usable) they keep their trait."""
         usable = np.array([bool(t) for t in texts], dtype=bool)
         self.llm_failures += int((~usable).sum())
         if not usable.any():

@@ -22,10 +22,9 @@ import numpy as np
 import polars as pl
 
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
-from culturesim.config import LLMSection
-from culturesim.generation import usable as usable_answer
 from culturesim.llm.base import Backend, Request
-from culturesim.llm.prompts import SINGLE_TEXT_ROLES, build_messages, clean_completion
+from culturesim.llm.prompts import SINGLE_TEXT_ROLES, adopt, build_messages
+from culturesim.llm_section import LLMSection
 from culturesim.model import request_seed
 from culturesim.off_task import is_off_task, off_task_rule
 from culturesim.vocabulary import LLM_ROLES
@@ -56,15 +55,12 @@ def check_role(backend: Backend, embedder, role: str, texts: Sequence[str], *, c
     source = CompletionSource(engine=EngineIdentity.of(spec.engine), start_engine=lambda: backend)
     origins = [Origin(f"check-{role}", 0, i) for i in range(count)]
     first = source.answer(requests, origins, attempt=0)
-    _, completions, attempts = answer_with_retries(
-        source, requests, origins, usable=usable_answer, retries=[spec.prompt.retries] * count
+    _, completions, adoptions, attempts = answer_with_retries(
+        source, requests, origins, max_chars=[spec.prompt.max_chars] * count, retries=[spec.prompt.retries] * count
     )
-    cleaned = [
-        clean_completion(c.text, max_chars=spec.prompt.max_chars, prompt=r.prompt)
-        for r, c in zip(requests, completions, strict=True)
-    ]
+    cleaned = [adoption.text for adoption in adoptions]
     first_cleaned = [
-        clean_completion(c.text, max_chars=spec.prompt.max_chars, prompt=r.prompt)
+        adopt(c.text, prompt=r.prompt, max_chars=spec.prompt.max_chars).text
         for r, c in zip(requests, first, strict=True)
     ]
     usable = [i for i, text in enumerate(cleaned) if text]

@@ -19,7 +19,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from culturesim.config import EmbeddingSection, EngineSection  # noqa: E402
+from culturesim.config import EmbeddingSection  # noqa: E402
+from culturesim.llm_section import EngineSection  # noqa: E402
 from culturesim.settings import CACHE_ENV  # noqa: E402
 
 CACHE_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME")

@@ -15,7 +15,6 @@ from culturesim.completions import (
     Origin,
     answer_with_retries,
 )
-from culturesim.generation import usable
 from culturesim.llm.base import Completion, Request, retry_seed
 
 ENGINE = EngineIdentity("vllm", "builtin:smollm2-135m", "float32", 64)
@@ -124,10 +123,11 @@ def test_retries_use_new_seeds_and_report_the_seed_that_wrote_the_text(tmp_path:
     bad_seed = asked[1].seed
     engine = Scripted(lambda r: "   " if r.seed == bad_seed else f"Text {r.seed}.")
     src = source(tmp_path, engine)
-    used, answers, attempts = answer_with_retries(src, asked, origins, usable=usable, retries=[2, 2, 2])
+    used, answers, adoptions, attempts = answer_with_retries(src, asked, origins, max_chars=[280] * 3, retries=[2] * 3)
     assert attempts == [1, 2, 1]
     assert used[1].seed == retry_seed(bad_seed, 1) != bad_seed
-    assert answers[1].text == f"Text {retry_seed(bad_seed, 1)}."
+    assert answers[1].text == adoptions[1].text == f"Text {retry_seed(bad_seed, 1)}."
+    assert all(a.usable for a in adoptions)
     assert [len(c) for c in engine.calls] == [3, 1]
     attempts_logged = [json.loads(x).get("attempt") for x in (tmp_path / "c0-r0.jsonl").read_text().splitlines()]
     assert attempts_logged == [0, 0, 0, None, 1, None]
@@ -136,8 +136,9 @@ def test_retries_use_new_seeds_and_report_the_seed_that_wrote_the_text(tmp_path:
 def test_a_request_still_unusable_after_its_retries_keeps_the_last_answer(tmp_path: Path) -> None:
     asked, origins = requests(2)
     engine = Scripted(lambda r: "")
-    used, answers, attempts = answer_with_retries(
-        source(tmp_path, engine), asked, origins, usable=usable, retries=[1, 0]
+    used, answers, adoptions, attempts = answer_with_retries(
+        source(tmp_path, engine), asked, origins, max_chars=[280, 280], retries=[1, 0]
     )
     assert attempts == [2, 1] and [a.text for a in answers] == ["", ""]
+    assert [(a.text, a.usable) for a in adoptions] == [("", False), ("", False)]
     assert used[1] == asked[1]

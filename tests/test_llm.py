@@ -60,8 +60,8 @@ def test_vllm_on_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine")
     pytest.importorskip("vllm", reason="vLLM (pip install culturesim[gpu]) is not installed")
-    from culturesim.config import EngineSection
     from culturesim.llm import create_backend
+    from culturesim.llm_section import EngineSection
 
     backend = create_backend(EngineSection(backend="vllm", dtype="float32"), seed=0)
     try:

@@ -9,9 +9,8 @@ import pytest
 
 from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.config import StudyConfig
-from culturesim.generation import usable
 from culturesim.llm.base import Completion, Request, retry_seed
-from culturesim.llm.prompts import build_messages, clean_completion
+from culturesim.llm.prompts import Adoption, adopt, build_messages, clean_completion
 from culturesim.study.runner import StudyRunner
 
 MALFORMED = ["", "   \n\t ", "!!! ... ???", "12345 678", "Here is something a person near you said: the cat"]
@@ -42,11 +41,13 @@ class ScriptedBackend:
 
 @pytest.mark.parametrize("bad", MALFORMED)
 def test_malformed_completions_are_unusable(bad: str) -> None:
-    """Through the rule the generation applies to every answer (`generation.usable`)."""
+    """Through the rule every answer of a study passes (`llm.prompts.adopt`, via answer_with_retries)."""
     request = Request(messages=build_messages("rewrite", ["The cat sat on the mat."], max_chars=280), seed=0)
     assert clean_completion(bad, max_chars=280, prompt=request.prompt) == ""
-    assert not usable(request, Completion(text=bad, tokens=1))
-    assert usable(request, Completion(text="A cat slept on the mat.", tokens=6))
+    assert adopt(bad, prompt=request.prompt, max_chars=280) == Adoption(text="", usable=False)
+    assert adopt("A cat slept on the mat.", prompt=request.prompt, max_chars=280) == Adoption(
+        text="A cat slept on the mat.", usable=True
+    )
 
 
 def test_overlong_completion_is_truncated_not_dropped() -> None:
@@ -60,7 +61,7 @@ def test_retries_use_new_seeds_in_one_batched_call_per_round() -> None:
     backend = ScriptedBackend(bad_first_attempts=2)
     source = CompletionSource(engine=EngineIdentity("scripted", "scripted", "", 0), start_engine=lambda: backend)
     origins = [Origin("c0-r0", 1, agent) for agent in range(5)]
-    _, completions, attempts = answer_with_retries(source, requests, origins, usable=usable, retries=[3] * 5)
+    _, completions, _, attempts = answer_with_retries(source, requests, origins, max_chars=[280] * 5, retries=[3] * 5)
     assert all(c.text.startswith("Fine text") for c in completions)
     assert len({c.text for c in completions}) == 5
     assert attempts == [3] * 5 and backend.calls == [5, 5, 5]

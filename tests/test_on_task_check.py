@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from culturesim.config import CorpusSection, LLMSection
+from culturesim.config import CorpusSection
 from culturesim.corpus import load_corpus
 from culturesim.llm.prompts import SINGLE_TEXT_ROLES
+from culturesim.llm_section import LLMSection
 from culturesim.on_task_check import ROLES, check_roles, role_requests
 
 TEXTS = load_corpus(CorpusSection())["text"].to_list()

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import ConfigError, EngineSection, load_config
+from culturesim.config import ConfigError, load_config
 from culturesim.llm import Request, create_backend
 from culturesim.llm.openai_backend import OpenAIBackend
+from culturesim.llm_section import EngineSection
 from culturesim.sampling import Sampling
 
 WORDS = ["amber", "basil", "cedar", "dune", "ember", "fern", "grove", "harbor", "iris", "juniper", "kelp", "moss"]

@@ -11,6 +11,7 @@ from culturesim.llm.prompts import (
     PROMPT_CHAR_BUDGET,
     SINGLE_TEXT_ROLES,
     SYSTEM_PROMPT,
+    adopt,
     build_messages,
     clean_completion,
     echoes_example,
@@ -175,3 +176,19 @@ def test_the_prompts_list_marker_is_not_part_of_a_trait():
     raw = "- When a recipe says to chop the onions finely, believe it."
     assert clean_completion(raw, max_chars=280) == raw[2:]
     assert clean_completion("Twenty-one - or so - came.", max_chars=280) == "Twenty-one - or so - came."
+
+
+def test_an_answer_is_judged_whole_and_adopted_cut():
+    """`adopt` cleans an answer once: the retry decision reads the whole answer, the culture gets
+    the text cut at max_chars, and that text is what `clean_completion` gives."""
+    answer = "The fox ran home before dark. As an AI language model, I cannot say more about it."
+    judged = adopt(answer, prompt="Retell the text.", max_chars=40)
+    assert judged.text == "The fox ran home before dark." == clean_completion(answer, max_chars=40)
+    assert not judged.usable  # the talk about being an AI lies past the cut, and is still caught
+    assert adopt("The fox ran home before dark.", prompt="Retell the text.", max_chars=40).usable
+    for raw in (
+        "Sure! Here is a retelling:\n\nA boy lost his kite.",
+        '"- Quoted list item."',
+        "no no no no no no no no no",
+    ):
+        assert adopt(raw, prompt="", max_chars=280).text == clean_completion(raw, max_chars=280)

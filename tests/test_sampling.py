@@ -7,8 +7,9 @@ import pydantic
 import pytest
 
 from culturesim.attractor import CalibrationSpec
-from culturesim.config import LLMSection, StudyConfig
+from culturesim.config import StudyConfig
 from culturesim.llm.base import Request
+from culturesim.llm_section import LLMSection
 from culturesim.sampling import Sampling
 
 MESSAGES = (("system", "Retell the text."), ("user", "A fox crossed the river."))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from culturesim.config import ConfigError, EngineSection
+from culturesim.config import ConfigError
 from culturesim.llm.base import Backend, Completion, Request, deduplicated_generate
 from culturesim.llm.models import resolve_model
+from culturesim.llm_section import EngineSection
 
 __all__ = ["Backend", "Completion", "Request", "create_backend", "deduplicated_generate", "vllm_available"]
 

@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from culturesim.config import BUILTIN_MODEL, ConfigError
+from culturesim.config import ConfigError
+from culturesim.llm_section import BUILTIN_MODEL
 from culturesim.settings import cache_root
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from culturesim.off_task import is_off_task
 
 SYSTEM_PROMPT = (
     "You are a member of a community who shares short texts. You always answer with the text only: "
@@ -177,15 +180,45 @@ def clean_completion(text: str, *, max_chars: int, prompt: str = "") -> str:
     nothing is left, when no letter is left (non-text), when the text is a repetition loop, or
     when the answer repeats the prompt's instruction instead of answering it.
     """
+    return _trait_or_nothing(_shorten(_first_paragraph(text, prompt), max_chars))
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """What one answer gives the culture, decided once per completion.
+
+    `text`: the trait text an agent adopts, cut at max_chars ("" when nothing is left: the agent
+    keeps its trait). `usable`: whether the whole answer, before the cut, is a trait text that is
+    neither talk about the task (`culturesim.off_task`) nor a copy of a worked example; an unusable
+    answer is asked again with a new seed while retries remain, and the last attempt's text is
+    adopted even when off-task, so the `off_task` metric shows what got through."""
+
+    text: str
+    usable: bool
+
+
+def adopt(text: str, *, prompt: str, max_chars: int) -> Adoption:
+    """The adoption of a raw completion `text` answering `prompt` (see `Adoption`)."""
+    paragraph = _first_paragraph(text, prompt)
+    whole = _trait_or_nothing(" ".join(paragraph.split()))
+    usable = bool(whole) and not is_off_task(whole) and not echoes_example(whole)
+    return Adoption(text=_trait_or_nothing(_shorten(paragraph, max_chars)), usable=usable)
+
+
+def _first_paragraph(text: str, prompt: str) -> str:
+    """The answer's first paragraph after any lead-in, list marker and quotes ("" if none, or if
+    it echoes the prompt's instruction)."""
     paragraphs = [p.strip() for p in text.strip().split("\n\n") if p.strip()]
     while len(paragraphs) > 1 and _LEAD_IN_PARAGRAPH.match(paragraphs[0]):
         paragraphs.pop(0)
     if not paragraphs or _repeats_prompt(paragraphs[0], prompt):
         return ""
-    text = _shorten(_unquote(_BULLET.sub("", " ".join(_LEAD_IN.sub("", paragraphs[0]).split()))), max_chars)
-    if not any(ch.isalpha() for ch in text) or _degenerate(text):
-        return ""
-    return text
+    return _unquote(_BULLET.sub("", " ".join(_LEAD_IN.sub("", paragraphs[0]).split())))
+
+
+def _trait_or_nothing(text: str) -> str:
+    """`text`, or "" when it holds no letter or is a repetition loop."""
+    return "" if not any(ch.isalpha() for ch in text) or _degenerate(text) else text
 
 
 DEGENERATE_MIN_WORDS = 8  # shorter texts are never judged degenerate

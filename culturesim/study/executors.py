@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import ConfigError, EngineSection, StudyConfig
+from culturesim.config import ConfigError, StudyConfig
 from culturesim.embed import Embedder
 from culturesim.generation import VectorSource
 from culturesim.llm import create_backend
 from culturesim.llm.base import Backend, Completion, Request
+from culturesim.llm_section import EngineSection
 from culturesim.model import RunSpec
 from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
 from culturesim.study.grid import EngineGroup, engine_groups
