@@ -30,7 +30,7 @@ def test_on_task_check_with_the_real_model(vllm_backend, embedder) -> None:
     assert table["role"].to_list() == ["rewrite", "advise"] and len(samples) == 24
     for row in table.to_dicts():
         assert row["completions"] == 12 and 0 < row["usable"] <= 12
-        assert 1.0 <= row["attempts"] <= 1 + spec.retries
+        assert 1.0 <= row["attempts"] <= 1 + spec.prompt.retries
         assert 0.0 <= row["off_task"] <= row["first_off_task"] + 1 / 12  # retries only replace flagged answers
         assert row["verbatim"] < 0.5 and 0.0 < row["parent_cosine"] < 1.0
     rewrite = table.filter(table["role"] == "rewrite").to_dicts()[0]

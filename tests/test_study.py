@@ -25,9 +25,12 @@ def tiny_study(**overrides) -> StudyConfig:
         "attractor": {"chains": 3, "generations": 2},
         "conditions": {"population.llm_share": [0.0, 0.25]},
     }
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        data.setdefault(section, {})[field] = value
+    for key, value in overrides.items():  # "llm__prompt__retries" sets data["llm"]["prompt"]["retries"]
+        *tables, field = key.split("__")
+        table = data
+        for name in tables:
+            table = table.setdefault(name, {})
+        table[field] = value
     return StudyConfig.model_validate(data)
 
 
@@ -83,7 +86,7 @@ def test_all_llm_requests_of_a_generation_go_in_one_call(embedder, vllm_backend,
         def close(self) -> None:
             pass
 
-    config = tiny_study(humans__llm_consultation=0.0, llm__retries=0)  # retry rounds are extra calls
+    config = tiny_study(humans__llm_consultation=0.0, llm__prompt__retries=0)  # retry rounds are extra calls
     StudyRunner(embedder=embedder, backend=Recording()).run(config, out_root=tmp_path)
     # The attractor calibration (3 chains, 2 generations), then one call per generation:
     # 2 replicates x 4 LLM agents of the 0.25 condition, deduplicated.
