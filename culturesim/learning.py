@@ -221,9 +221,9 @@ def _sample_demonstrators(
 ) -> np.ndarray:
     start = indptr[learners]
     degree = indptr[learners + 1] - start
-    connected = degree > 0
-    if connected.all():  # the usual case; boolean indexing would copy every row
+    if learners.size == 0 or degree.min() > 0:  # the usual case; boolean indexing would copy every row
         return indices[start[:, None] + uniform_below(rng, degree, k)]
+    connected = degree > 0
     offset = rng.integers(0, degree[connected][:, None], size=(int(connected.sum()), k))
     demonstrators = np.full((learners.size, k), -1, dtype=np.int64)
     demonstrators[connected] = indices[start[connected][:, None] + offset]
@@ -370,7 +370,13 @@ def learning_outcomes(
     p_copy = (1 - llm_consultation) * (1 - innovation)
     thresholds = np.cumsum([p_consult, p_innovate, p_copy * copy_error, p_copy * llm_mutation])
     outcome_by_interval = np.array([CONSULT_LLM, INNOVATE, COPY_ERROR, LLM_MUTATION, COPY], dtype=np.int8)
-    return outcome_by_interval[np.searchsorted(thresholds, rng.random(n), side="right")]
+    # The interval of each draw: how many thresholds lie at or below it (np.searchsorted with
+    # side="right" on the sorted thresholds, counted with one comparison per threshold).
+    u = rng.random(n)
+    interval = np.zeros(n, dtype=np.intp)
+    for threshold in thresholds:
+        interval += u >= threshold
+    return outcome_by_interval[interval]
 
 
 def copy_with_error(texts: Sequence[str], *, rng: np.random.Generator, vocabulary: Sequence[str]) -> list[str]:

@@ -163,8 +163,10 @@ class CultureModel(ap.Model):
             llm_mutation=humans.llm_mutation,
             rng=self.rng,
         )
-        outcomes[models < 0] = COPY  # isolated learners keep their own trait
-        models = np.where(models < 0, learners, models)
+        isolated = models < 0
+        if isolated.any():  # isolated learners keep their own trait
+            outcomes[isolated] = COPY
+            models = np.where(isolated, learners, models)
         consulting = learners[outcomes == CONSULT_LLM]
         mutating = outcomes == LLM_MUTATION
         askers = np.concatenate([self.llm_agents, consulting, learners[mutating]])

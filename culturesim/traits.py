@@ -109,7 +109,7 @@ class TraitPool:
         self._born[start:end] = generation
         self._ancestry[start:end] = ancestry
         self.texts.extend(texts)
-        self.parents.extend(tuple(int(x) for x in p) for p in parents)
+        self.parents.extend(tuple(map(int, p)) for p in parents)
         return np.arange(start, end, dtype=np.int64)
 
     def pending_texts(self) -> list[str]:
