@@ -57,7 +57,8 @@ def _markdown_table(frame: pl.DataFrame) -> str:
 
 
 def _cell(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    """A table cell: floats to 4 significant digits, pipes escaped (a bare one would split the cell)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
 
 def _failures(metrics: pl.DataFrame) -> str:
