@@ -112,7 +112,8 @@ def attractor_section(metrics: pl.DataFrame, outcomes: list[str]) -> str:
     header = (
         # The pipes of |b| are escaped: unescaped, they split the header into more cells than the
         # rule line has, and Markdown then renders the whole table as a paragraph of raw text.
-        "| outcome | condition | runs | slope b | fixed point a/(1−b) [95 % CI] | strength 1−\\|b\\| | p (\\|b\\| < 1) |\n"
+        "| outcome | condition | runs | slope b | fixed point a/(1−b) [95 % CI] "
+        "| strength 1−\\|b\\| | p (\\|b\\| < 1) |\n"
         "|---|---|---|---|---|---|---|\n"
     )
     return header + "\n".join(rows) + "\n"

@@ -43,6 +43,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the study's size (runs, requests, tables) and exit"),
 ) -> None:
     """Run every condition x replicate of a study and write results, a report and a figure."""
+    from culturesim.llm.base import EngineError
     from culturesim.report import write_report
     from culturesim.study.grid import plan_runs
     from culturesim.study.holder import FolderHeldError
@@ -83,6 +84,10 @@ def run(
         report = write_report(folder)
     except (ConfigError, FolderHeldError) as exc:
         _fail(exc)
+    except EngineError as exc:
+        console.print(f"[red]the LLM engine failed:[/red] {escape(str(exc))}", soft_wrap=True)
+        console.print("finished runs and the completion log are saved; continue with --resume once it answers")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/yellow] finished runs and the completion log are saved; "
                       "continue with --resume")  # fmt: skip

@@ -23,6 +23,7 @@ import pytest
 
 from culturesim.config import ConfigError, load_config
 from culturesim.llm import Request, create_backend
+from culturesim.llm.base import EngineError
 from culturesim.llm.openai_backend import OpenAIBackend
 from culturesim.llm_section import EngineSection
 from culturesim.sampling import Sampling
@@ -245,14 +246,14 @@ def test_retries_back_off_exponentially(server: ProtocolTestServer) -> None:
 def test_persistent_server_errors_fail_after_the_retry_bound(server: ProtocolTestServer) -> None:
     server.fail_first = 10_000
     start = time.monotonic()
-    with pytest.raises(ConfigError, match=r"llm\.engine\.base_url .*HTTP 503.* after 3 attempts"):
+    with pytest.raises(EngineError, match=r"llm\.engine\.base_url .*HTTP 503.* after 3 attempts"):
         backend_for(server, max_retries=2).generate(make_requests(4))
     assert time.monotonic() - start < 5.0
     assert len(server.received) <= 4 * 3
 
 
 def test_a_400_is_not_retried_and_explains_itself(server: ProtocolTestServer) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(EngineError) as info:
         backend_for(server, model=REJECTED_MODEL, max_retries=3).generate(make_requests(1))
     message = str(info.value)
     assert "HTTP 400" in message and REJECTED_MODEL in message and "llm.engine.model" in message
@@ -262,27 +263,29 @@ def test_a_400_is_not_retried_and_explains_itself(server: ProtocolTestServer) ->
 
 def test_a_malformed_answer_is_a_clear_error(server: ProtocolTestServer) -> None:
     server.malformed = True
-    with pytest.raises(ConfigError, match="chat-completions format"):
+    with pytest.raises(EngineError, match="chat-completions format"):
         backend_for(server).generate(make_requests(2))
 
 
 def test_a_slow_server_times_out_within_the_bound(server: ProtocolTestServer) -> None:
     server.sleep = 1.0
     start = time.monotonic()
-    with pytest.raises(ConfigError, match=r"no answer within 0\.2 s"):
+    with pytest.raises(EngineError, match=r"no answer within 0\.2 s"):
         backend_for(server, timeout=0.2, max_retries=1).generate(make_requests(1))
     assert time.monotonic() - start < 4.0
     assert len(server.received) == 2
 
 
-def test_unreachable_server_raises_config_error_naming_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_server_is_a_runtime_error_naming_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that is down is not a mistake in the study file: EngineError, never ConfigError."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     url = f"http://127.0.0.1:{free_port()}/v1"
     backend = OpenAIBackend(url, "m", max_retries=2, backoff=0.05, timeout=2.0)
     start = time.monotonic()
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(EngineError) as info:
         backend.generate(make_requests(20))
+    assert not isinstance(info.value, ConfigError)
     elapsed = time.monotonic() - start
     message = str(info.value)
     assert "llm.engine.base_url" in message and url in message and "unreachable" in message and "3 attempts" in message
@@ -304,12 +307,12 @@ def test_api_key_is_sent_but_never_shown(
     assert {r["headers"].get("Authorization") for r in server.received} == {f"Bearer {SECRET}"}
 
     rejecting = backend_for(server, model=REJECTED_MODEL)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(EngineError) as info:
         rejecting.generate(make_requests(1))
     assert "HTTP 400" in str(info.value)
 
     dead = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", api_key_env=KEY_ENV, max_retries=1, backoff=0.01)
-    with pytest.raises(ConfigError) as unreachable:
+    with pytest.raises(EngineError) as unreachable:
         dead.generate(make_requests(1))
 
     assert caplog.records, "retries should have been logged"

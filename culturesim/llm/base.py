@@ -47,6 +47,12 @@ class Completion:
     tokens: int  # generated tokens
 
 
+class EngineError(RuntimeError):
+    """The engine failed while answering (a server that is unreachable, keeps failing, refuses a
+    request or answers out of format): a failure at run time, not a mistake in the study file.
+    What finished before it (runs, the completion log) is kept; `--resume` continues."""
+
+
 class Backend(Protocol):
     """A language model that answers a batch of requests in one call."""
 

@@ -27,7 +27,7 @@ from http.client import HTTPException
 from typing import Any
 
 from culturesim.config import ConfigError
-from culturesim.llm.base import Completion, Request
+from culturesim.llm.base import Completion, EngineError, Request
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +178,11 @@ class OpenAIBackend:
         assert last is not None
         attempts = self.max_retries + 1
         if last.unreachable:
-            raise ConfigError(
+            raise EngineError(
                 f"llm.engine.base_url {_public_url(self.base_url)} is unreachable ({last.reason}) after {attempts} "
                 "attempts; is the server running, and is the URL right (it usually ends in /v1)?"
             )
-        raise ConfigError(
+        raise EngineError(
             f"the server at llm.engine.base_url {_public_url(self.base_url)} kept failing ({last.reason}) "
             f"after {attempts} attempts"
         )
@@ -198,7 +198,7 @@ class OpenAIBackend:
             exc.close()
             if status in RETRY_STATUS:
                 raise _Retryable(f"HTTP {status}", unreachable=False, retry_after=_retry_after(exc.headers)) from None
-            raise ConfigError(
+            raise EngineError(
                 f"the server at llm.engine.base_url {_public_url(self.base_url)} refused the request for model "
                 f"{self.model_id!r} with HTTP {status}{detail}; check llm.engine.model, llm.sampling.max_tokens and "
                 f"the API key in ${self.api_key_env}"
@@ -221,7 +221,7 @@ class OpenAIBackend:
             if not isinstance(text, str):
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ConfigError(
+            raise EngineError(
                 f"the server at llm.engine.base_url {_public_url(self.base_url)} did not answer in the "
                 f"chat-completions format ({type(exc).__name__}: {self._scrub(str(exc))[:QUOTE_LIMIT]})"
             ) from None
