@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from culturesim.analysis_plan import Preregistration
 from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, moved_llm_setting
 from culturesim.sections import ConfigError, Section
-from culturesim.vocabulary import METRIC_NAMES, Bias, NetworkKind, recorded_keys
+from culturesim.vocabulary import METRIC_NAMES, Bias, Device, NetworkKind, recorded_keys
 
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
@@ -124,6 +124,15 @@ class HumansSection(Section):
 class EmbeddingSection(Section):
     model: str = Field(default=BUILTIN_EMBEDDER, min_length=1)
     batch_size: int = Field(default=128, ge=1, le=65_536)
+    device: Device = "auto"
+
+    @model_serializer(mode="wrap")
+    def _omit_default_device(self, handler: Any) -> dict[str, Any]:
+        """`device` is left out at 'auto', so studies locked before it existed keep their hash."""
+        data = handler(self)
+        if self.device == "auto":
+            data.pop("device", None)
+        return data
 
 
 class CorpusSection(Section):

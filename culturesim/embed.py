@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from culturesim.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSection
+from culturesim.devices import resolve_device
 from culturesim.vectors import text_key
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ LENGTH_STEP = 8  # token lengths are padded up to a multiple of this
 EMBED_THREADS = 2  # torch intra-op threads of every forward pass (part of the disk-cache key)
 
 
-def _cache_namespace(model_path: str) -> str:
-    """Disk-cache folder name: model weights, torch version and CPU, hashed."""
+def _cache_namespace(model_path: str, device: str) -> str:
+    """Disk-cache folder name: model weights, torch version and CPU (and the GPU, on one), hashed."""
     from culturesim.fingerprint import hardware, weights_digest
 
     identity = [
@@ -51,6 +52,8 @@ def _cache_namespace(model_path: str) -> str:
         hardware()["cpu"],
         EMBED_THREADS,
     ]
+    if device != "cpu":  # CPU caches keep the key they always had
+        identity += [device, hardware()["gpu"]]
     return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
 
 
@@ -66,14 +69,14 @@ def resolve_embedder(model: str) -> str:
 
 
 @functools.cache
-def load_model(path: str) -> SentenceTransformer:
+def load_model(path: str, device: str) -> SentenceTransformer:
     """The sentence-transformers model at `path`, loaded once per process and shared by every
     Embedder (a load costs seconds). Sharing is safe because the forward pass is pure: inference
     only, eval mode, nothing in the model changes after loading. `local_files_only` keeps the
     load offline without writing HF_HUB_OFFLINE into the environment."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path, device="cpu", local_files_only=True).eval()
+    return SentenceTransformer(path, device=device, local_files_only=True).eval()
 
 
 class Embedder:
@@ -86,13 +89,14 @@ class Embedder:
         self.model_id = spec.model
         self.batch_size = spec.batch_size
         path = resolve_embedder(spec.model)
-        self._model = load_model(path)
+        self.device = resolve_device(spec.device, field="embedding.device")
+        self._model = load_model(path, self.device)
         self.dim = int(self._model.get_embedding_dimension())
         self._pad_id = int(self._model.tokenizer.pad_token_id or 0)
         self._cache: dict[bytes, np.ndarray] = {}  # text key -> vector, what the disk cache holds
         self._by_text: dict[str, np.ndarray] = {}  # the same vectors by text, for texts seen in this process
         self._unsaved: list[bytes] = []
-        self._store = None if cache_dir is None else cache_dir / _cache_namespace(path)
+        self._store = None if cache_dir is None else cache_dir / _cache_namespace(path, self.device)
         self.encoded = 0  # distinct texts sent to the model
         self.requested = 0  # texts asked for, copies included
         self.loaded = self._load_store()  # vectors read from the disk cache
@@ -178,9 +182,9 @@ class Embedder:
             by_length.setdefault(length, []).append(row)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for length, rows in by_length.items():
-            inputs = {k: v[rows][:, :length] for k, v in features.items()}
+            inputs = {k: v[rows][:, :length].to(self.device) for k, v in features.items()}
             vectors = self._model.forward(inputs)["sentence_embedding"]
-            out[rows] = torch.nn.functional.normalize(vectors, dim=1).numpy()
+            out[rows] = torch.nn.functional.normalize(vectors, dim=1).cpu().numpy()
         return out
 
 

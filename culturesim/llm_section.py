@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from culturesim.sampling import Sampling
 from culturesim.sections import Section
-from culturesim.vocabulary import LLMRole
+from culturesim.vocabulary import Device, LLMRole
 
 BUILTIN_MODEL = "builtin:smollm2-135m"
 
@@ -33,6 +33,7 @@ class EngineSection(Section):
     model: str = Field(default=BUILTIN_MODEL, min_length=1)
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     max_num_seqs: int = Field(default=64, ge=1, le=4096)
+    device: Device = Field(default="auto", description="the transformers backend's device (vLLM picks its own)")
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible server, e.g. 'http://localhost:8000/v1' (backend 'openai')"
     )
@@ -62,6 +63,8 @@ class EngineSection(Section):
             data.pop("base_url", None)
         if self.api_key_env == EngineSection.model_fields["api_key_env"].default:
             data.pop("api_key_env", None)
+        if self.device == "auto":  # left out at its default, so studies locked before it keep their hash
+            data.pop("device", None)
         return data
 
 

@@ -15,6 +15,7 @@ Bias = Literal["unbiased", "conformist", "prestige", "content", "similarity"]  #
 BIASES: tuple[str, ...] = get_args(Bias)
 NetworkKind = Literal["small_world", "scale_free", "random", "lattice", "communities", "complete"]
 NETWORK_KINDS: tuple[str, ...] = get_args(NetworkKind)
+Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA where torch sees a GPU, else the CPU
 LLMRole = Literal["rewrite", "combine", "create", "advise", "continue"]
 LLM_ROLES: tuple[str, ...] = get_args(LLMRole)
 

@@ -36,3 +36,20 @@ def test_vllm_threads_cover_the_cpus_this_process_may_use() -> None:
 def test_cache_root_is_read_when_called(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert cache_root() == tmp_path
+
+
+def test_devices_resolve_to_the_cpu_here_and_cuda_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
+    from culturesim import devices
+    from culturesim.config import ConfigError, StudyConfig
+
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    assert devices.resolve_device("auto", field="embedding.device") == "cpu"
+    with pytest.raises(ConfigError, match=r"embedding.device = 'cuda' but torch sees no CUDA GPU"):
+        devices.resolve_device("cuda", field="embedding.device")
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    assert devices.resolve_device("auto", field="llm.engine.device") == "cuda"
+    study = StudyConfig.model_validate(
+        {"study": {"name": "d"}, "population": {"llm_share": 0.2}, "llm": {"engine": {"backend": "transformers"}}}
+    )
+    assert devices.study_devices(study) == {"embedding": "cuda", "llm": "cuda"}
+    assert "device" not in study.model_dump(mode="json")["embedding"]  # left out at 'auto': hashes unchanged

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from culturesim.config import ConfigError
+from culturesim.devices import resolve_device
 from culturesim.llm.base import Backend, Completion, Request, deduplicated_generate
 from culturesim.llm.models import resolve_model
 from culturesim.llm_section import EngineSection
@@ -41,4 +42,4 @@ def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
         return VLLMBackend(model, dtype=spec.dtype, max_num_seqs=spec.max_num_seqs, seed=seed)
     from culturesim.llm.hf_backend import TransformersBackend
 
-    return TransformersBackend(model, dtype=spec.dtype)
+    return TransformersBackend(model, dtype=spec.dtype, device=resolve_device(spec.device, field="llm.engine.device"))

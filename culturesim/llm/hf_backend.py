@@ -29,17 +29,22 @@ def _nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 class TransformersBackend:
     """Left-padded batched generation with per-request seeds, temperature and top-p."""
 
-    def __init__(self, model: str, *, dtype: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self, model: str, *, dtype: str = "float32", batch_size: int = DEFAULT_BATCH_SIZE, device: str = "cpu"
+    ) -> None:
+        """`device`: 'cpu' or 'cuda' (see `culturesim.devices`). The forward passes run there; each
+        token is drawn on the CPU from the request's own generator, as on a CPU-only machine."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_id = model
+        self.device = torch.device(device)
         self.engine_version = f"transformers {version('transformers')}"
         self.batch_size = batch_size
         self._tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
         torch_dtype = torch.float32 if dtype in ("float32", "auto") else getattr(torch, dtype)
-        self._model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).eval()
+        self._model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).eval().to(self.device)
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         completions: list[Completion] = []
@@ -60,13 +65,14 @@ class TransformersBackend:
         top_p = torch.tensor([s.top_p for s in sampling])
         budget = torch.tensor([s.max_tokens for s in sampling])
         eos = self._tokenizer.eos_token_id
-        attention = batch["attention_mask"]
+        attention = batch["attention_mask"].to(self.device)
         position = (attention.cumsum(-1) - 1).clamp(min=0)
-        out = self._model(input_ids=batch["input_ids"], attention_mask=attention, position_ids=position, use_cache=True)
+        input_ids = batch["input_ids"].to(self.device)
+        out = self._model(input_ids=input_ids, attention_mask=attention, position_ids=position, use_cache=True)
         generated: list[list[int]] = [[] for _ in requests]
         done = torch.zeros(len(requests), dtype=torch.bool)
         for step in range(int(budget.max())):
-            logits = out.logits[:, -1, :].float()
+            logits = out.logits[:, -1, :].float().cpu()
             probs = _nucleus(torch.softmax(logits / temperature[:, None], dim=-1), top_p)
             tokens = torch.stack(
                 [torch.multinomial(probs[i], 1, generator=generators[i])[0] for i in range(len(requests))]
@@ -78,10 +84,11 @@ class TransformersBackend:
             done |= (tokens == eos) | (budget <= step + 1)
             if bool(done.all()):
                 break
-            attention = torch.cat([attention, torch.ones(len(requests), 1, dtype=attention.dtype)], dim=-1)
+            ones = torch.ones(len(requests), 1, dtype=attention.dtype, device=self.device)
+            attention = torch.cat([attention, ones], dim=-1)
             position = position[:, -1:] + 1
             out = self._model(
-                input_ids=tokens[:, None],
+                input_ids=tokens[:, None].to(self.device),
                 attention_mask=attention,
                 position_ids=position,
                 past_key_values=out.past_key_values,

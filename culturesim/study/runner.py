@@ -24,6 +24,7 @@ from culturesim.attractor import study_specs
 from culturesim.completions import EngineIdentity
 from culturesim.config import ConfigError, StudyConfig, stored_config
 from culturesim.corpus import load_corpus
+from culturesim.devices import study_devices
 from culturesim.embed import Embedder
 from culturesim.fingerprint import file_sha256
 from culturesim.generation import Throughput
@@ -242,7 +243,8 @@ def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) 
         "lock": lock,
         "deviations": deviations,
         "started": previous.get("started", datetime.now(UTC).isoformat()),
-        "sessions": previous.get("sessions", []) + [provenance()],
+        # Each session (a resume may run elsewhere) records its machine and the devices its parts ran on.
+        "sessions": previous.get("sessions", []) + [{**provenance(), "devices": study_devices(config)}],
         "llm": {"model": config.llm.engine.model, "backend": config.llm.engine.backend} if needs_llm(config) else None,
         "embedder": config.embedding.model,
         "engines": previous.get("engines", []),
