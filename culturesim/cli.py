@@ -101,6 +101,25 @@ def run(
 
 
 @app.command()
+def describe(
+    study: Path = typer.Argument(..., help="study TOML file"),
+    out: Path = typer.Option(None, "--out", help="write the Markdown here instead of printing it"),
+) -> None:
+    """The study's ODD protocol description (Grimm et al. 2020) as Markdown; `run` writes it as odd.md."""
+    from culturesim.odd import describe as odd
+
+    try:
+        text = odd(load_config(study))
+    except ConfigError as exc:
+        _fail(exc)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"ODD description: {out}")
+
+
+@app.command()
 def replay(
     results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/"),
     out: Path = typer.Option(None, "--out", help="folder for the replayed tables (default: RESULTS/replay)"),

@@ -108,3 +108,5 @@ def test_cli_runs_a_human_only_study(tmp_path: Path) -> None:
     metrics = pl.read_parquet(folder / "metrics.parquet")
     assert set(metrics["condition"]) == {"kind=small_world", "kind=complete"}
     assert metrics.filter(pl.col("metric") == "machine_ancestry")["value"].max() == 0.0
+    odd = (folder / "odd.md").read_text(encoding="utf-8")  # every results folder carries its ODD description
+    assert odd.startswith("# ODD description: humans") and "`network.kind` ∈ {small_world, complete}" in odd

@@ -30,17 +30,19 @@ from culturesim.fingerprint import file_sha256
 from culturesim.generation import Throughput
 from culturesim.llm import Backend
 from culturesim.model import RunSpec
+from culturesim.odd import describe
 from culturesim.study.batch import LogPolicy, ProgressFn
 from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execute
 from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups, needs_llm, plan_batches, plan_runs
 from culturesim.study.holder import hold_folder
 from culturesim.study.provenance import provenance
 from culturesim.study.sizing import check_disk, size_study
-from culturesim.study.store import finished_runs, read_manifest, results_dir, write_json
+from culturesim.study.store import finished_runs, read_manifest, results_dir, write_json, write_text
 from culturesim.study.tables import RUN_TABLES, combine_runs
 from culturesim.vectors import StoredVectors
 
 LOG_FOLDER = "log"
+ODD_FILE = "odd.md"  # the study's ODD protocol description (culturesim.odd)
 
 
 class StudyRunner:
@@ -252,6 +254,7 @@ def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) 
         "throughput": previous.get("throughput", {}),
     }
     write_json(manifest, path)
+    write_text(describe(config), folder / ODD_FILE)
     return manifest
 
 
