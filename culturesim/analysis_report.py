@@ -17,9 +17,10 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from culturesim.analysis_plan import Hypothesis
-from culturesim.config import stored_config
+from culturesim.config import StudyConfig, stored_config
 from culturesim.figures import trajectories
 from culturesim.stats import HypothesisResult, analyze, condition_fits, results_table
+from culturesim.stats.sensitivity import sensitivity
 from culturesim.study.store import Results, read_manifest, require_files, runs_table, write_text
 
 ADEMP = (
@@ -119,6 +120,27 @@ def attractor_section(metrics: pl.DataFrame, outcomes: list[str]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
+def sensitivity_section(config: StudyConfig, metrics: pl.DataFrame, generation: int) -> str:
+    """Sobol indices (first-order S1, total ST, 95 % bootstrap CIs) of each design outcome at `generation`."""
+    design = config.design
+    names = ", ".join(f"`{name}` ∈ [{low:g}, {high:g}]" for name, (low, high) in design.parameters.items())
+    text = f"{design.method} design, {len(metrics['condition'].unique())} points over {names}.\n"
+    if design.method != "sobol":
+        return text + '\nSobol indices need a Saltelli sample (`method = "sobol"`).\n'
+    labels = [label for label, _ in config.condition_grid()]
+    for outcome in design.outcomes:
+        rows = sensitivity(metrics, design, labels, outcome, generation=generation)
+        text += f"\n**{outcome}** at generation {generation}\n\n"
+        text += "| parameter | S1 [95 % CI] | ST [95 % CI] |\n|---|---|---|\n"
+        text += "".join(f"| {r['parameter']} | {_index(r, 'S1')} | {_index(r, 'ST')} |\n" for r in rows)
+    return text
+
+
+def _index(row: dict[str, float | str], name: str) -> str:
+    value, half = float(row[name]), float(row[f"{name}_conf"])
+    return f"{_num(value, 3)} [{_num(value - half, 3)}, {_num(value + half, 3)}]"
+
+
 def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
     """Markdown text and the figures it refers to (file name -> figure)."""
     require_files(folder, ("manifest.json", "metrics.parquet"))
@@ -158,6 +180,9 @@ def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
         parts.append("\n## Details and diagnostics\n")
         parts.extend("\n" + hypothesis_details(r, by_id[r.id]) for r in results)
         outcomes = list(dict.fromkeys(h.outcome for h in plan.hypotheses))
+    if config.design is not None:  # hundreds of sampled conditions: indices, not per-condition figures
+        parts.append("\n## Global sensitivity\n\n" + sensitivity_section(config, metrics, final_generation))
+        return "".join(parts), figures
     parts.append("\n## Attractor analysis (exploratory)\n\n" + attractor_section(metrics, outcomes))
     parts.append("\n## Trajectories\n")
     for outcome in outcomes:

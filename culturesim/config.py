@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from culturesim.analysis_plan import Preregistration
+from culturesim.design import DesignSection
 from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, moved_llm_setting
 from culturesim.sections import ConfigError, Section
 from culturesim.vocabulary import METRIC_NAMES, Bias, Device, NetworkKind, recorded_keys
@@ -32,6 +33,7 @@ from culturesim.vocabulary import METRIC_NAMES, Bias, Device, NetworkKind, recor
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
 TOY_GENERATIONS = 2
+TOY_DESIGN_SAMPLES = 4  # base samples of a [design] at toy size (a power of 2, as Sobol needs)
 MAX_NESTING = 16  # lists/tables in a study file; a real study needs about 6
 DEFAULT_METRICS = (
     "semantic_diversity",
@@ -177,15 +179,28 @@ class StudyConfig(Section):
     condition_sets: list[dict[str, Any]] = Field(
         default_factory=list, description="explicit conditions for non-factorial designs (instead of [conditions])"
     )
+    design: DesignSection | None = Field(
+        default=None, description="continuous parameters sampled over ranges (instead of [conditions])"
+    )
     preregistration: Preregistration | None = None
 
     @model_serializer(mode="wrap")
     def _omit_default_attractor(self, handler: Any) -> dict[str, Any]:
-        """Leave [attractor] out while at its defaults, so studies locked before it existed keep their hash."""
+        """Leave [attractor] out while at its defaults and [design] while absent, so studies locked
+        before they existed keep their hash."""
         data = handler(self)
         if self.attractor == AttractorSection():
             data.pop("attractor", None)
+        if self.design is None:
+            data.pop("design", None)
         return data
+
+    @field_validator("design")
+    @classmethod
+    def _design_factors_exist(cls, design: DesignSection | None) -> DesignSection | None:
+        for key in design.parameters if design is not None else ():
+            _check_factor(key)
+        return design
 
     @field_validator("conditions")
     @classmethod
@@ -209,12 +224,19 @@ class StudyConfig(Section):
 
     @model_validator(mode="after")
     def _plan_matches_design(self) -> StudyConfig:
-        if self.conditions and self.condition_sets:
-            raise ValueError("use either [conditions] (factorial) or [[condition_sets]] (explicit), not both")
+        if sum(map(bool, (self.conditions, self.condition_sets, self.design))) > 1:
+            raise ValueError(
+                "use one of [conditions] (factorial), [[condition_sets]] (explicit) or [design] (sampled ranges)"
+            )
+        recorded = recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
+        for outcome in self.design.outcomes if self.design is not None else ():
+            if outcome not in recorded:
+                raise ValueError(
+                    f"design.outcomes names {outcome!r}, which [metrics] does not record; recorded: {recorded}"
+                )
         if self.preregistration is None:
             return self
         levels = self.factor_levels()
-        recorded = recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
         for h in self.preregistration.hypotheses:
             where = f"preregistration.hypotheses[{h.id}]"
             if h.outcome not in recorded:
@@ -244,7 +266,7 @@ class StudyConfig(Section):
         if self.conditions:
             return {k: list(v) for k, v in self.conditions.items()}
         levels: dict[str, list[Any]] = {}
-        for entry in self.condition_sets:
+        for entry in self.condition_levels():
             for key, value in entry.items():
                 if key != "label" and value not in levels.setdefault(key, []):
                     levels[key].append(value)
@@ -262,6 +284,12 @@ class StudyConfig(Section):
         """Each condition as {factor: level} (plus 'label' for explicit sets), in run order."""
         if self.condition_sets:
             return [dict(entry) for entry in self.condition_sets]
+        if self.design is not None:  # one condition per sampled point, labelled by its place in the sample
+            names = list(self.design.parameters)
+            return [
+                {**dict(zip(names, map(float, row), strict=True)), "label": f"design{i:04d}"}
+                for i, row in enumerate(self.design.points())
+            ]
         keys = sorted(self.conditions)
         return [
             dict(zip(keys, levels, strict=True)) for levels in itertools.product(*(self.conditions[k] for k in keys))
@@ -275,13 +303,13 @@ class StudyConfig(Section):
 
     def condition_grid(self) -> list[tuple[str, StudyConfig]]:
         """All conditions as (label, config with the levels applied); one 'baseline' if none."""
-        if not self.conditions and not self.condition_sets:
+        if not self.conditions and not self.condition_sets and self.design is None:
             return [("baseline", self)]
         grid = []
         for entry in self.condition_levels():
             levels = {k: v for k, v in entry.items() if k != "label"}
             data = self.model_dump(mode="json")
-            data.update(conditions={}, condition_sets=[], preregistration=None)
+            data.update(conditions={}, condition_sets=[], design=None, preregistration=None)
             for key, level in levels.items():
                 *tables, field = key.split(".")
                 target = data
@@ -303,6 +331,8 @@ class StudyConfig(Section):
         data["population"]["size"] = min(data["population"]["size"], 16)
         data["network"]["communities"] = min(data["network"]["communities"], 4)
         data["attractor"] = {"chains": 4, "generations": TOY_GENERATIONS}
+        if data.get("design"):
+            data["design"]["samples"] = min(data["design"]["samples"], TOY_DESIGN_SAMPLES)
         for hypothesis in (data["preregistration"] or {}).get("hypotheses", []):
             if isinstance(hypothesis["generation"], int):
                 hypothesis["generation"] = min(hypothesis["generation"], TOY_GENERATIONS)

@@ -234,7 +234,12 @@ def _metric(name: str) -> str:
 
 
 def _varied(config: StudyConfig) -> str:
-    """The factors the conditions vary, with their levels: '`population.llm_share` ∈ {0.0, 0.2}'."""
+    """The factors the conditions vary, with their levels: '`population.llm_share` ∈ {0.0, 0.2}'
+    (for a [design]: its ranges and sample)."""
+    design = config.design
+    if design is not None:
+        ranges = ", ".join(f"`{name}` ∈ [{low:g}, {high:g}]" for name, (low, high) in design.parameters.items())
+        return f"{ranges} ({design.method} sample of {len(config.condition_levels())} points, seed {design.seed})"
     levels: dict[str, list[Any]] = {}
     for condition in config.condition_levels():
         for factor, level in condition.items():
