@@ -446,3 +446,32 @@ def _attractor_window(values: np.ndarray, fixed_point: float) -> tuple[float, fl
         lo, hi = min(lo, fixed_point), max(hi, fixed_point)
     pad = 0.08 * (hi - lo or span)
     return lo - pad, hi + pad
+
+
+@in_theme
+def lineage_tree(lineage: nx.DiGraph, *, title: str = "") -> plt.Figure:
+    """A trait's lineage (`culturesim.lineage.ancestry`): one dot per variant at its birth generation,
+    lines from parents to children, coloured by who wrote it (human, LLM, LLM-assisted)."""
+    by_generation: dict[int, list[int]] = {}
+    for node, data in sorted(lineage.nodes(data=True)):
+        by_generation.setdefault(data["generation"], []).append(node)
+    position = {
+        node: (generation, rank - (len(nodes) - 1) / 2)
+        for generation, nodes in by_generation.items()
+        for rank, node in enumerate(nodes)
+    }
+    colours = group_colours()
+    fig, ax = plt.subplots(
+        figsize=(COLUMN_WIDTH, 0.6 + 0.25 * max(map(len, by_generation.values()))), layout="constrained"
+    )
+    for parent, child in lineage.edges:
+        (x0, y0), (x1, y1) = position[parent], position[child]
+        ax.plot([x0, x1], [y0, y1], color="0.7", linewidth=0.6, zorder=1)
+    for node, data in lineage.nodes(data=True):
+        group = _MACHINE_GROUP.get(data["author_kind"], AUTHOR_GROUPS[0])
+        ax.scatter(*position[node], s=18, color=colours[group], zorder=2)
+    ax.set(xlabel="generation of birth", yticks=[], title=title)
+    _generation_axis(ax)
+    sns.despine(ax=ax, left=True)
+    _group_legend(fig, "written by")
+    return fig

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import runpy
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import jupytext
 import polars as pl
 import pytest
+from nbclient import NotebookClient
 
 from culturesim.analysis_report import write_analysis
 from culturesim.config import load_config
@@ -60,13 +60,27 @@ def test_study_runs_at_toy_size_and_its_analysis_runs(
     html = report.with_suffix(".html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html and 'src="trajectory' not in html
 
-    monkeypatch.setenv("CULTURESIM_RESULTS", str(folder))
+    monkeypatch.setenv("CULTURESIM_RESULTS", str(folder))  # the kernel inherits the environment
     notebooks = [ANALYSIS / f"{study.stem}.py"] + (
-        [ANALYSIS / "explore_results.py"] if study.stem == "quickstart" else []
+        [ANALYSIS / "explore_results.py", ANALYSIS / "lineage_tree.py"] if study.stem == "quickstart" else []
     )
     for notebook in notebooks:
-        runpy.run_path(str(notebook), run_name="__main__")
-    plt.close("all")
+        outputs = _run_notebook(notebook)
+        text = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
+        assert text.strip(), f"{notebook.name} printed nothing"
+        if notebook.stem == study.stem:
+            assert config.study.name in text, f"{notebook.name} does not name the study it analysed"
+        assert any("image/png" in o.get("data", {}) for o in outputs), f"{notebook.name} drew no figure"
+
+
+def _run_notebook(path: Path) -> list:
+    """Execute an analysis file as a notebook (jupytext -> nbclient, one kernel) and return every
+    cell's outputs; a cell that raises fails the test with the notebook's traceback."""
+    notebook = jupytext.read(path)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ANALYSIS)}}
+    ).execute()
+    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
 
 
 def test_every_study_has_an_analysis_notebook() -> None:
