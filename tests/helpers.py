@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,10 @@ ENV = {**os.environ, "CULTURESIM_NO_DISK_CACHE": "1"}
 
 def run_cli(study: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, "run", str(study), "--out", str(out), *extra], capture_output=True, text=True, env=ENV)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

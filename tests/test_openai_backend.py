@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import pickle
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from culturesim.llm.base import EngineError
 from culturesim.llm.openai_backend import OpenAIBackend
 from culturesim.llm_section import EngineSection
 from culturesim.sampling import Sampling
+from tests.helpers import free_port
 
 WORDS = ["amber", "basil", "cedar", "dune", "ember", "fern", "grove", "harbor", "iris", "juniper", "kelp", "moss"]
 KEY_ENV = "CULTURESIM_TEST_API_KEY"
@@ -159,13 +159,6 @@ def make_requests(n: int) -> list[Request]:
 
 def expected(requests: list[Request]) -> list[str]:
     return [fake_sentence(r.chat(), r.seed) for r in requests]
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the protocol ----------------------------------------------------------------------------------

