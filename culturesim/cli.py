@@ -38,6 +38,9 @@ def run(
     ),
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray"),
     address: str = typer.Option("", "--address", help="Ray cluster address (default: start a local Ray)"),
+    engines: int = typer.Option(
+        0, "--engines", min=0, help="Ray engine actors for an LLM study (0: one per GPU, one on a CPU cluster)"
+    ),
     deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
     toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 2 replicates"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the study's size (runs, requests, tables) and exit"),
@@ -76,6 +79,7 @@ def run(
                 batch_runs=batch_runs or None,
                 executor=executor,
                 address=address or None,
+                engines=engines or None,
                 deviation=deviation_record,
                 lock={k: v for k, v in lock.items() if k != "config"} if lock and not toy else None,
                 toy=toy,

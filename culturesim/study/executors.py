@@ -52,6 +52,7 @@ class Execution:
     batch_runs: int | None = None
     executor: str = "local"
     address: str | None = None
+    engines: int | None = None  # Ray engine actors for an LLM group (None: one per GPU, one on a CPU cluster)
     on_progress: ProgressFn | None = None
     calibrations_from: Path | None = None  # a replay copies the source folder's calibrations
 
@@ -119,7 +120,10 @@ def execute(
     folder, done, log, progress = execution.folder, set(execution.done), execution.log, execution.on_progress
     generations = config.study.generations
     if execution.executor == "ray":
-        for batch, batch_stats in run_on_ray(config, group, batches, folder, done, log, address=execution.address):
+        ray_batches = run_on_ray(
+            config, group, batches, folder, done, log, address=execution.address, engines=execution.engines
+        )
+        for batch, batch_stats in ray_batches:
             if progress is not None:
                 progress(len(batch) * generations)
             yield batch_stats
@@ -230,12 +234,21 @@ def run_on_ray(
     log: LogPolicy,
     *,
     address: str | None,
+    engines: int | None = None,
 ) -> Iterator[tuple[list[RunSpec], dict[str, float]]]:
-    """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address."""
+    """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address.
+
+    An LLM group gets `engines` engine actors (None: one per GPU, one on a CPU-only cluster), and
+    batches go to them in turn. A group that is one lockstep batch (the default for LLM studies) is
+    cut into as many lockstep batches as there are actors, so every actor works: a seeded float32
+    request gets the same answer whatever its batch, so the bytes are the local executor's."""
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
-        local = {} if address else {"num_cpus": len(os.sched_getaffinity(0)), "_node_ip_address": "127.0.0.1"}
+        # Locally, each engine actor's CPU is counted on top of the machine's: an engine reserves one
+        # CPU for its lifetime, and without this two engines on two cores would leave no CPU to tasks.
+        cpus = len(os.sched_getaffinity(0)) + (engines or 1)
+        local = {} if address else {"num_cpus": cpus, "_node_ip_address": "127.0.0.1"}
         ray.init(
             address=address,
             **local,
@@ -243,18 +256,19 @@ def run_on_ray(
             log_to_driver=False,
             configure_logging=False,
         )
-    engines: list[Any] = []
+    actors: list[Any] = []
     try:
         if group.needs_llm:
             gpus = int(ray.cluster_resources().get("GPU", 0))
+            count = engines or max(gpus, 1)
             host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
-            engines = [host.remote(group.config.llm.engine, config.study.seed) for _ in range(max(gpus, 1))]
+            actors = [host.remote(group.config.llm.engine, config.study.seed) for _ in range(count)]
+            if len(batches) == 1 and count > 1:
+                batches = split_batch(batches[0], count)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
         config_json = config.model_dump_json()
         pending = {
-            task.remote(
-                config_json, batch, str(folder), skip, log, engines[i % len(engines)] if engines else None
-            ): batch
+            task.remote(config_json, batch, str(folder), skip, log, actors[i % len(actors)] if actors else None): batch
             for i, batch in enumerate(batches)
         }
         while pending:
@@ -263,8 +277,14 @@ def run_on_ray(
     finally:
         # Wait for the engines to close without raising: an error closing one must not hide the
         # error that brought us here (ray.wait never raises a task's error).
-        closing = [engine.close.remote() for engine in engines]
+        closing = [actor.close.remote() for actor in actors]
         if closing:
             ray.wait(closing, num_returns=len(closing), timeout=ENGINE_CLOSE_TIMEOUT_S)
         if started_here:
             ray.shutdown()
+
+
+def split_batch(batch: list[RunSpec], parts: int) -> list[list[RunSpec]]:
+    """`batch` cut into at most `parts` contiguous lockstep batches of near-equal size, in run order."""
+    size = -(-len(batch) // parts)
+    return [batch[i : i + size] for i in range(0, len(batch), size)]

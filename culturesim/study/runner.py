@@ -70,6 +70,7 @@ class StudyRunner:
         batch_runs: int | None = None,
         executor: str = "local",
         address: str | None = None,
+        engines: int | None = None,
         deviation: dict[str, Any] | None = None,
         lock: dict[str, Any] | None = None,
         toy: bool = False,
@@ -77,12 +78,14 @@ class StudyRunner:
     ) -> Path:
         """Run every pending condition x replicate and write the results folder; returns its path.
 
-        `executor` and `address` choose where batches run (`culturesim.study.executors.Execution`).
+        `executor`, `address` and `engines` choose where batches run (`culturesim.study.executors.Execution`).
         """
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1 (got {workers})")
         if executor not in EXECUTORS:
             raise ConfigError(f"--executor must be one of {EXECUTORS} (got {executor!r})")
+        if engines is not None and executor != "ray":
+            raise ConfigError(f"--engines {engines} sets Ray's engine actors: add --executor ray")
         folder = results_dir(config, out_root)
         with hold_folder(folder):
             done = finished_runs(folder)
@@ -101,6 +104,7 @@ class StudyRunner:
                 batch_runs=batch_runs,
                 executor=executor,
                 address=address,
+                engines=engines,
                 on_progress=on_progress,
             )
             self._run_groups(config, manifest, execution)
