@@ -1,10 +1,11 @@
-# culturesim: `make quickstart` sets up .venv and runs the quickstart study; `make test` runs the tests.
+# culturesim: `make quickstart` sets up .venv and runs the quickstart study; `make test` runs every test
+# not marked slow (a real vLLM study included), `make test-slow` the slow ones; CI runs both.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRA ?= cpu
 
-.PHONY: setup quickstart test lint clean
+.PHONY: setup quickstart test test-slow lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +25,10 @@ quickstart: setup
 	$(BIN)/culturesim run studies/quickstart.toml
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m 'not slow'
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 lint: setup
 	$(BIN)/ruff check culturesim tests benchmarks analysis paper

@@ -8,8 +8,6 @@ from culturesim.llm import Request, deduplicated_generate
 from culturesim.llm.prompts import build_messages
 from culturesim.sampling import Sampling
 
-pytestmark = pytest.mark.slow
-
 TEXTS = [
     "My neighbour waters her plants at midnight because she says they sleep better wet.",
     "Always carry a spare pencil to an exam; pens betray you at the worst moment.",

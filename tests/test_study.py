@@ -72,7 +72,6 @@ def test_results_folder_is_complete(runner: StudyRunner, tmp_path: Path) -> None
     assert "semantic_diversity" in report.read_text() and (folder / "diversity.png").stat().st_size > 10_000
 
 
-@pytest.mark.slow
 def test_all_llm_requests_of_a_generation_go_in_one_call(embedder, vllm_backend, tmp_path: Path) -> None:
     calls: list[int] = []
 
