@@ -28,6 +28,7 @@ from culturesim.chains import run_chains
 from culturesim.completions import EngineIdentity
 from culturesim.config import StudyConfig
 from culturesim.llm.base import Backend
+from culturesim.llm_section import PromptSection
 from culturesim.sampling import Sampling
 from culturesim.settings import cache_root
 
@@ -118,8 +119,8 @@ def calibrate(
     picks = rng.choice(len(corpus_texts), size=min(spec.chains, len(corpus_texts)), replace=False)
     initial = [corpus_texts[i] for i in picks]
     history, failures = run_chains(
-        backend, initial, generations=spec.generations, role=spec.role, sampling=spec.sampling,
-        max_chars=spec.max_chars, seed=spec.seed, retries=spec.retries,
+        backend, initial, generations=spec.generations, sampling=spec.sampling, seed=spec.seed,
+        prompt=PromptSection(role=spec.role, max_chars=spec.max_chars, retries=spec.retries),
     )  # fmt: skip
     flat = [text for texts in history for text in texts]
     emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(initial), -1)

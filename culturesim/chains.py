@@ -21,6 +21,7 @@ from culturesim.config import CorpusSection
 from culturesim.corpus import load_corpus
 from culturesim.llm.base import Backend, Request
 from culturesim.llm.prompts import build_messages
+from culturesim.llm_section import PromptSection
 from culturesim.model import request_seed
 from culturesim.sampling import Sampling
 from culturesim.stats import AttractorFit, attractor_fit
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # torch is imported only where a real embedder is used
 # Perez et al.'s tasks and the culturesim role that asks each of them.
 PEREZ_TASKS = {"rewrite": "rephrase", "create": "take inspiration", "continue": "continue"}
 FAITHFUL_WITHIN = 0.03  # a faithful retelling keeps between-chain diversity within this of its start (cosine)
+# A study's prompt defaults (role, max_chars) without retries: exactly one engine call per generation.
+ONE_CALL_PROMPT = PromptSection(retries=0)
 
 
 @dataclass(frozen=True)
@@ -69,33 +72,32 @@ def run_chains(
     initial_texts: Sequence[str],
     *,
     generations: int,
-    role: str = "rewrite",
+    prompt: PromptSection = ONE_CALL_PROMPT,
     sampling: Sampling = Sampling(),
-    max_chars: int = 280,
     seed: int = 0,
-    retries: int = 0,
 ) -> tuple[list[list[str]], list[int]]:
     """Texts per generation (generation 0 = initial) and failures per generation.
 
     All chains advance in lockstep: one `backend.generate` call per generation holding every chain's
     request. Chain c's request at generation g has seed `request_seed(seed, c, g, 0, 0)`.
-    Answers are judged and cut as a study does (`llm.prompts.adopt`); with `retries` > 0 an
-    unusable one is asked again with a new seed (llm.prompt.retries: one more batched call per
-    round for the unusable ones only). A final answer that leaves no text keeps the chain's text
-    unchanged and counts as a failure.
+    `prompt` gives the role, the longest text kept (max_chars) and the retries, as `[llm.prompt]` does
+    (neighbours_read is unused: a chain reads one text). Answers are judged and cut as a study does
+    (`llm.prompts.adopt`); with `prompt.retries` > 0 an unusable one is asked again with a new seed
+    (one more batched call per round for the unusable ones only). A final answer that leaves no
+    text keeps the chain's text unchanged and counts as a failure.
     """
     history = [list(initial_texts)]
     failures = [0]
     for generation in range(1, generations + 1):
         requests = [
             Request(
-                messages=build_messages(role, [text], max_chars=max_chars),
+                messages=build_messages(prompt.role, [text], max_chars=prompt.max_chars),
                 seed=request_seed(seed, chain, generation, 0, 0),
                 sampling=sampling,
             )
             for chain, text in enumerate(history[-1])
         ]
-        cleaned = _generate(backend, requests, max_chars=max_chars, retries=retries)
+        cleaned = _generate(backend, requests, max_chars=prompt.max_chars, retries=prompt.retries)
         history.append([new or old for new, old in zip(cleaned, history[-1], strict=True)])
         failures.append(sum(not new for new in cleaned))
     return history, failures
@@ -162,11 +164,9 @@ def chains(
     *,
     initial_texts: Sequence[str],
     generations: int,
-    role: str = "rewrite",
+    prompt: PromptSection = ONE_CALL_PROMPT,
     sampling: Sampling = Sampling(),
-    max_chars: int = 280,
     seed: int = 0,
-    retries: int = 0,
     semantic_axes: Mapping[str, np.ndarray] | None = None,
     bootstrap: int = 2000,
 ) -> ChainReport:
@@ -180,14 +180,13 @@ def chains(
     Findings are reported as observed, whichever way they come out. Caveat: b near 0 with
     `similarity_to_initial` near the generation-0 between-chain similarity means the chains forgot
     their start; |b| < 1 then holds trivially and only the fixed point is informative.
-    `retries` as in `run_chains` (0: exactly one engine call per generation).
+    `prompt` as in `run_chains` (by default no retries: exactly one engine call per generation).
     """
     if len(initial_texts) < 3:
         raise ValueError(f"chains needs at least 3 initial texts, got {len(initial_texts)}")
     history, failures = run_chains(
-        backend, initial_texts, generations=generations, role=role, sampling=sampling, max_chars=max_chars,
-        seed=seed, retries=retries,
-    )  # fmt: skip
+        backend, initial_texts, generations=generations, prompt=prompt, sampling=sampling, seed=seed
+    )
     n_chains = len(initial_texts)
     flat = [text for texts in history for text in texts]
     emb = np.asarray(embedder.embed(flat), dtype=np.float64).reshape(generations + 1, n_chains, -1)
@@ -288,11 +287,16 @@ def compare_roles(
     initial_texts: Sequence[str],
     generations: int,
     roles: Sequence[str] = tuple(PEREZ_TASKS),
+    prompt: PromptSection = ONE_CALL_PROMPT,
     **settings,
 ) -> RoleComparison:
-    """The same chains (same starts, same seeds) under each role, side by side; `settings` as in `chains`."""
-    reports = {role: chains(backend, embedder, initial_texts=initial_texts, generations=generations, role=role,
-                            **settings) for role in roles}  # fmt: skip
+    """The same chains (same starts, same seeds) under each role, side by side: `prompt` with its role
+    replaced by each of `roles`; `settings` as in `chains`."""
+    reports = {
+        role: chains(backend, embedder, initial_texts=initial_texts, generations=generations,
+                     prompt=prompt.model_copy(update={"role": role}), **settings)
+        for role in roles
+    }  # fmt: skip
     frames = [
         report.per_generation.select(
             pl.lit(role).alias("role"),

@@ -319,8 +319,7 @@ def validate(
         try:
             table = compare_roles(
                 backend, Embedder(EmbeddingSection()), initial_texts=story_sample(chains_count),
-                generations=generations, sampling=spec.sampling, max_chars=spec.prompt.max_chars,
-                retries=spec.prompt.retries,
+                generations=generations, sampling=spec.sampling, prompt=spec.prompt,
             )  # fmt: skip
         finally:
             backend.close()

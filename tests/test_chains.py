@@ -11,6 +11,7 @@ import pytest
 from culturesim import chains as ch
 from culturesim import validate as v
 from culturesim.llm.base import Completion
+from culturesim.llm_section import PromptSection
 from culturesim.model import request_seed
 from culturesim.sampling import Sampling
 
@@ -96,7 +97,7 @@ def test_chain_retries_and_failures_plumbing():
     history, failures = ch.run_chains(engine, initial, generations=1, seed=0)
     assert history[1] == initial and failures == [0, 3] and engine.calls == [3]
     engine = Scripted()
-    history, failures = ch.run_chains(engine, initial, generations=1, seed=0, retries=1)
+    history, failures = ch.run_chains(engine, initial, generations=1, seed=0, prompt=PromptSection(retries=1))
     assert all(text.startswith("Retold") for text in history[1]) and failures == [0, 0] and engine.calls == [3, 3]
 
 

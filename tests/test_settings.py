@@ -53,3 +53,20 @@ def test_devices_resolve_to_the_cpu_here_and_cuda_without_a_gpu_is_a_clear_error
     )
     assert devices.study_devices(study) == {"embedding": "cuda", "llm": "cuda"}
     assert "device" not in study.model_dump(mode="json")["embedding"]  # left out at 'auto': hashes unchanged
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    """Every `os.environ` / `os.getenv` / `os.putenv` in the package is in culturesim/settings.py."""
+    import ast
+    from pathlib import Path
+
+    import culturesim
+
+    package = Path(culturesim.__file__).parent
+    readers = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "putenv", "environb"}:
+                readers.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert readers, "the walk found no reader at all (settings.py reads os.environ)"
+    assert all(reader.startswith("settings.py:") for reader in readers), readers

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import threading
 import urllib.error
@@ -28,6 +27,7 @@ from typing import Any
 
 from culturesim.config import ConfigError
 from culturesim.llm.base import Completion, EngineError, Request
+from culturesim.settings import api_key
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class OpenAIBackend:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env)
+        key = api_key(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -245,7 +245,7 @@ class OpenAIBackend:
         return f": {message[:QUOTE_LIMIT]}" if message else ""
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.api_key_env)
+        key = api_key(self.api_key_env)
         return text.replace(key, "***") if key else text
 
 
