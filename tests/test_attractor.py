@@ -19,6 +19,7 @@ from culturesim import attractor
 from culturesim.chains import run_chains
 from culturesim.config import CorpusSection, StudyConfig
 from culturesim.corpus import load_corpus
+from culturesim.llm.models import BUILTIN_MODEL, resolve_model
 from culturesim.llm_section import PromptSection
 from culturesim.study.runner import StudyRunner
 
@@ -123,6 +124,10 @@ def test_an_llm_study_records_the_distance_and_its_calibration(runner, tmp_path)
 def test_calibrate_fills_the_cache_that_run_then_uses(tmp_path):
     """The command line in its own process with its own engine: `calibrate` computes and caches, a
     second call and a `run` take the calibration from the cache."""
+    # A fresh cache for the calibration, holding the session's converted model (a link to it),
+    # so this test does not convert the model again (about 25 s here).
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to(Path(resolve_model(BUILTIN_MODEL)).parent, target_is_directory=True)
     env = {**os.environ, "CULTURESIM_CACHE": str(tmp_path / "cache")}
     study = tmp_path / "study.toml"
     study.write_text(
