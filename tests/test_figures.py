@@ -18,21 +18,11 @@ from culturesim.model import run_network, run_streams
 from culturesim.stats import attractor_fit
 from culturesim.study.store import METRICS_SCHEMA, POPULATION_SCHEMA, runs_table, write_json, write_parquet
 from culturesim.traits import TRAITS_SCHEMA
+from tests.helpers import SYNTHETIC_PLAN_TEXT
 
 AGENTS, GENERATIONS, REPLICATES = 12, 4, 3
 PLAN = {
-    **dict.fromkeys(
-        (
-            "aims",
-            "data_generating_mechanism",
-            "estimands",
-            "methods",
-            "performance_measures",
-            "stopping_rule",
-            "replicates_justification",
-        ),
-        "synthetic",
-    ),
+    **SYNTHETIC_PLAN_TEXT,
     "hypotheses": [
         {
             "id": "H1",

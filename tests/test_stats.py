@@ -14,24 +14,13 @@ from scipy import stats as sps
 
 from culturesim import stats
 from culturesim.analysis_plan import Hypothesis, Preregistration
+from tests.helpers import SYNTHETIC_PLAN_TEXT
 
 FACTOR = "population.llm_share"
 OUTCOME = "semantic_diversity"
 GENERATIONS = 10
 START = 0.6  # every trajectory starts here at generation 0
 BASE = 0.5  # reference arm's expected final value
-PLAN_TEXT = {
-    key: "synthetic"
-    for key in (
-        "aims",
-        "data_generating_mechanism",
-        "estimands",
-        "methods",
-        "performance_measures",
-        "stopping_rule",
-        "replicates_justification",
-    )
-}
 
 
 def hypothesis(**overrides) -> dict:
@@ -47,7 +36,7 @@ def hypothesis(**overrides) -> dict:
 
 
 def make_plan(*hypotheses: dict) -> Preregistration:
-    return Preregistration.model_validate({**PLAN_TEXT, "hypotheses": list(hypotheses)})
+    return Preregistration.model_validate({**SYNTHETIC_PLAN_TEXT, "hypotheses": list(hypotheses)})
 
 
 def runs_table(levels: dict[str, float], replicates: dict[str, int]) -> pl.DataFrame:

