@@ -4,6 +4,7 @@ and replays from its log and stored vectors with no LLM (vLLM made unimportable)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +64,13 @@ app()
 NO_VLLM = "import sys; sys.modules['vllm'] = None\nfrom culturesim.cli import app\napp()"
 
 
-def _cli(*args: str, prelude: str | None = None) -> subprocess.CompletedProcess:
+def _cli(*args: str, prelude: str | None = None, threads: int | None = None) -> subprocess.CompletedProcess:
+    """The command line in its own process; `threads` sets the OpenMP and BLAS thread counts it may use."""
     command = [sys.executable, "-c", prelude, *args] if prelude else [sys.executable, "-m", "culturesim.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True)
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 def _commits(folder: Path) -> list[list[dict]]:
@@ -127,8 +132,10 @@ def test_sigkill_then_resume_from_the_log(point: str, study_file: Path, whole: P
     print(f"kill {point} after {kill_at} of {total_calls} calls: {logged} requests answered by the log")
 
 
-def test_replay_without_vllm_gives_the_same_bytes(whole: Path, tmp_path: Path) -> None:
-    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), prelude=NO_VLLM)
+@pytest.mark.parametrize("threads", [None, 1], ids=["default-threads", "one-thread"])
+def test_replay_without_vllm_gives_the_same_bytes(threads: int | None, whole: Path, tmp_path: Path) -> None:
+    """The study ran with vLLM on every core; its replay, with or without one thread, gives its bytes."""
+    result = _cli("replay", str(whole), "--out", str(tmp_path / "replay"), prelude=NO_VLLM, threads=threads)
     assert result.returncode == 0, result.stderr
     for table in TABLES:
         assert file_sha256(tmp_path / "replay" / f"{table}.parquet") == file_sha256(whole / f"{table}.parquet"), table
