@@ -62,6 +62,38 @@ innovation = 0.02
 "network.kind" = ["small_world", "scale_free"]
 """
 
+
+def llm_toy_study(
+    name: str,
+    *,
+    seed: int,
+    replicates: int,
+    generations: int,
+    max_tokens: int,
+    calibration_generations: int = 2,
+    extra: str = "",
+) -> str:
+    """A study of 12 agents, 3 of them LLM agents on the real vLLM engine, small enough for a test:
+    short answers and a 3-chain attractor calibration. `extra` adds tables (humans, conditions)."""
+    return f"""
+[study]
+name = "{name}"
+seed = {seed}
+replicates = {replicates}
+generations = {generations}
+[population]
+size = 12
+llm_share = 0.25
+[llm.engine]
+backend = "vllm"
+[llm.sampling]
+max_tokens = {max_tokens}
+[attractor]
+chains = 3
+generations = {calibration_generations}
+{extra}"""
+
+
 CLI = [sys.executable, "-m", "culturesim.cli"]
 # Copied after conftest's pytest_configure pointed CULTURESIM_CACHE and XDG_CACHE_HOME at the session's
 # temporary folder. Without the embedding disk cache every run embeds its texts itself (about a second).

@@ -11,7 +11,7 @@ import pytest
 
 from culturesim.config import StudyConfig
 from culturesim.study.grid import engine_groups, plan_runs
-from tests.helpers import NEEDS_VLLM, run_cli
+from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
 
 def dtype_study(**conditions) -> StudyConfig:
@@ -37,25 +37,15 @@ def test_runs_are_grouped_by_engine_and_lockstep_stays_within_a_group() -> None:
     assert [g.needs_llm for g in groups] == [False, True]
 
 
-DTYPE_STUDY = """
-[study]
-name = "dtypes"
-seed = 2
-replicates = 2
-generations = 2
-[population]
-size = 12
-llm_share = 0.25
-[llm.engine]
-backend = "vllm"
-[llm.sampling]
-max_tokens = 12
-[attractor]
-chains = 3
-generations = 1
-[conditions]
-"llm.engine.dtype" = ["float32", "bfloat16"]
-"""
+DTYPE_STUDY = llm_toy_study(
+    "dtypes",
+    seed=2,
+    replicates=2,
+    generations=2,
+    max_tokens=12,
+    calibration_generations=1,
+    extra='[conditions]\n"llm.engine.dtype" = ["float32", "bfloat16"]\n',
+)
 
 
 @pytest.mark.slow

@@ -13,34 +13,21 @@ import polars as pl
 import pytest
 
 from culturesim.fingerprint import file_sha256
-from tests.helpers import NEEDS_VLLM
+from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = [
     pytest.mark.slow,
     NEEDS_VLLM,
 ]
 
-STUDY = """
-[study]
-name = "llmkill"
-seed = 5
-replicates = 2
-generations = 3
-[population]
-size = 12
-llm_share = 0.25
-[humans]
-copy_error = 0.1
-innovation = 0.05
-llm_consultation = 0.1
-[llm.engine]
-backend = "vllm"
-[llm.sampling]
-max_tokens = 16
-[attractor]
-chains = 3
-generations = 2
-"""
+STUDY = llm_toy_study(
+    "llmkill",
+    seed=5,
+    replicates=2,
+    generations=3,
+    max_tokens=16,
+    extra="[humans]\ncopy_error = 0.1\ninnovation = 0.05\nllm_consultation = 0.1\n",
+)
 TABLES = ("metrics", "traits", "population", "generations", "vectors")
 # Runs the CLI with CompletionLog.append patched to SIGKILL the process: after its N-th durable
 # commit, or (N = 0) inside the first engine call, after the engine answered and before the commit.

@@ -9,30 +9,14 @@ from pathlib import Path
 import pytest
 
 from culturesim.fingerprint import file_sha256
-from tests.helpers import NEEDS_VLLM, run_cli
+from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
 pytestmark = [
     pytest.mark.slow,
     NEEDS_VLLM,
 ]
 
-STUDY = """
-[study]
-name = "spread"
-seed = 9
-replicates = 4
-generations = 2
-[population]
-size = 12
-llm_share = 0.25
-[llm.engine]
-backend = "vllm"
-[llm.sampling]
-max_tokens = 12
-[attractor]
-chains = 3
-generations = 2
-"""
+STUDY = llm_toy_study("spread", seed=9, replicates=4, generations=2, max_tokens=12)
 TABLES = ("metrics.parquet", "traits.parquet", "generations.parquet", "population.parquet", "vectors.parquet")
 
 
