@@ -8,7 +8,9 @@ retellings (default 10); the attractor is the mean unit embedding of their final
 
 A calibration is cached under the sha256 of everything that decides it (`CalibrationSpec.key`)
 in `$CULTURESIM_CACHE/attractors/`, and copied into every results folder that uses it, with
-its chains' texts: a replay reads it from there and needs no engine.
+its chains' texts: a replay reads it from there and needs no engine. Its engine is the study's
+(`engine_identity.StudyEngines`), so a replay finds it wherever it runs; a folder written before
+engine keys were resolved holds it under its legacy key (`CalibrationSpec.legacy_key`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from culturesim.chains import run_chains
-from culturesim.completions import EngineIdentity
 from culturesim.config import StudyConfig
+from culturesim.engine_identity import EngineIdentity, StudyEngines, legacy_key
 from culturesim.llm.base import Backend
 from culturesim.llm_section import PromptSection
 from culturesim.sampling import Sampling
@@ -45,9 +48,10 @@ class MissingCalibration(RuntimeError):
 
 @dataclass(frozen=True)
 class CalibrationSpec:
-    """Everything that decides a calibration's texts and vectors."""
+    """Everything that decides a calibration's texts and vectors (`legacy_engine` does not: it is the
+    engine key calibrations had before keys named the backend that ran, to find them in old folders)."""
 
-    engine: str  # EngineIdentity key: backend/model/dtype#settings
+    engine: str  # EngineIdentity key: backend/model/dtype/device#settings
     role: str
     sampling: Sampling
     max_chars: int
@@ -58,11 +62,12 @@ class CalibrationSpec:
     chains: int
     generations: int
     seed: int = CALIBRATION_SEED
+    legacy_engine: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as one flat JSON object, the sampling settings among the other fields (the layout
         calibration records and cached keys have always had)."""
-        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        fields = {f.name: getattr(self, f.name) for f in dataclass_fields(self) if f.compare}
         sampling = fields.pop("sampling")
         return {**fields, **sampling.model_dump()}
 
@@ -70,6 +75,10 @@ class CalibrationSpec:
         """16 hex digits of the sha256 of the canonical JSON of the spec."""
         payload = json.dumps(self.as_dict(), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def legacy_key(self) -> str | None:
+        """The key this calibration had before engine keys were resolved (None: no legacy engine)."""
+        return None if self.legacy_engine is None else replace(self, engine=self.legacy_engine).key()
 
 
 def calibration_role(condition: StudyConfig) -> str:
@@ -80,11 +89,14 @@ def calibration_role(condition: StudyConfig) -> str:
     return "advise" if condition.humans.llm_consultation > 0 else "rewrite"
 
 
-def calibration_spec(condition: StudyConfig, corpus_texts: list[str]) -> CalibrationSpec:
+def calibration_spec(
+    condition: StudyConfig, corpus_texts: list[str], engine: EngineIdentity | None = None
+) -> CalibrationSpec:
+    """The calibration `condition` is measured against; `engine` defaults to the one this machine resolves."""
     llm = condition.llm
     digest = hashlib.sha256("\n".join(corpus_texts).encode()).hexdigest()[:16]
     return CalibrationSpec(
-        engine=EngineIdentity.of(llm.engine).key(),
+        engine=(engine or EngineIdentity.of(llm.engine)).key(),
         role=calibration_role(condition),
         sampling=llm.sampling,
         max_chars=llm.prompt.max_chars,
@@ -94,26 +106,39 @@ def calibration_spec(condition: StudyConfig, corpus_texts: list[str]) -> Calibra
         embedder=condition.embedding.model,
         chains=condition.attractor.chains,
         generations=condition.attractor.generations,
+        legacy_engine=legacy_key(llm.engine),
     )
 
 
-def study_specs(config: StudyConfig, corpora: dict[int, list[str]]) -> dict[int, CalibrationSpec]:
+def study_specs(
+    config: StudyConfig, corpora: dict[int, list[str]], engines: StudyEngines | None = None
+) -> dict[int, CalibrationSpec]:
     """The calibration each condition is measured against (condition index -> spec), or {} for a
     human-only study. A condition without LLMs takes the first LLM condition's calibration, so
-    that a control and its treatment are measured against the same point."""
+    that a control and its treatment are measured against the same point. `engines`: the study's
+    recorded engine identities (None: a study not run yet, resolved on this machine)."""
     grid = config.condition_grid()
     llm_conditions = [i for i, (_, condition) in enumerate(grid) if condition.uses_llm()]
     if not llm_conditions:
         return {}
-    specs = {i: calibration_spec(grid[i][1], corpora[i]) for i in llm_conditions}
+    engines = engines or StudyEngines()
+    specs = {i: calibration_spec(grid[i][1], corpora[i], engines.identity(grid[i][1].llm.engine))
+             for i in llm_conditions}  # fmt: skip
     reference = specs[llm_conditions[0]]
     return {i: specs.get(i, reference) for i in range(len(grid))}
 
 
 def calibrate(
-    spec: CalibrationSpec, backend: Backend, vectors: VectorSource, corpus_texts: list[str]
+    spec: CalibrationSpec,
+    backend: Backend,
+    vectors: VectorSource,
+    corpus_texts: list[str],
+    *,
+    on_generation: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the reference chains and return the calibration record (see `attractor_vector`)."""
+    """Run the reference chains and return the calibration record (see `attractor_vector`).
+
+    `on_generation(g)` is told when chain generation g of `spec.generations` is done (progress only)."""
     started = time.perf_counter()
     rng = np.random.default_rng(spec.seed)
     picks = rng.choice(len(corpus_texts), size=min(spec.chains, len(corpus_texts)), replace=False)
@@ -121,6 +146,7 @@ def calibrate(
     history, failures = run_chains(
         backend, initial, generations=spec.generations, sampling=spec.sampling, seed=spec.seed,
         prompt=PromptSection(role=spec.role, max_chars=spec.max_chars, retries=spec.retries),
+        on_generation=on_generation,
     )  # fmt: skip
     flat = [text for texts in history for text in texts]
     emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(initial), -1)
@@ -158,20 +184,33 @@ def read_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def find_record(folder: Path, spec: CalibrationSpec) -> Path | None:
+    """The file of `spec`'s calibration in a results folder, under its key or, in a folder written
+    before engine keys were resolved, under its legacy key; None where the folder holds neither."""
+    for key in (spec.key(), spec.legacy_key()):
+        if key is not None and folder_path(folder, key).exists():
+            return folder_path(folder, key)
+    return None
+
+
 def load_attractors(
-    config: StudyConfig, folder: Path, corpora: dict[int, list[str]], conditions: set[int]
+    config: StudyConfig,
+    folder: Path,
+    corpora: dict[int, list[str]],
+    conditions: set[int],
+    engines: StudyEngines | None = None,
 ) -> dict[int, np.ndarray]:
     """Condition index -> attractor for `conditions`, from the calibrations in a results folder
-    (the runner writes them before the batches that need them)."""
+    (the runner writes them before the batches that need them); `engines` as in `study_specs`."""
     attractors = {}
-    for index, spec in study_specs(config, corpora).items():
+    for index, spec in study_specs(config, corpora, engines).items():
         if index not in conditions:
             continue
-        path = folder_path(folder, spec.key())
-        if not path.exists():
+        path = find_record(folder, spec)
+        if path is None:
             raise MissingCalibration(
-                f"{path} is missing: condition {index} is measured against calibration {spec.key()}, which "
-                "this results folder does not hold; run `culturesim calibrate` or the study again"
+                f"{folder_path(folder, spec.key())} is missing: condition {index} is measured against calibration "
+                f"{spec.key()}, which this results folder does not hold; run `culturesim calibrate` or the study again"
             )
         attractors[index] = attractor_vector(read_record(path))
     return attractors

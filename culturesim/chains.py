@@ -9,7 +9,7 @@ create, continue = continue). The attractor calibration (`culturesim.attractor`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,7 @@ def run_chains(
     prompt: PromptSection = ONE_CALL_PROMPT,
     sampling: Sampling = Sampling(),
     seed: int = 0,
+    on_generation: Callable[[int], None] | None = None,
 ) -> tuple[list[list[str]], list[int]]:
     """Texts per generation (generation 0 = initial) and failures per generation.
 
@@ -85,6 +86,8 @@ def run_chains(
     (`llm.prompts.adopt`); with `prompt.retries` > 0 an unusable one is asked again with a new seed
     (one more batched call per round for the unusable ones only). A final answer that leaves no
     text keeps the chain's text unchanged and counts as a failure.
+    `on_generation(g)` is called after generation g of every chain is answered (a progress display:
+    a calibration's 10 generations can take minutes); it sees nothing and changes nothing.
     """
     history = [list(initial_texts)]
     failures = [0]
@@ -100,6 +103,8 @@ def run_chains(
         cleaned = _generate(backend, requests, max_chars=prompt.max_chars, retries=prompt.retries)
         history.append([new or old for new, old in zip(cleaned, history[-1], strict=True)])
         failures.append(sum(not new for new in cleaned))
+        if on_generation is not None:
+            on_generation(generation)
     return history, failures
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from culturesim.config import ConfigError, load_config
 
 app = typer.Typer(help="Simulate cultures of texts in mixed human/LLM populations.", no_args_is_help=True)
 console = Console(stderr=True)
+VERBOSE_HELP = "show the start-up warnings and logs of vLLM, torch and transformers (errors always show)"
 
 
 def _fail(exc: Exception) -> None:
@@ -44,13 +45,26 @@ def run(
     deviation: str = typer.Option("", "--deviation", help="reason for running a config that differs from its lock"),
     toy: bool = typer.Option(False, "--toy", help="tiny smoke-test version: 16 agents, 2 generations, 2 replicates"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the study's size (runs, requests, tables) and exit"),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
-    """Run every condition x replicate of a study and write results, a report and a figure."""
+    """Run every condition x replicate of a study and write results, a report and a figure.
+
+    Progress (attractor calibration, engine start, run-generations) goes to stderr: bars on a
+    terminal, a plain line at least every 30 s elsewhere (a log file, CI, nohup)."""
+    from culturesim.quiet import quiet_third_party
+
+    with quiet_third_party(enabled=not verbose):  # before torch is imported: its C++ warnings read it then
+        _run(study, out, resume, workers, batch_runs, executor, address, engines, deviation, toy, dry_run, verbose)
+
+
+def _run(study, out, resume, workers, batch_runs, executor, address, engines, deviation, toy, dry_run, verbose) -> None:
+    """The body of `run` (its options, in order)."""
     from culturesim.llm.base import EngineError
+    from culturesim.progress import progress_display
     from culturesim.report import write_report
-    from culturesim.study.grid import plan_runs
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.prereg import check_lock, read_lock
+    from culturesim.study.rates import describe_wall
     from culturesim.study.runner import StudyRunner
     from culturesim.study.sizing import check_disk, plan_table, size_study
 
@@ -63,14 +77,11 @@ def run(
         else:
             deviation_record = check_lock(config, study, deviation=deviation or None)
         size = size_study(config)
-        console.print(plan_table(size))
+        console.print(plan_table(size, wall_time=describe_wall(config, size)))
         check_disk(size, out)
         if dry_run:
             return
-        total = len(plan_runs(config)) * config.study.generations
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"{config.study.name}: run-generations", total=total)
+        with progress_display(sys.stderr, quiet=not verbose) as progress:
             folder = runner.run(
                 config,
                 out_root=out,
@@ -83,7 +94,7 @@ def run(
                 deviation=deviation_record,
                 lock={k: v for k, v in lock.items() if k != "config"} if lock and not toy else None,
                 toy=toy,
-                on_progress=lambda n: progress.advance(task, n),
+                progress=progress,
             )
         report = write_report(folder)
     except (ConfigError, FolderHeldError) as exc:
@@ -150,16 +161,22 @@ def replay(
 def calibrate(
     study: Path = typer.Argument(..., help="study TOML file"),
     force: bool = typer.Option(False, "--force", help="calibrate again even when cached"),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Calibrate the LLM's attractor for each condition of a study (pure-LLM reference chains), into the cache.
 
     `run` does this on first use; this command does it ahead of time and prints each calibration's key and cost."""
-    from culturesim.study.runner import StudyRunner
+    from culturesim.progress import progress_display
+    from culturesim.quiet import quiet_third_party
 
-    try:
-        found = StudyRunner().calibrate(load_config(study), force=force)
-    except ConfigError as exc:
-        _fail(exc)
+    with quiet_third_party(enabled=not verbose):
+        from culturesim.study.runner import StudyRunner
+
+        try:
+            with progress_display(sys.stderr, quiet=not verbose) as progress:
+                found = StudyRunner().calibrate(load_config(study), force=force, progress=progress)
+        except ConfigError as exc:
+            _fail(exc)
     if not found:
         console.print("a human-only study has no attractor to calibrate")
     for record, origin in found:
@@ -293,9 +310,30 @@ def validate(
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="sampling temperature for `chains`"),
     completions: int = typer.Option(500, "--completions", min=1, help="completions per role for `on-task`"),
     corpus: str = typer.Option("builtin", "--corpus", help="on-task corpus: 'builtin' or a CSV/JSONL/Parquet file"),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Check the simulator against theory (neutral, conformity, network), published LLM results (chains),
     or how on-task the LLM agents write per role (on-task: meta-talk, verbatim copies, parent similarity)."""
+    from culturesim.quiet import quiet_third_party
+
+    with quiet_third_party(enabled=not verbose):
+        _validate(check, replicates, chains_count, generations, temperature, completions, corpus, verbose)
+
+
+def _start_engine(spec, *, verbose: bool):
+    """The engine of `validate chains` / `on-task`; without --verbose its start-up output on Python's
+    stderr is held back (shown if the start fails)."""
+    from contextlib import nullcontext
+
+    from culturesim.llm import create_backend
+    from culturesim.quiet import muted_stderr
+
+    with nullcontext() if verbose else muted_stderr():
+        return create_backend(spec, seed=0)
+
+
+def _validate(check, replicates, chains_count, generations, temperature, completions, corpus, verbose) -> None:
+    """The body of `validate` (its options, in order)."""
     from culturesim import validate as checks
 
     if check == "neutral":
@@ -310,12 +348,11 @@ def validate(
         from culturesim.chains import compare_roles, story_sample
         from culturesim.config import EmbeddingSection
         from culturesim.embed import Embedder
-        from culturesim.llm import create_backend
         from culturesim.llm_section import LLMSection
         from culturesim.sampling import Sampling
 
         spec = LLMSection() if temperature is None else LLMSection(sampling=Sampling(temperature=temperature))
-        backend = create_backend(spec.engine, seed=0)
+        backend = _start_engine(spec.engine, verbose=verbose)
         try:
             table = compare_roles(
                 backend, Embedder(EmbeddingSection()), initial_texts=story_sample(chains_count),
@@ -327,7 +364,6 @@ def validate(
         from culturesim.config import CorpusSection, EmbeddingSection
         from culturesim.corpus import load_corpus
         from culturesim.embed import Embedder
-        from culturesim.llm import create_backend
         from culturesim.llm_section import LLMSection
         from culturesim.on_task_check import check_roles
 
@@ -336,7 +372,7 @@ def validate(
             texts = load_corpus(CorpusSection(source=corpus))["text"].to_list()
         except ConfigError as exc:
             _fail(exc)
-        backend = create_backend(spec.engine, seed=0)
+        backend = _start_engine(spec.engine, verbose=verbose)
         try:
             table, _ = check_roles(backend, Embedder(EmbeddingSection()), texts, count=completions, spec=spec)
         finally:

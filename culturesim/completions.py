@@ -14,13 +14,14 @@ the log lacks to its engine. Its three uses are one class with different parts:
 - a resume:     the partial log and an engine (the logged requests cost zero engine calls);
 - a replay:     the log and no engine (a request the log lacks stops the replay, naming it).
 
-A request is identified in the log by its engine (`EngineIdentity.key`) and its content
-hash (`Request.key`, which includes the exact seed): two engines never share an answer.
+A request is identified in the log by its engine (`EngineIdentity.key`: the backend and device
+that really ran, see `culturesim.engine_identity`) and its content hash (`Request.key`, which
+includes the exact seed): two engines never share an answer, unless a source is told to accept
+another's (the engines one study ran with, when it is resumed elsewhere or replayed).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from culturesim.engine_identity import EngineIdentity, migrate_entry
 from culturesim.llm.base import Backend, Completion, Request, retry_seed
 from culturesim.llm.prompts import Adoption, adopt
 from culturesim.llm_section import EngineSection
@@ -48,26 +50,6 @@ class Origin:
         return f"run {self.run_id}, generation {self.generation}, agent {self.agent}"
 
 
-@dataclass(frozen=True)
-class EngineIdentity:
-    """The engine settings that decide what a request's answer is (not how fast it comes)."""
-
-    backend: str
-    model: str
-    dtype: str
-    max_num_seqs: int
-    base_url: str | None = None
-
-    @classmethod
-    def of(cls, spec: EngineSection) -> EngineIdentity:
-        return cls(spec.backend, spec.model, spec.dtype, spec.max_num_seqs, spec.base_url)
-
-    def key(self) -> str:
-        """A short label naming this engine in the log: backend/model/dtype, then a settings hash."""
-        payload = json.dumps([self.backend, self.model, self.dtype, self.max_num_seqs, self.base_url])
-        return f"{self.backend}/{self.model}/{self.dtype}#{hashlib.sha256(payload.encode()).hexdigest()[:8]}"
-
-
 class MissingCompletion(RuntimeError):
     """A replay met a request its log does not hold."""
 
@@ -78,11 +60,19 @@ class CompletionLog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def load(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Every committed entry of every file, keyed by (engine key, request key)."""
+    def load(
+        self, legacy: EngineSection | None = None, legacy_device: str = "cpu"
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every committed entry of every file, keyed by (engine key, request key).
+
+        An entry written before engine keys were resolved by an engine with the settings `legacy`
+        is keyed as the migration rule (`engine_identity.legacy_identity`) says, with
+        `legacy_device` where the study recorded no device; the files stay as they are."""
         entries: dict[tuple[str, str], dict[str, Any]] = {}
         for path in sorted(self.folder.glob(f"*{LOG_SUFFIX}")):
             for entry in _committed(path)[0]:
+                if legacy is not None and "device" not in entry:
+                    entry = migrate_entry(entry, legacy, legacy_device) or entry
                 entries[(entry["engine_key"], entry["request_key"])] = entry
         return entries
 
@@ -138,6 +128,8 @@ class SourceCounters:
     engine_calls: int = 0
     engine_requests: int = 0  # distinct requests sent to the engine
     engine_tokens: int = 0  # generated tokens
+    engine_prompt_tokens: int = 0  # prompt tokens of the requests sent to the engine
+    engine_prompt_tokens_reused: int = 0  # of those, taken from the engine's prefix cache, not computed
     engine_seconds: float = 0.0
 
 
@@ -146,10 +138,13 @@ class CompletionSource:
     """Answers rounds of requests: from `log` first, then from an engine started on first need.
 
     `log_name`: the file this source appends the engine's answers to (None: answers are not
-    logged, as in a validation chain). `start_engine`: None for a replay."""
+    logged, as in a validation chain). `start_engine`: None for a replay. `accepts`: other engines
+    whose logged answers answer this source too (after its own engine's): the engines a study ran
+    with on other machines, so that a resume there or a replay asks no request twice."""
 
     engine: EngineIdentity
     known: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    accepts: tuple[EngineIdentity, ...] = ()
     log: CompletionLog | None = None
     log_name: str | None = None
     start_engine: Callable[[], Backend] | None = None
@@ -159,8 +154,8 @@ class CompletionSource:
 
     def answer(self, requests: list[Request], origins: list[Origin], attempt: int) -> list[Completion]:
         """One round: completions in request order; identical requests are answered once."""
-        engine_key = self.engine.key()
-        keys = [(engine_key, r.key()) for r in requests]
+        engine_keys = [self.engine.key(), *(identity.key() for identity in self.accepts)]
+        keys = [self._logged(engine_keys, r.key()) for r in requests]
         missing: dict[tuple[str, str], Request] = {}
         for key, request in zip(keys, requests, strict=True):
             if key not in self.known and key not in missing:
@@ -169,6 +164,14 @@ class CompletionSource:
         if missing:
             self._ask_engine(missing, keys, requests, origins, attempt)
         return [Completion(self.known[k]["completion"], self.known[k]["tokens"]) for k in keys]
+
+    def _logged(self, engine_keys: list[str], request_key: str) -> tuple[str, str]:
+        """Where the log answers a request: under the first of `engine_keys` that holds it, else
+        (this source's engine, request) for the engine to answer."""
+        for engine_key in engine_keys:
+            if (engine_key, request_key) in self.known:
+                return engine_key, request_key
+        return engine_keys[0], request_key
 
     def _ask_engine(self, missing, keys, requests, origins, attempt) -> None:
         if self.start_engine is None:
@@ -186,6 +189,8 @@ class CompletionSource:
         self.counters.engine_calls += 1
         self.counters.engine_requests += len(missing)
         self.counters.engine_tokens += sum(a.tokens for a in answers)
+        self.counters.engine_prompt_tokens += sum(a.prompt_tokens for a in answers)
+        self.counters.engine_prompt_tokens_reused += sum(a.cached_tokens for a in answers)
         engine_version = getattr(self._backend, "engine_version", "unknown")
         for key, answer in zip(missing, answers, strict=True):
             self.known[key] = {"completion": answer.text, "tokens": answer.tokens}
@@ -224,6 +229,7 @@ def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str
         "backend": engine.backend,
         "model": engine.model,
         "dtype": engine.dtype,
+        "device": engine.device,
         "engine_version": engine_version,
         "completion": answer["completion"],
         "tokens": answer["tokens"],

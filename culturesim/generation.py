@@ -22,7 +22,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -76,7 +76,9 @@ class VectorSource(Protocol):
 class Throughput:
     """Counters for the progress bar and the manifest (seconds are wall-clock)."""
 
-    llm_tokens: int = 0
+    llm_tokens: int = 0  # generated tokens
+    llm_prompt_tokens: int = 0  # prompt tokens of the requests the engine answered
+    llm_prompt_tokens_reused: int = 0  # of those, read from the engine's prefix cache instead of computed
     llm_seconds: float = 0.0
     llm_requests: int = 0
     llm_unique_requests: int = 0
@@ -96,6 +98,7 @@ class Throughput:
 
     def summary(self) -> dict[str, float]:
         data = asdict(self)
+        data["llm_prompt_tokens_computed"] = self.llm_prompt_tokens - self.llm_prompt_tokens_reused
         data["llm_tokens_per_second"] = self.llm_tokens / self.llm_seconds if self.llm_seconds else 0.0
         data["embedded_texts_per_second"] = self.embedded_texts / self.embed_seconds if self.embed_seconds else 0.0
         return data
@@ -171,8 +174,7 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
     if source is None:
         raise RuntimeError("LLM requests were made but the runs have no completion source")
     prompts = [model.config.llm.prompt for model, batch in zip(models, planned, strict=True) for _ in batch]
-    before = (source.counters.engine_calls, source.counters.engine_tokens, source.counters.engine_seconds)
-    from_log = source.counters.from_log
+    before = replace(source.counters)
     used, completions, adoptions, attempts = answer_with_retries(
         source,
         requests,
@@ -180,10 +182,13 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
         max_chars=[prompt.max_chars for prompt in prompts],
         retries=[prompt.retries for prompt in prompts],
     )
-    stats.llm_calls += source.counters.engine_calls - before[0]
-    stats.llm_tokens += source.counters.engine_tokens - before[1]
-    stats.llm_seconds += source.counters.engine_seconds - before[2]
-    stats.llm_from_log += source.counters.from_log - from_log
+    after = source.counters
+    stats.llm_calls += after.engine_calls - before.engine_calls
+    stats.llm_tokens += after.engine_tokens - before.engine_tokens
+    stats.llm_prompt_tokens += after.engine_prompt_tokens - before.engine_prompt_tokens
+    stats.llm_prompt_tokens_reused += after.engine_prompt_tokens_reused - before.engine_prompt_tokens_reused
+    stats.llm_seconds += after.engine_seconds - before.engine_seconds
+    stats.llm_from_log += after.from_log - before.from_log
     stats.llm_requests += len(requests)
     stats.llm_unique_requests += len({r.key() for r in requests})
     stats.llm_attempts += sum(attempts)

@@ -118,6 +118,8 @@ def write_report(folder: Path) -> Path:
         f"({throughput['llm_tokens_per_second']:.1f} tokens/s); {throughput['llm_requests']} requests "
         f"({throughput['llm_unique_requests']} distinct) in {throughput['llm_calls']} engine calls; "
         f"{throughput.get('llm_from_log', 0)} of {throughput.get('llm_attempts', 0)} attempts answered by the log\n"
+        f"- LLM prompts: {throughput.get('llm_prompt_tokens', 0)} prompt tokens, "
+        f"{throughput.get('llm_prompt_tokens_reused', 0)} of them reused from the engine's prefix cache\n"
         f"- unusable LLM answers: {throughput.get('llm_retries', 0)} retried with new seeds; "
         f"{_failures(metrics)} still unusable (agent kept its trait)\n"
         f"- embeddings: {throughput['embedded_texts']} distinct texts embedded for "

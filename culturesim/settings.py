@@ -48,6 +48,23 @@ def vllm_cpu_defaults() -> dict[str, str]:
     }
 
 
+def quiet_defaults() -> dict[str, str]:
+    """What keeps vLLM, torch and transformers to errors only (`culturesim.quiet`; not with --verbose).
+
+    Set before these libraries are imported or start, since most read their variable once then;
+    TORCH_CPP_LOG_LEVEL is the only switch for torch's C++ warnings (`[W... utils.cpp] Warning: NUMA
+    binding ...`), which are written to file descriptor 2 below Python. With ERROR here, the WARNING
+    of `vllm_cpu_defaults` does not apply (a value already set wins)."""
+    return {
+        "VLLM_LOGGING_LEVEL": "ERROR",
+        "TORCH_CPP_LOG_LEVEL": "ERROR",
+        "TORCH_LOGS": "-all",  # torch's Python loggers at ERROR (torch resets them when imported)
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # weight-loading bars of transformers and huggingface_hub
+    }
+
+
 @contextmanager
 def environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
     """Inside the block, each variable not already set takes its default (a user's own value

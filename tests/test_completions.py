@@ -17,7 +17,7 @@ from culturesim.completions import (
 )
 from culturesim.llm.base import Completion, Request, retry_seed
 
-ENGINE = EngineIdentity("vllm", "builtin:smollm2-135m", "float32", 64)
+ENGINE = EngineIdentity("vllm", "builtin:smollm2-135m", "float32", 64, device="cpu")
 
 
 class Scripted:
@@ -63,9 +63,11 @@ def test_every_engine_call_is_logged_with_the_exact_request(tmp_path: Path) -> N
     first = lines[0]
     assert first["seed"] == 100 and first["system"] == "S" and first["user"] == "Prompt 0"
     assert (first["temperature"], first["top_p"], first["max_tokens"]) == (0.8, 0.95, 48)
-    assert (first["model"], first["dtype"], first["engine_version"]) == (
+    assert (first["backend"], first["model"], first["dtype"], first["device"], first["engine_version"]) == (
+        "vllm",
         "builtin:smollm2-135m",
         "float32",
+        "cpu",
         "scripted 1",
     )
     assert first["request_key"] == asked[0].key() and first["engine_key"] == ENGINE.key()
@@ -94,7 +96,7 @@ def test_a_replay_names_the_first_request_the_log_lacks(tmp_path: Path) -> None:
 def test_two_engines_never_share_an_answer(tmp_path: Path) -> None:
     asked, origins = requests(2)
     source(tmp_path, Scripted()).answer(asked, origins, attempt=0)
-    bf16 = EngineIdentity("vllm", "builtin:smollm2-135m", "bfloat16", 64)
+    bf16 = EngineIdentity("vllm", "builtin:smollm2-135m", "bfloat16", 64, device="cpu")
     engine = Scripted(lambda r: "bf16 answer.")
     answers = source(tmp_path, engine, bf16).answer(asked, origins, attempt=0)
     assert [a.text for a in answers] == ["bf16 answer."] * 2 and len(engine.calls) == 1

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from culturesim.config import StudyConfig
+from culturesim.devices import cuda_available
 from culturesim.study.grid import engine_groups, plan_runs
 from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
@@ -65,10 +66,11 @@ def test_a_dtype_condition_runs_two_real_engines(tmp_path: Path) -> None:
     assert len({e["engine_key"] for e in entries}) == 2
     manifest = json.loads((folder / "manifest.json").read_text())
     engines = manifest["engines"]
-    # one start per engine: each calibrates its attractor with the engine it then runs on
-    assert [e["engine"].split("#")[0] for e in engines] == ["vllm/builtin:smollm2-135m/float32",
-                                                            "vllm/builtin:smollm2-135m/bfloat16"]  # fmt: skip
+    # one start per engine: each calibrates its attractor with the engine it then runs on; keys name the device
+    device = "cuda" if cuda_available() else "cpu"
+    assert [e["engine"].split("#")[0] for e in engines] == [f"vllm/builtin:smollm2-135m/float32/{device}",
+                                                            f"vllm/builtin:smollm2-135m/bfloat16/{device}"]  # fmt: skip
     assert datetime.fromisoformat(engines[0]["stopped"]) <= datetime.fromisoformat(engines[1]["started"])
     assert sorted(entry["spec"]["engine"].split("#")[0] for entry in manifest["attractors"].values()) == [
-        "vllm/builtin:smollm2-135m/bfloat16", "vllm/builtin:smollm2-135m/float32"]  # fmt: skip
+        f"vllm/builtin:smollm2-135m/bfloat16/{device}", f"vllm/builtin:smollm2-135m/float32/{device}"]  # fmt: skip
     print(json.dumps(engines, indent=1))

@@ -83,3 +83,32 @@ def test_a_second_run_into_a_held_folder_stops_at_once_naming_the_holder(tmp_pat
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
+
+TINY_HUMANS = (
+    '[study]\nname = "tiny"\nseed = 5\nreplicates = 2\ngenerations = 4\n'
+    "[population]\nsize = 30\n[humans]\ncopy_error = 0.2\n"
+)
+
+
+def test_without_a_terminal_run_prints_plain_progress_lines_and_then_knows_its_time(monkeypatch, tmp_path) -> None:
+    """CliRunner's stderr is no terminal (as in CI, nohup or a log file): plain lines, no bars. A
+    first run on a machine cannot estimate its time; once it finished, the plan gives one."""
+    from culturesim.settings import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY_HUMANS)
+    out = ["--out", str(tmp_path / "out")]
+    planned = CliRunner().invoke(app, ["run", str(study), *out, "--dry-run", "--verbose"])
+    assert planned.exit_code == 0, planned.output
+    assert "estimated wall time on this machine: unknown" in _output(planned)
+    result = CliRunner().invoke(app, ["run", str(study), *out])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("[culturesim ")]
+    assert lines[0].endswith("run-generations 0/8 (0 %)"), result.output
+    assert "run-generations 8/8 (100 %), done in" in lines[-1]
+    drawn = [line for line in result.output.splitlines() if "run-generations" in line]
+    assert drawn == lines, drawn  # no bar drawn into a log
+    again = CliRunner().invoke(app, ["run", str(study), "--out", str(tmp_path / "again"), "--dry-run"])
+    assert "estimated wall time on this machine: ~" in _output(again), again.output

@@ -158,3 +158,110 @@ def test_mean_text_bytes_is_the_builtin_corpus_mean() -> None:
     lines = files("culturesim").joinpath("data", "seed_corpus.jsonl").read_text(encoding="utf-8").splitlines()
     lengths = [len(json.loads(line)["text"].encode()) for line in lines if line.strip()]
     assert abs(sum(lengths) / len(lengths) - MEAN_TEXT_BYTES) < 2
+
+
+# -- wall time from this machine's measured rates (culturesim.study.rates) ------------------------------
+def _llm_study() -> StudyConfig:
+    return study(population={"size": 20, "llm_share": 0.25}, attractor={"chains": 4, "generations": 3})
+
+
+def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path: Path) -> None:
+    from culturesim import attractor
+    from culturesim.engine_identity import EngineIdentity
+    from culturesim.settings import CACHE_ENV
+    from culturesim.study.rates import RateSample, estimate_wall, record_rates
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    config = _llm_study()
+    size = size_study(config)
+    first = estimate_wall(config, size)
+    assert first.seconds is None and first.describe().startswith("unknown (no rates measured here yet")
+    console = Console(record=True, width=200)
+    console.print(plan_table(size, wall_time=first.describe()))
+    assert "estimated wall time on this machine: unknown" in console.export_text()
+
+    engine = EngineIdentity.of(config.llm.engine).key()
+    sample = RateSample()
+    sample.add("llm", engine, tokens=300, requests=10, seconds=20)  # 0.5 requests/s
+    sample.add("engine_start", engine, starts=1, seconds=40)
+    sample.add("calibration", engine, requests=8, seconds=16)  # 2 s/request
+    sample.add("embedding", config.embedding.model, texts=100, seconds=2)  # 50 texts/s
+    sample.add("simulation", "all", agent_generations=1000, seconds=1)
+    record_rates(sample)
+    known = estimate_wall(config, size)
+    expected = {
+        "engine start": 40,
+        "calibration": 4 * 3 * 2,
+        "LLM": size.llm_requests / 0.5,
+        "uncached embedding": size.table("vectors").rows / 50,
+        "simulation": size.agent_generations / 1000,
+    }
+    assert dict(known.parts) == pytest.approx(expected)
+    assert known.seconds == pytest.approx(sum(expected.values()))
+    assert known.describe().startswith("~") and "rates of 1 run here" in known.describe()
+    console = Console(record=True, width=200)
+    console.print(plan_table(size, wall_time=known.describe()))
+    assert f"estimated wall time on this machine: {known.describe()}" in console.export_text()
+
+    # A cached calibration costs nothing; an engine never measured here makes the estimate unknown.
+    [spec] = {s.key(): s for s in attractor.study_specs(config, {0: load_corpus_texts(config)}).values()}.values()
+    attractor.cache_path(spec.key()).parent.mkdir(parents=True)
+    attractor.cache_path(spec.key()).write_text("{}")
+    assert "calibration" not in dict(estimate_wall(config, size).parts)
+    # Rates measured on engine calls of 2 requests: this study's calls batch more, so the time is a bound.
+    small = RateSample()
+    small.add("llm", engine, tokens=0, requests=0, seconds=0, calls=5)
+    record_rates(small)
+    assert size.llm_requests / 8 > 2 * 10 / 5  # requests per generation (one call) vs the 2 per call measured
+    bound = estimate_wall(config, size)
+    assert bound.upper_bound and bound.describe().startswith("at most ~"), bound.describe()
+    assert "smaller engine batches" in bound.describe()
+    other = config.model_copy(update={"llm": config.llm.model_copy(update={"engine": config.llm.engine.model_copy(
+        update={"max_num_seqs": 7})})})  # fmt: skip
+    unknown = estimate_wall(other, size_study(other))
+    assert unknown.seconds is None and "not measured on this machine yet: engine start of" in unknown.describe()
+
+
+def load_corpus_texts(config: StudyConfig) -> list[str]:
+    from culturesim.corpus import load_corpus
+
+    return load_corpus(config.corpus)["text"].to_list()
+
+
+def test_a_session_measures_rates_from_its_own_work() -> None:
+    """Throughput accumulates over sessions: a session's rates come from what it added; requests the
+    log answered are not the engine's; the simulation gets the wall time nothing else took."""
+    from culturesim.study.rates import session_sample
+
+    config = _llm_study()
+    before = {"llm_tokens": 100, "llm_seconds": 10.0, "llm_requests": 40, "llm_attempts": 40, "llm_from_log": 0,
+              "llm_calls": 4, "embedded_texts": 10, "embed_seconds": 1.0, "wall_seconds": 30.0}  # fmt: skip
+    after = {"llm_tokens": 400, "llm_seconds": 40.0, "llm_requests": 120, "llm_attempts": 80 + 40, "llm_from_log": 20,
+             "llm_calls": 10, "embedded_texts": 60, "embed_seconds": 2.0, "wall_seconds": 130.0}  # fmt: skip
+    starts = [{"engine": "vllm/m#1", "started": "2026-01-01T00:00:00+00:00", "ready": "2026-01-01T00:00:25+00:00"}]
+    calibrations = [{"spec": {"engine": "vllm/m#1", "generations": 3}, "requests": 12, "seconds": 6.0}]
+    sample = session_sample(before, after, config=config, done={"c0-r0"}, starts=starts, calibrations=calibrations)
+    llm = sample.totals["llm"]["vllm/m#1"]
+    assert llm["tokens"] == 300 and llm["seconds"] == 30.0 and llm["calls"] == 6
+    assert llm["requests"] == pytest.approx(80 * 60 / 80)  # 60 of the 80 attempts went to the engine
+    assert sample.totals["engine_start"]["vllm/m#1"] == {"starts": 1, "seconds": 25.0}
+    assert sample.totals["calibration"]["vllm/m#1"] == {"requests": 12, "seconds": 6.0, "calls": 3}
+    assert sample.totals["embedding"][config.embedding.model] == {"texts": 50, "seconds": 1.0}
+    simulation = sample.totals["simulation"]["all"]
+    assert simulation["agent_generations"] == 1 * 20 * 8  # the run finished before is not this session's
+    assert simulation["seconds"] == pytest.approx(100 - 30 - 1 - 25 - 6)
+
+
+def test_a_finished_run_records_this_machines_rates(embedder, monkeypatch, tmp_path: Path) -> None:
+    from culturesim.settings import CACHE_ENV
+    from culturesim.study.rates import estimate_wall, machine_rates
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    config = study(study={"seed": 99}, population={"size": 40}, humans={"copy_error": 0.3})
+    assert estimate_wall(config, size_study(config)).seconds is None
+    StudyRunner(embedder=embedder).run(config, out_root=tmp_path / "results")
+    rates = machine_rates()
+    assert rates["sessions"] == 1 and rates["simulation"]["all"]["agent_generations"] == 2 * 40 * 8
+    assert rates["embedding"][config.embedding.model]["texts_per_second"] > 0
+    estimate = estimate_wall(config, size_study(config))
+    assert estimate.seconds is not None and estimate.seconds > 0, estimate

@@ -5,21 +5,51 @@ from __future__ import annotations
 import importlib.util
 
 from culturesim.config import ConfigError
-from culturesim.devices import resolve_device
+from culturesim.devices import cuda_available, resolve_device
 from culturesim.llm.base import Backend, Completion, Request, deduplicated_generate
 from culturesim.llm.models import resolve_model
 from culturesim.llm_section import EngineSection
 
-__all__ = ["Backend", "Completion", "Request", "create_backend", "deduplicated_generate", "vllm_available"]
+__all__ = [
+    "Backend",
+    "Completion",
+    "Request",
+    "create_backend",
+    "deduplicated_generate",
+    "engine_device",
+    "resolve_backend",
+    "vllm_available",
+]
 
 
 def vllm_available() -> bool:
+    """Whether vLLM is installed, found without importing it (an import starts its heavy machinery)."""
     return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(spec: EngineSection) -> str:
+    """The backend that answers `spec` on this machine: 'auto' is vLLM wherever it is installed, else
+    transformers. The one place this is decided: `create_backend` starts what it says, and
+    `EngineIdentity.of` names it in the completion log, so the two can never disagree."""
+    if spec.backend == "auto":
+        return "vllm" if vllm_available() else "transformers"
+    return spec.backend
+
+
+def engine_device(spec: EngineSection, backend: str) -> str:
+    """Where `backend` (resolved) runs `spec`, decided without starting it: an HTTP server is 'remote';
+    vLLM takes the GPU where torch sees one, else the CPU (as `vllm_backend.on_cpu`); transformers
+    runs on `llm.engine.device` resolved by `culturesim.devices`."""
+    if backend == "openai":
+        return "remote"
+    if backend == "vllm":
+        return "cuda" if cuda_available() else "cpu"
+    return resolve_device(spec.device, field="llm.engine.device")
 
 
 def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
     """The engine a study's `[llm.engine]` asks for; 'auto' means vLLM wherever it is installed, else transformers."""
-    backend = spec.backend
+    backend = resolve_backend(spec)
     if backend == "openai":
         from culturesim.llm.openai_backend import OpenAIBackend
 
@@ -28,8 +58,6 @@ def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
                 "llm.engine.backend = 'openai' needs llm.engine.base_url, e.g. 'http://localhost:8000/v1'"
             )
         return OpenAIBackend(spec.base_url, spec.model, api_key_env=spec.api_key_env)
-    if backend == "auto":
-        backend = "vllm" if vllm_available() else "transformers"
     model = resolve_model(spec.model)
     if backend == "vllm":
         if not vllm_available():
@@ -42,4 +70,4 @@ def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
         return VLLMBackend(model, dtype=spec.dtype, max_num_seqs=spec.max_num_seqs, seed=seed)
     from culturesim.llm.hf_backend import TransformersBackend
 
-    return TransformersBackend(model, dtype=spec.dtype, device=resolve_device(spec.device, field="llm.engine.device"))
+    return TransformersBackend(model, dtype=spec.dtype, device=engine_device(spec, backend))

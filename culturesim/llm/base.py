@@ -43,8 +43,15 @@ class Request:
 
 @dataclass(frozen=True)
 class Completion:
+    """One answer, with what it cost the engine. `prompt_tokens` is the request's whole prompt after
+    the chat template; `cached_tokens` the part of it the engine took from its prefix cache instead
+    of computing (the role's system prompt and worked examples, shared by every request of a role).
+    Both are 0 where a backend cannot tell (a remote server that does not report them)."""
+
     text: str
     tokens: int  # generated tokens
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 class EngineError(RuntimeError):

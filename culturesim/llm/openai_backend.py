@@ -229,7 +229,7 @@ class OpenAIBackend:
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
         if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
             tokens = len(text.split())
-        return Completion(text=text, tokens=tokens)
+        return Completion(text=text, tokens=tokens, **_prompt_usage(usage))
 
     def _error_detail(self, exc: urllib.error.HTTPError) -> str:
         """The server's own error message, shortened and scrubbed of the key."""
@@ -255,3 +255,15 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if value >= 0 else None
+
+
+def _prompt_usage(usage: object) -> dict[str, int]:
+    """Prompt tokens and, where the server reports them (vLLM's `prompt_tokens_details`), the ones it
+    read from its prefix cache; zeros where the answer does not say."""
+    if not isinstance(usage, dict):
+        return {}
+    prompt = usage.get("prompt_tokens")
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    counts = {"prompt_tokens": prompt, "cached_tokens": cached}
+    return {k: v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}

@@ -9,15 +9,16 @@ so all their LLM requests of a generation go to one engine in one call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from culturesim.attractor import load_attractors
-from culturesim.completions import CompletionLog, CompletionSource, EngineIdentity
+from culturesim.completions import CompletionLog, CompletionSource
 from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder, resolve_embedder
+from culturesim.engine_identity import EngineIdentity, StudyEngines
 from culturesim.fingerprint import weights_digest
 from culturesim.generation import Throughput, VectorSource, run_generations
 from culturesim.llm.base import Backend
@@ -32,10 +33,13 @@ ProgressFn = Callable[[int], None]  # called with the number of run-generations 
 @dataclass(frozen=True)
 class LogPolicy:
     """The completion log of a batch: the JSON Lines files under `folder` answer first; the
-    engine's new answers are appended there when `append` is true (false for a replay)."""
+    engine's new answers are appended there when `append` is true (false for a replay). `engines`:
+    the identities the study's engines ran with (from its manifest), whose answers the log gives
+    and which name its calibrations, wherever the batch runs."""
 
     folder: Path
     append: bool = True
+    engines: StudyEngines = field(default_factory=StudyEngines)
 
 
 def group_embedder(spec: EmbeddingSection) -> Embedder:
@@ -65,7 +69,7 @@ def run_batch(
     source = _source(group, plans, log, engine) if any(needs_llm(grid[p.condition_index][1]) for p in plans) else None
     stats = Throughput()
     conditions = {p.condition_index for p in plans}
-    attractors = load_attractors(config, folder, condition_corpora(config), conditions)
+    attractors = load_attractors(config, folder, condition_corpora(config), conditions, log.engines)
     models, poles = _build_models(config, plans, vectors, attractors)
     logs = run_generations(
         models,
@@ -84,10 +88,16 @@ def run_batch(
 
 
 def _source(group: StudyConfig, plans: list[RunSpec], policy: LogPolicy, engine) -> CompletionSource:
-    log = CompletionLog(policy.folder)
+    """The batch's completions: logged under the engine that answers here (resolved on this machine),
+    and answered by the log under every identity the study recorded for these settings. A replay
+    resolves nothing: it names the engine that last ran (vLLM may be missing here)."""
+    spec, log = group.llm.engine, CompletionLog(policy.folder)
+    recorded = policy.engines.identities(spec)
+    identity = recorded[-1] if engine is None and recorded else EngineIdentity.of(spec)
     return CompletionSource(
-        engine=EngineIdentity.of(group.llm.engine),
-        known=log.load(),
+        engine=identity,
+        known=log.load(legacy=spec, legacy_device=policy.engines.legacy_device),
+        accepts=tuple(i for i in recorded if i != identity),
         log=log if policy.append else None,
         log_name=plans[0].run_id,
         start_engine=engine,

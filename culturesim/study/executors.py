@@ -28,6 +28,7 @@ from culturesim.llm import create_backend
 from culturesim.llm.base import Backend, Completion, Request
 from culturesim.llm_section import EngineSection
 from culturesim.model import RunSpec
+from culturesim.progress import Reporter
 from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
 from culturesim.study.grid import EngineGroup, engine_groups
 
@@ -69,6 +70,7 @@ class GroupEngines:
         self._embedder: Embedder | None = None
         self._backend: Backend | None = None
         self.started: list[dict[str, str]] = []
+        self.progress = Reporter()  # the runner's display; told when an engine starts (minutes on a CPU)
 
     @property
     def backend_injected(self) -> bool:
@@ -91,7 +93,9 @@ class GroupEngines:
             self.close()
         if self._backend is None:
             self.started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
-            self._backend = create_backend(group.config.llm.engine, seed=group.config.study.seed)
+            with self.progress.engine_start(f"{group.engine.backend}/{group.engine.model}"):
+                self._backend = create_backend(group.config.llm.engine, seed=group.config.study.seed)
+            self.started[-1]["ready"] = datetime.now(UTC).isoformat()  # start seconds: measured rates
         return self._backend
 
     def starter(self, group: EngineGroup) -> Callable[[], Backend]:

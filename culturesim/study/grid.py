@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from culturesim.completions import EngineIdentity
 from culturesim.config import StudyConfig
 from culturesim.corpus import load_corpus
+from culturesim.engine_identity import EngineIdentity, StudyEngines
 from culturesim.model import RunSpec
 
 
@@ -53,7 +53,8 @@ def plan_runs(config: StudyConfig) -> list[RunSpec]:
 @dataclass(frozen=True)
 class EngineGroup:
     """Runs answered by one engine: `config` is their first condition's config (engine settings
-    are equal across the group); `engine` is None for human-only runs, which need no LLM."""
+    are equal across the group); `engine` is the study's identity for it (`StudyEngines.identity`),
+    None for human-only runs, which need no LLM."""
 
     config: StudyConfig
     engine: EngineIdentity | None
@@ -64,14 +65,16 @@ class EngineGroup:
         return self.engine is not None
 
 
-def engine_groups(config: StudyConfig, plans: list[RunSpec]) -> list[EngineGroup]:
-    """`plans` grouped by (LLM engine settings, API key variable, embedding model), in order of first appearance."""
+def engine_groups(config: StudyConfig, plans: list[RunSpec], engines: StudyEngines | None = None) -> list[EngineGroup]:
+    """`plans` grouped by (LLM engine, API key variable, embedding model), in order of first appearance;
+    `engines`: the study's recorded engine identities (None: resolved on this machine)."""
     grid = config.condition_grid()
+    engines = engines or StudyEngines()
     keys: dict[tuple, list[RunSpec]] = {}
     first: dict[tuple, StudyConfig] = {}
     for plan in plans:
         condition = grid[plan.condition_index][1]
-        engine = EngineIdentity.of(condition.llm.engine) if needs_llm(condition) else None
+        engine = engines.identity(condition.llm.engine) if needs_llm(condition) else None
         key = (engine, condition.llm.engine.api_key_env if engine else None, condition.embedding.model)
         keys.setdefault(key, []).append(plan)
         first.setdefault(key, condition)

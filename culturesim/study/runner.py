@@ -14,28 +14,32 @@ atomically, then a `done.json` marker: a run counts as finished only when it exi
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from culturesim import attractor
 from culturesim.attractor import study_specs
-from culturesim.completions import EngineIdentity
+from culturesim.completions import CompletionLog
 from culturesim.config import ConfigError, StudyConfig, stored_config
 from culturesim.corpus import load_corpus
 from culturesim.devices import study_devices
 from culturesim.embed import Embedder
+from culturesim.engine_identity import EngineIdentity, StudyEngines
 from culturesim.fingerprint import file_sha256
 from culturesim.generation import Throughput
 from culturesim.llm import Backend
 from culturesim.model import RunSpec
 from culturesim.odd import describe
+from culturesim.progress import RUN_GENERATIONS, Reporter
+from culturesim.shipped_attractors import shipped_record
 from culturesim.study.batch import LogPolicy, ProgressFn
 from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execute
 from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups, needs_llm, plan_batches, plan_runs
 from culturesim.study.holder import hold_folder
 from culturesim.study.provenance import provenance
+from culturesim.study.rates import record_calibration_rates, record_run_rates
 from culturesim.study.sizing import check_disk, size_study
 from culturesim.study.store import finished_runs, read_manifest, results_dir, write_json, write_text
 from culturesim.study.tables import RUN_TABLES, combine_runs
@@ -54,6 +58,11 @@ class StudyRunner:
 
     def __init__(self, *, embedder: Embedder | None = None, backend: Backend | None = None) -> None:
         self.engines = GroupEngines(embedder=embedder, backend=backend)
+        self.progress = Reporter()  # what `run` and `calibrate` report to (a display, or nothing)
+
+    def _report_to(self, progress: Reporter | None) -> None:
+        """Send the phases of the next `run` or `calibrate` to `progress` (None: to no display)."""
+        self.progress = self.engines.progress = progress or Reporter()
 
     def close(self) -> None:
         """Stop the running group's engine, if any."""
@@ -75,11 +84,16 @@ class StudyRunner:
         lock: dict[str, Any] | None = None,
         toy: bool = False,
         on_progress: ProgressFn | None = None,
+        progress: Reporter | None = None,
     ) -> Path:
         """Run every pending condition x replicate and write the results folder; returns its path.
 
         `executor`, `address` and `engines` choose where batches run (`culturesim.study.executors.Execution`).
+        `progress` is told of calibrations, engine starts and run-generations (`culturesim.progress`);
+        `on_progress(n)` of each n run-generations done. A finished session adds what it measured to
+        this machine's rates (`culturesim.study.rates`), from which `culturesim run` estimates wall time.
         """
+        self._report_to(progress)
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1 (got {workers})")
         if executor not in EXECUTORS:
@@ -95,19 +109,23 @@ class StudyRunner:
                     "or delete the folder to start again"
                 )
             check_disk(size_study(config), out_root)
-            manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy)
+            identities = _study_engines(config, folder)
+            manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy, engines=identities)
             execution = Execution(
                 folder,
-                LogPolicy(folder / LOG_FOLDER),
+                LogPolicy(folder / LOG_FOLDER, engines=identities),
                 frozenset(done),
                 workers=workers,
                 batch_runs=batch_runs,
                 executor=executor,
                 address=address,
                 engines=engines,
-                on_progress=on_progress,
+                on_progress=_counted(self.progress, on_progress),
             )
+            before = (dict(manifest["throughput"]), len(manifest["engines"]))
             self._run_groups(config, manifest, execution)
+            if not self.engines.backend_injected and executor == "local" and workers == 1:
+                record_run_rates(config, manifest, *before, done=frozenset(done))
         return folder
 
     def replay(self, source: Path, out: Path, *, config: StudyConfig | None = None) -> Path:
@@ -121,9 +139,11 @@ class StudyRunner:
         with hold_folder(out):
             if finished_runs(out):
                 raise ConfigError(f"{out} already holds a replay; delete it or choose another --out")
-            manifest = _start_manifest(out, config, deviation=None, lock=manifest_in.get("lock"), toy=False)
+            engines = _study_engines(config, source)  # never resolved again: vLLM may be missing here
+            lock = manifest_in.get("lock")
+            manifest = _start_manifest(out, config, deviation=None, lock=lock, toy=False, engines=engines)
             manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
-            log = LogPolicy(source / LOG_FOLDER, append=False)
+            log = LogPolicy(source / LOG_FOLDER, append=False, engines=engines)
             self._run_groups(config, manifest, Execution(out, log, vectors=vectors, calibrations_from=source))
         return out
 
@@ -136,14 +156,17 @@ class StudyRunner:
         try:
             # LLM groups first: each calibrates with the engine it then runs on (one start per engine),
             # and human-only groups, measured against an LLM condition's calibration, find it done.
-            groups = sorted(engine_groups(config, plans), key=lambda g: not g.needs_llm)
+            groups = sorted(engine_groups(config, plans, execution.log.engines), key=lambda g: not g.needs_llm)
             manifest["attractors"] = {}
             for group in groups:
+                execution = _record_engine(execution, manifest, group)
                 self._calibrations(config, groups, execution, manifest["attractors"], engine=group.engine)
                 if execution.executor == "ray" or execution.workers > 1:
                     self.close()  # the workers start their own engines
                 batches = plan_batches(group, execution.batch_runs)
                 todo = [batch for batch in batches if any(p.run_id not in execution.done for p in batch)]
+                skipped = None if RUN_GENERATIONS in self.progress.phases else _skipped(groups, execution)
+                self.progress.phase(RUN_GENERATIONS, total=len(plans) * config.study.generations, done=skipped)
                 for batch_stats in execute(config, group, todo, execution, self.engines):
                     stats.add(batch_stats)
                     _update_manifest(folder, manifest, stats, started, status="running")
@@ -156,9 +179,12 @@ class StudyRunner:
             raise
         _update_manifest(folder, manifest, stats, started, status="complete")
 
-    def calibrate(self, config: StudyConfig, *, force: bool = False) -> list[tuple[dict[str, Any], str]]:
+    def calibrate(
+        self, config: StudyConfig, *, force: bool = False, progress: Reporter | None = None
+    ) -> list[tuple[dict[str, Any], str]]:
         """Each distinct calibration of a study, from the cache or computed now (always, with
-        `force`), as (record, where it came from); `culturesim calibrate`."""
+        `force`), as (record, where it came from); `culturesim calibrate`. `progress` as in `run`."""
+        self._report_to(progress)
         groups = engine_groups(config, plan_runs(config))
         grid = config.condition_grid()
         found: dict[str, tuple[dict[str, Any], str]] = {}
@@ -166,6 +192,9 @@ class StudyRunner:
             if spec.key() not in found:
                 found[spec.key()] = self._cached_or_calibrated(grid[index][1], spec, groups, force=force)
         self.close()
+        if not self.engines.backend_injected:
+            made = [record for record, origin in found.values() if origin == "calibrated"]
+            record_calibration_rates(self.engines.started, made)
         return list(found.values())
 
     def _calibrations(
@@ -181,7 +210,7 @@ class StudyRunner:
         (all that are left, for a human-only group): from the folder itself (a resume), the replayed
         folder, the cache, or by calibrating now. `record` (the manifest's) gains an entry for each."""
         grid = config.condition_grid()
-        for index, spec in study_specs(config, condition_corpora(config)).items():
+        for index, spec in study_specs(config, condition_corpora(config), execution.log.engines).items():
             key, label = spec.key(), grid[index][0]
             if key in record:
                 if label not in record[key]["conditions"]:
@@ -189,7 +218,7 @@ class StudyRunner:
                 continue
             if engine is not None and spec.engine != engine.key():
                 continue  # the group with that engine calibrates it
-            target = attractor.folder_path(execution.folder, key)
+            target = attractor.find_record(execution.folder, spec) or attractor.folder_path(execution.folder, key)
             origin = "results folder"
             if target.exists():
                 calibration = attractor.read_record(target)
@@ -200,7 +229,7 @@ class StudyRunner:
             if origin != "results folder":
                 write_json(calibration, target)
             record[key] = {
-                "file": f"{attractor.ATTRACTOR_FOLDER}/{key}.json",
+                "file": f"{attractor.ATTRACTOR_FOLDER}/{target.name}",
                 "from": origin,
                 "spec": calibration["spec"],
                 "requests": calibration["requests"],
@@ -211,25 +240,49 @@ class StudyRunner:
     def _cached_or_calibrated(
         self, condition: StudyConfig, spec: attractor.CalibrationSpec, groups: list[EngineGroup], *, force=False
     ) -> tuple[dict[str, Any], str]:
-        """One calibration from the cache, or computed with the engine that answers `condition` and cached.
+        """One calibration from the user cache, from the package (`culturesim.shipped_attractors`), or
+        computed with the engine that answers `condition` and cached; `force` always computes.
 
         An injected backend (tests) is not the engine its key names, so it neither reads nor fills the cache."""
         cached = attractor.cache_path(spec.key()) if not self.engines.backend_injected else None
         if cached is not None and cached.exists() and not force:
             return attractor.read_record(cached), "cache"
+        shipped = shipped_record(spec) if cached is not None and not force else None
+        if shipped is not None:
+            return shipped, "shipped"
         group = next((g for g in groups if g.engine is not None and g.engine.key() == spec.engine), None)
         group = group or EngineGroup(condition, EngineIdentity.of(condition.llm.engine), ())
         texts = load_corpus(condition.corpus)["text"].to_list()
-        calibration = attractor.calibrate(spec, self.engines.backend(group), self.engines.embedder(group), texts)
+        backend, vectors = self.engines.backend(group), self.engines.embedder(group)
+        self.progress.phase(f"calibrating attractor {spec.role}", total=spec.generations, unit="generation", done=0)
+        calibration = attractor.calibrate(spec, backend, vectors, texts, on_generation=self.progress.update)
         if cached is not None:
             write_json(calibration, cached)
         return calibration, "calibrated"
 
 
+def _counted(progress: Reporter, also: ProgressFn | None) -> ProgressFn:
+    """A run-generations callback that advances `progress` and calls `also`."""
+
+    def counted(steps: int) -> None:
+        progress.advance(steps)
+        if also is not None:
+            also(steps)
+
+    return counted
+
+
+def _skipped(groups: list[EngineGroup], execution: Execution) -> int:
+    """Run-generations a resume skips: those of batches whose runs are all finished."""
+    generations = groups[0].config.study.generations  # a study-wide setting: equal in every group
+    batches = [b for g in groups for b in plan_batches(g, execution.batch_runs)]
+    return generations * sum(len(b) for b in batches if all(p.run_id in execution.done for p in b))
+
+
 def _replayed(source: Path, spec: attractor.CalibrationSpec) -> Path:
     """A calibration of the replayed folder (a replay never calibrates: it has no engine)."""
-    path = attractor.folder_path(source, spec.key())
-    if not path.exists():
+    path = attractor.find_record(source, spec)
+    if path is None:
         raise attractor.MissingCalibration(
             f"{source} holds no calibration {spec.key()} ({spec.role}, {spec.engine}): a replay measures the "
             "attractor distance only against the study's own calibrations"
@@ -237,7 +290,36 @@ def _replayed(source: Path, spec: attractor.CalibrationSpec) -> Path:
     return path
 
 
-def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) -> dict[str, Any]:
+def _study_engines(config: StudyConfig, folder: Path) -> StudyEngines:
+    """The engine identities the study in `folder` recorded (none in a new folder); a folder written
+    before they were recorded gets those its log entries have by the migration rule."""
+    if not (folder / "manifest.json").exists():
+        return StudyEngines()
+    manifest = read_manifest(folder)
+    engines = StudyEngines.from_manifest(manifest)
+    if "engine_identities" not in manifest:
+        specs = [condition.llm.engine for _, condition in config.condition_grid() if condition.uses_llm()]
+        engines = engines.with_legacy(CompletionLog(folder / LOG_FOLDER).load().values(), specs)
+    return engines
+
+
+def _record_engine(execution: Execution, manifest: dict[str, Any], group: EngineGroup) -> Execution:
+    """Record in the manifest, before a group runs, the engine identity this machine resolves for it
+    (a resume that resolves otherwise adds its own), so that a replay never has to resolve it. A
+    replay, a human-only group and a group whose runs are all done record nothing."""
+    pending = any(plan.run_id not in execution.done for plan in group.plans)
+    if not (group.needs_llm and execution.log.append and pending):
+        return execution
+    spec = group.config.llm.engine
+    engines = execution.log.engines.with_identity(spec, EngineIdentity.of(spec))
+    manifest["engine_identities"] = engines.to_manifest()
+    write_json(manifest, execution.folder / "manifest.json")
+    return replace(execution, log=replace(execution.log, engines=engines))
+
+
+def _start_manifest(
+    folder: Path, config: StudyConfig, *, deviation, lock, toy, engines: StudyEngines
+) -> dict[str, Any]:
     path = folder / "manifest.json"
     previous = read_manifest(folder) if path.exists() else {}
     deviations = previous.get("deviations", []) + ([deviation] if deviation else [])
@@ -254,6 +336,7 @@ def _start_manifest(folder: Path, config: StudyConfig, *, deviation, lock, toy) 
         "llm": {"model": config.llm.engine.model, "backend": config.llm.engine.backend} if needs_llm(config) else None,
         "embedder": config.embedding.model,
         "engines": previous.get("engines", []),
+        "engine_identities": engines.to_manifest(),
         "runs": [_manifest_run(spec) for spec in plan_runs(config)],
         "throughput": previous.get("throughput", {}),
     }

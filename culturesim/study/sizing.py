@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from culturesim.attractor import study_specs
 from culturesim.config import ConfigError, StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.metrics import metric_names
+from culturesim.shipped_attractors import shipped_record
 from culturesim.study.grid import condition_corpora
 from culturesim.vocabulary import recorded_keys
 
@@ -75,6 +78,7 @@ class StudySize:
     llm_requests_max: int  # first attempts plus every allowed retry
     tables: tuple[TableSize, ...]
     calibration_requests: int = 0  # first attempts of the attractor calibrations, on first use (then cached)
+    condition_requests: tuple[int, ...] = ()  # expected first attempts per condition (grid order), for timing
 
     @property
     def total_bytes(self) -> int:
@@ -95,6 +99,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
     runs = agent_generations = metrics_rows = population_rows = 0
     traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
     corpus_texts = 0
+    by_condition: list[int] = []
     study_uses_llm = any(condition.uses_llm() for _, condition in config.condition_grid())
     for _, condition in config.condition_grid():
         population, humans = condition.population, condition.humans
@@ -117,6 +122,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         if condition.study.save_population:
             population_rows += replicates * (generations + 1) * n
         requests += run_generations * per_generation
+        by_condition.append(round(run_generations * per_generation))
         requests_max += run_generations * per_generation * (1 + condition.llm.prompt.retries)
         # Every copying error, innovation and usable completion is a new variant; completions are
         # counted as all usable (an unusable one keeps the old trait), an upper bound.
@@ -146,16 +152,25 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         TableSize("vectors", combined_vectors, vectors_on_disk),
     )
     return StudySize(
-        config.study.name, runs, generations, agent_generations, first, most, tables, calibration_requests(config)
+        config.study.name,
+        runs,
+        generations,
+        agent_generations,
+        first,
+        most,
+        tables,
+        calibration_requests(config),
+        tuple(by_condition),
     )
 
 
 def calibration_requests(config: StudyConfig) -> int:
-    """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)."""
+    """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)
+    that the package does not ship (`culturesim.shipped_attractors`)."""
     if not any(condition.uses_llm() for _, condition in config.condition_grid()):
         return 0
     distinct = {spec.key(): spec for spec in study_specs(config, condition_corpora(config)).values()}
-    return sum(spec.chains * spec.generations for spec in distinct.values())
+    return sum(spec.chains * spec.generations for spec in distinct.values() if shipped_record(spec) is None)
 
 
 def corpus_size(condition: StudyConfig) -> int:
@@ -178,8 +193,9 @@ def human_bytes(n: int) -> str:
     return f"{n:,} B" if unit == "B" else f"{value:,.1f} {unit}"
 
 
-def plan_table(size: StudySize) -> Table:
-    """A readable plan: runs, agent-generations, LLM requests, then rows and bytes per table."""
+def plan_table(size: StudySize, *, wall_time: str | None = None) -> RenderableType:
+    """A readable plan: runs, agent-generations, LLM requests, then rows and bytes per table, and
+    under it `wall_time`, the estimated wall time (`culturesim.study.rates.describe_wall`)."""
     table = Table(title=f"study {size.study}: {size.runs:,} runs x {size.generations:,} generations")
     table.add_column("")
     table.add_column("rows", justify="right")
@@ -194,7 +210,9 @@ def plan_table(size: StudySize) -> Table:
         table.add_row(t.name, f"{t.rows:,}", f"x{t.copies}", human_bytes(t.disk_bytes))
     table.add_section()
     table.add_row("total", "", "", human_bytes(size.total_bytes), style="bold")
-    return table
+    if wall_time is None:
+        return table
+    return Group(table, Text(f"estimated wall time on this machine: {wall_time}"))
 
 
 def check_disk(size: StudySize, out_root: Path) -> None:
