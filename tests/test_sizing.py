@@ -95,9 +95,16 @@ def test_llm_requests_follow_the_formula() -> None:
 
 def test_calibration_requests_count_each_distinct_calibration_once() -> None:
     """20 chains x 10 generations by default; a control shares its treatment's calibration; a
-    condition over the temperature needs a second one; a human-only study needs none."""
-    shares = study(population={"size": 20}, conditions={"population.llm_share": [0.0, 0.25]})
+    condition over the temperature needs a second one; a human-only study needs none, and neither
+    does one whose calibration ships with the package."""
+    from culturesim.shipped_attractors import default_spec, shipped_record
+
+    shares = study(population={"size": 20}, llm={"sampling": {"max_tokens": 40}},
+                   conditions={"population.llm_share": [0.0, 0.25]})  # fmt: skip
     assert size_study(shares).calibration_requests == 200
+    defaults = study(population={"size": 20}, conditions={"population.llm_share": [0.0, 0.25]})
+    shipped = shipped_record(default_spec("rewrite")) is not None
+    assert size_study(defaults).calibration_requests == (0 if shipped else 200)
     temperatures = study(population={"size": 20, "llm_share": 0.25},
                          conditions={"llm.sampling.temperature": [0.5, 0.8]},
                          attractor={"chains": 4, "generations": 3})  # fmt: skip
