@@ -148,23 +148,28 @@ def calibrate(
         prompt=PromptSection(role=spec.role, max_chars=spec.max_chars, retries=spec.retries),
         on_generation=on_generation,
     )  # fmt: skip
-    flat = [text for texts in history for text in texts]
-    emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(initial), -1)
-    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
-    centroids = emb.mean(axis=1)
-    attractor = centroids[-1]
-    direction = attractor / np.linalg.norm(attractor)
     return {
         "key": spec.key(),
         "spec": spec.as_dict(),
-        "attractor": attractor.tolist(),
-        "centroid_distance": (1.0 - centroids @ direction).tolist(),
+        **chain_geometry(history, vectors),
         "texts": history,
         "failures": failures,
         "requests": len(initial) * spec.generations,
         "seconds": round(time.perf_counter() - started, 3),
         "created": datetime.now(UTC).isoformat(),
     }
+
+
+def chain_geometry(history: list[list[str]], vectors: VectorSource) -> dict[str, list[float]]:
+    """The attractor (the mean unit embedding of the chains' final texts) and each generation's
+    centroid distance to it (1 - cosine), from the chains' texts per generation."""
+    flat = [text for texts in history for text in texts]
+    emb = np.asarray(vectors.embed(flat), dtype=np.float64).reshape(len(history), len(history[0]), -1)
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    centroids = emb.mean(axis=1)
+    attractor = centroids[-1]
+    direction = attractor / np.linalg.norm(attractor)
+    return {"attractor": attractor.tolist(), "centroid_distance": (1.0 - centroids @ direction).tolist()}
 
 
 def attractor_vector(record: dict[str, Any]) -> np.ndarray:

@@ -14,7 +14,8 @@ over 10 generations); `tests/test_shipped_attractors.py` recomputes one calibrat
 it is byte-identical on the CPU kind it was made on, and within the calibration's own sampling
 error (a bootstrap over its chains) elsewhere.
 
-Maintainers regenerate them with `python -m culturesim.shipped_attractors` (about 20 minutes on 2 cores).
+Maintainers regenerate them with `python -m culturesim.shipped_attractors` (about 20 minutes on 2 cores),
+or only their embedding floats with `--reembed` after a change of the embedder's arithmetic.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from culturesim.attractor import CalibrationSpec, calibrate, calibration_spec
+from culturesim.attractor import CalibrationSpec, calibrate, calibration_spec, chain_geometry
 from culturesim.config import StudyConfig
 from culturesim.corpus import load_corpus
 from culturesim.fingerprint import hardware
@@ -130,13 +131,31 @@ def write_shipped(backend, vectors, *, roles: tuple[str, ...] = SHIPPED_ROLES, o
     return written
 
 
+def reembed_shipped(vectors) -> list[Path]:
+    """Recompute the embedding floats (attractor, centroid distances) of every shipped calibration
+    from its stored texts, which come from the LLM alone: after a change of the embedder's arithmetic."""
+    written = []
+    for path in sorted(shipped_folder().glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record.update(chain_geometry(record["texts"], vectors))
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
 def main() -> None:
-    """Regenerate every shipped calibration with the default engine and embedder of this machine."""
+    """Regenerate every shipped calibration with the default engine and embedder of this machine
+    (`--reembed`: only their embedding floats, from the stored texts)."""
+    import sys
+
     from culturesim.config import EmbeddingSection
     from culturesim.embed import Embedder
     from culturesim.llm import create_backend
     from culturesim.llm_section import EngineSection
 
+    if "--reembed" in sys.argv[1:]:
+        reembed_shipped(Embedder(EmbeddingSection()))
+        return
     backend = create_backend(EngineSection(), seed=0)
     try:
         write_shipped(

@@ -9,9 +9,14 @@ import sys
 from importlib.resources import files
 
 import numpy as np
+import pytest
 
 from culturesim.config import EmbeddingSection
-from culturesim.embed import Embedder
+from culturesim.embed import PACKED_MIN_TOKENS, Embedder, PackedBert, _cache_namespace, resolve_embedder
+
+
+def corpus_texts() -> list[str]:
+    return [json.loads(line)["text"] for line in files("culturesim").joinpath("data", "seed_corpus.jsonl").open()]
 
 
 def test_identical_texts_are_embedded_once(embedder) -> None:
@@ -78,15 +83,25 @@ def test_the_builtin_model_loads_without_network_or_offline_variable() -> None:
     assert result.stdout.strip().endswith("(1, 384)"), result.stdout
 
 
-def test_embedding_does_not_depend_on_the_other_texts_in_a_call() -> None:
+@pytest.mark.parametrize("scheme", ["packed", "width groups"])
+def test_embedding_does_not_depend_on_the_other_texts_in_a_call(scheme: str) -> None:
     """A resumed study re-embeds texts in other company; the bits must not change. Each Embedder
-    starts with a cold text cache (its model is the shared one)."""
-    texts = [json.loads(line)["text"] for line in files("culturesim").joinpath("data", "seed_corpus.jsonl").open()]
-    first = Embedder(EmbeddingSection())
+    starts with a cold text cache (its model is the shared one). The built-in model runs packed;
+    other models fall back to width groups, tested here on the same model."""
+    texts = corpus_texts()
+
+    def embedder() -> Embedder:
+        made = Embedder(EmbeddingSection())
+        assert made._packed is not None, "the built-in model runs packed on the CPU"
+        if scheme == "width groups":
+            made._packed = None
+        return made
+
+    first = embedder()
     reference = first.embed(texts[:60])
     rng = np.random.default_rng(0)
     for _ in range(3):
-        fresh = Embedder(EmbeddingSection())
+        fresh = embedder()
         assert fresh._model is first._model and fresh.encoded == 0
         fresh.embed([texts[i] for i in rng.choice(len(texts), size=int(rng.integers(1, 90)))])
         subset = sorted(rng.choice(60, size=25, replace=False))
@@ -106,3 +121,54 @@ def test_disk_cache_persists_vectors_between_embedders(tmp_path) -> None:
     assert second.encoded == 0
     second.embed(["A new sentence nobody has embedded."])
     assert second.encoded == 1
+
+
+def test_a_text_alone_equals_the_same_text_in_a_large_call() -> None:
+    """Calls of one or two short texts hold fewer token rows than MKL's row-independent kernels
+    need; the packed forward tops them up to PACKED_MIN_TOKENS rows."""
+    texts = ["Hi.", "Rain again.", *corpus_texts()[:150]]
+    reference = Embedder(EmbeddingSection()).embed(texts)
+    for i in (0, 1, 2, 149):
+        alone = Embedder(EmbeddingSection()).embed([texts[i]])
+        np.testing.assert_array_equal(alone[0], reference[i])
+    pair = Embedder(EmbeddingSection()).embed(texts[:2])
+    np.testing.assert_array_equal(pair, reference[:2])
+    assert PACKED_MIN_TOKENS >= 16
+
+
+def test_packed_forward_matches_sentence_transformers(embedder) -> None:
+    """The packed pass is the model's own computation, reordered: equal to encoding one text at a
+    time up to float rounding."""
+    texts = ["Hi.", *corpus_texts()[:40], "word " * 300]  # the last one is cut at max_seq_length
+    assert PackedBert.supports(embedder._model)
+    ours = embedder._packed.encode(texts)
+    theirs = np.concatenate([embedder._model.encode([t], normalize_embeddings=True) for t in texts])
+    np.testing.assert_allclose(ours, theirs, atol=2e-6)
+
+
+# The vectors of texts at one torch thread and OMP_NUM_THREADS=1, printed as hex bytes.
+ONE_THREAD = """
+import sys, torch
+torch.set_num_threads(1)
+from culturesim.config import EmbeddingSection
+from culturesim.embed import Embedder
+texts = sys.stdin.read().split("\\n")
+print(Embedder(EmbeddingSection()).embed(texts).tobytes().hex())
+"""
+
+
+def test_vectors_do_not_depend_on_the_process_thread_count(embedder) -> None:
+    texts = [*corpus_texts()[:30], "Hi."]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_THREAD], input="\n".join(texts), capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    one_thread = np.frombuffer(bytes.fromhex(result.stdout.strip()), dtype=np.float32).reshape(len(texts), -1)
+    np.testing.assert_array_equal(one_thread, Embedder(EmbeddingSection()).embed(texts))
+
+
+def test_the_disk_cache_key_names_the_forward_scheme() -> None:
+    """Packed and width-group vectors differ in the last bits, so they never share a cache folder."""
+    path = resolve_embedder(EmbeddingSection().model)
+    assert _cache_namespace(path, "cpu", "packed-v1") != _cache_namespace(path, "cpu")
