@@ -38,7 +38,7 @@ def resolve_backend(spec: EngineSection) -> str:
 
 def engine_device(spec: EngineSection, backend: str) -> str:
     """Where `backend` (resolved) runs `spec`, decided without starting it: an HTTP server is 'remote';
-    vLLM takes the GPU where torch sees one, else the CPU (as `vllm_backend.on_cpu`); transformers
+    vLLM takes the GPU where torch sees one, else the CPU (as `vllm_backend` decides it); transformers
     runs on `llm.engine.device` resolved by `culturesim.devices`."""
     if backend == "openai":
         return "remote"

