@@ -18,6 +18,7 @@ import polars as pl
 
 from culturesim.analysis_plan import Hypothesis
 from culturesim.config import StudyConfig, stored_config
+from culturesim.convention_report import convention_section
 from culturesim.figures import trajectories
 from culturesim.stats import HypothesisResult, analyze, condition_fits, results_table
 from culturesim.stats.sensitivity import sensitivity
@@ -164,7 +165,7 @@ def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
     )
     if plan is None:
         parts.append("\nThis study has no `[preregistration]`; no hypotheses were tested.\n")
-        outcomes = ["semantic_diversity"]
+        outcomes = ["committed_share" if config.study.interaction == "coordination" else "semantic_diversity"]
     else:
         parts.append("\n## Preregistered plan\n")
         parts.extend(f"\n**{title}.** {getattr(plan, field)}\n" for title, field in ADEMP)
@@ -183,7 +184,12 @@ def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
     if config.design is not None:  # hundreds of sampled conditions: indices, not per-condition figures
         parts.append("\n## Global sensitivity\n\n" + sensitivity_section(config, metrics, final_generation))
         return "".join(parts), figures
-    parts.append("\n## Attractor analysis (exploratory)\n\n" + attractor_section(metrics, outcomes))
+    if config.study.interaction == "coordination":  # conventions have no text attractor; their own analysis
+        section, convention_figures = convention_section(folder)
+        parts.append("\n" + section)
+        figures.update(convention_figures)
+    else:
+        parts.append("\n## Attractor analysis (exploratory)\n\n" + attractor_section(metrics, outcomes))
     parts.append("\n## Trajectories\n")
     for outcome in outcomes:
         name = f"trajectory_{outcome.replace(':', '_')}.png"

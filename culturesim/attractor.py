@@ -119,7 +119,7 @@ def study_specs(
     recorded engine identities (None: a study not run yet, resolved on this machine)."""
     grid = config.condition_grid()
     llm_conditions = [i for i, (_, condition) in enumerate(grid) if condition.uses_llm()]
-    if not llm_conditions:
+    if not llm_conditions or config.study.interaction == "coordination":  # names have no attractor
         return {}
     engines = engines or StudyEngines()
     specs = {i: calibration_spec(grid[i][1], corpora[i], engines.identity(grid[i][1].llm.engine))

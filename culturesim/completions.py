@@ -32,6 +32,7 @@ from typing import Any
 
 from culturesim.engine_identity import EngineIdentity, migrate_entry
 from culturesim.llm.base import Backend, Completion, Request, retry_seed
+from culturesim.llm.convention_prompts import adopt_choice
 from culturesim.llm.prompts import Adoption, adopt
 from culturesim.llm_section import EngineSection
 
@@ -225,6 +226,7 @@ def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str
         "max_tokens": request.sampling.max_tokens,
         "temperature": request.sampling.temperature,
         "top_p": request.sampling.top_p,
+        **({"choices": list(request.choices)} if request.choices else {}),
         "engine_key": engine.key(),
         "backend": engine.backend,
         "model": engine.model,
@@ -267,4 +269,6 @@ def answer_with_retries(
 
 
 def _adopt(request: Request, completion: Completion, max_chars: int) -> Adoption:
+    if request.choices:  # a move of the coordination game: one of the allowed names, or nothing
+        return adopt_choice(completion.text, request.choices)
     return adopt(completion.text, prompt=request.prompt, max_chars=max_chars)

@@ -25,10 +25,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from culturesim.analysis_plan import Preregistration
+from culturesim.coordination_section import CoordinationSection
 from culturesim.design import DesignSection
 from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, moved_llm_setting
 from culturesim.sections import ConfigError, Section
-from culturesim.vocabulary import METRIC_NAMES, Bias, Device, NetworkKind, recorded_keys
+from culturesim.vocabulary import (
+    METRIC_NAMES,
+    Bias,
+    Device,
+    Interaction,
+    NetworkKind,
+    coordination_keys,
+    recorded_keys,
+)
 
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
@@ -68,6 +77,19 @@ class StudySection(Section):
     save_population: bool = Field(
         default=True, description="store every agent's trait per generation (population.parquet; N x G rows)"
     )
+    interaction: Interaction = Field(
+        default="transmission",
+        description="what agents do each generation: pass texts on ('transmission') or play the "
+        "coordination game of [coordination] ('coordination')",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_interaction(self, handler: Any) -> dict[str, Any]:
+        """Leave `interaction` out while 'transmission', so studies locked before it existed keep their hash."""
+        data = handler(self)
+        if self.interaction == "transmission":
+            data.pop("interaction", None)
+        return data
 
 
 class PopulationSection(Section):
@@ -175,6 +197,7 @@ class StudyConfig(Section):
     corpus: CorpusSection = CorpusSection()
     metrics: MetricsSection = MetricsSection()
     attractor: AttractorSection = AttractorSection()
+    coordination: CoordinationSection = CoordinationSection()
     conditions: dict[str, list[Any]] = Field(default_factory=dict)
     condition_sets: list[dict[str, Any]] = Field(
         default_factory=list, description="explicit conditions for non-factorial designs (instead of [conditions])"
@@ -193,6 +216,8 @@ class StudyConfig(Section):
             data.pop("attractor", None)
         if self.design is None:
             data.pop("design", None)
+        if self.coordination == CoordinationSection():
+            data.pop("coordination", None)
         return data
 
     @field_validator("design")
@@ -228,7 +253,8 @@ class StudyConfig(Section):
             raise ValueError(
                 "use one of [conditions] (factorial), [[condition_sets]] (explicit) or [design] (sampled ranges)"
             )
-        recorded = recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
+        self._coordination_consistent()
+        recorded = self.recorded_keys()
         for outcome in self.design.outcomes if self.design is not None else ():
             if outcome not in recorded:
                 raise ValueError(
@@ -260,6 +286,29 @@ class StudyConfig(Section):
             if h.window is not None and h.window[1] > last:
                 raise ValueError(f"{where}.window ends after the last generation ({last})")
         return self
+
+    def _coordination_consistent(self) -> None:
+        """A coordination study has no texts to consult an LLM about or to mutate, and its committed
+        agents and LLM agents are separate people, so together they fit in the population."""
+        if self.study.interaction != "coordination":
+            return
+        humans = self.humans
+        if humans.llm_consultation > 0 or humans.llm_mutation > 0:
+            raise ValueError(
+                "humans.llm_consultation and humans.llm_mutation are text-transmission settings; "
+                "a coordination study (study.interaction = 'coordination') needs both at 0"
+            )
+        if self.coordination.committed_fraction + self.population.llm_share > 1:
+            raise ValueError(
+                f"coordination.committed_fraction ({self.coordination.committed_fraction}) + population.llm_share "
+                f"({self.population.llm_share}) exceeds 1: committed agents and LLM agents are different agents"
+            )
+
+    def recorded_keys(self) -> list[str]:
+        """The value names each run of this study records: what a hypothesis may name as outcome."""
+        if self.study.interaction == "coordination":
+            return coordination_keys(self.coordination.names)
+        return recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
 
     def factor_levels(self) -> dict[str, list[Any]]:
         """Levels of every condition factor, in order of first appearance."""
@@ -299,6 +348,8 @@ class StudyConfig(Section):
         """Whether this (condition's) config asks an LLM: LLM agents, or humans who consult one or
         whose copies an LLM retells."""
         humans = self.humans
+        if self.study.interaction == "coordination":
+            return self.population.llm_share > 0
         return self.population.llm_share > 0 or humans.llm_consultation > 0 or humans.llm_mutation > 0
 
     def condition_grid(self) -> list[tuple[str, StudyConfig]]:

@@ -29,7 +29,11 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from culturesim.completions import CompletionSource, Origin, answer_with_retries
+from culturesim.conventions import ConventionModel
 from culturesim.model import CultureModel
+
+# A run of either interaction kind: both have the phases `advance` drives.
+RunModel = CultureModel | ConventionModel
 
 SIMULATOR_BLAS_THREADS = 1
 
@@ -104,7 +108,7 @@ class Throughput:
         return data
 
 
-def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
+def start(models: list[RunModel], vectors: VectorSource, stats: Throughput) -> None:
     """Generation 0: embed every run's seed texts in one call and record the initial culture."""
     with simulator_threads():
         _embed_pending(models, vectors, stats)
@@ -113,7 +117,7 @@ def start(models: list[CultureModel], vectors: VectorSource, stats: Throughput) 
 
 
 def advance(
-    models: list[CultureModel],
+    models: list[RunModel],
     generation: int,
     *,
     source: CompletionSource | None,
@@ -146,7 +150,7 @@ def advance(
 
 
 def run_generations(
-    models: list[CultureModel],
+    models: list[RunModel],
     generations: int,
     *,
     source: CompletionSource | None,
@@ -196,7 +200,7 @@ def _answer(source, models, planned, requests, origins, stats: Throughput):
     return used, completions, adoptions, attempts
 
 
-def _embed_pending(models: list[CultureModel], vectors: VectorSource, stats: Throughput) -> None:
+def _embed_pending(models: list[RunModel], vectors: VectorSource, stats: Throughput) -> None:
     pending = [model.pool.pending_texts() for model in models]
     texts = [t for batch in pending for t in batch]
     before = vectors.encoded
@@ -211,7 +215,7 @@ def _embed_pending(models: list[CultureModel], vectors: VectorSource, stats: Thr
         offset += len(batch)
 
 
-def _rows(model: CultureModel, generation: int, asked, used, completions, attempts) -> list[dict[str, object]]:
+def _rows(model: RunModel, generation: int, asked, used, completions, attempts) -> list[dict[str, object]]:
     return [
         {
             "run_id": model.spec.run_id,

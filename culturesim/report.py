@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from culturesim.config import stored_config
+from culturesim.explore import EXPLORER_FILE
 from culturesim.figures import trajectories
 from culturesim.off_task import is_off_task
 from culturesim.study.store import read_manifest, write_text
@@ -15,13 +16,17 @@ from culturesim.traits import MACHINE_KINDS
 
 SUMMARY_METRICS = ("semantic_diversity", "vendi", "distinct_traits", "machine_ancestry", "llm_trait_share")
 FIGURE_NAME = "diversity.png"
+# A coordination study's summary and figure: where the convention went, and how the LLM agents played.
+CONVENTION_SUMMARY = ("committed_share", "dominant_share", "consensus", "names_in_use", "success_rate",
+                      "llm_valid_share", "llm_first_option_share", "llm_best_response_share")  # fmt: skip
+CONVENTION_FIGURE = "conventions.png"
 
 
-def final_summary(metrics: pl.DataFrame) -> pl.DataFrame:
+def final_summary(metrics: pl.DataFrame, names: tuple[str, ...] = SUMMARY_METRICS) -> pl.DataFrame:
     """Mean, SD and replicate count of key metrics at the last generation, per condition."""
     last = metrics["generation"].max()
     return (
-        metrics.filter((pl.col("generation") == last) & pl.col("metric").is_in(SUMMARY_METRICS))
+        metrics.filter((pl.col("generation") == last) & pl.col("metric").is_in(names))
         .group_by("condition", "metric")
         .agg(mean=pl.col("value").mean(), sd=pl.col("value").std(), replicates=pl.len())
         .sort("metric", "condition")
@@ -86,18 +91,43 @@ def _deviations(manifest: dict) -> str:
     return f"## Deviations from the preregistration\n\n{lines}\n"
 
 
+def _explorer_link(folder: Path) -> str:
+    """A link to the study explorer (`culturesim.explore`), where the folder has one."""
+    if not (folder / EXPLORER_FILE).exists():
+        return ""
+    return (
+        f"Explore the runs (network, texts, lineages, curves) in [{EXPLORER_FILE}]({EXPLORER_FILE}): "
+        "one self-contained page that opens from disk.\n\n"
+    )
+
+
 def write_report(folder: Path) -> Path:
     """report.md and the diversity figure for a results folder."""
     manifest = read_manifest(folder)
     metrics = pl.read_parquet(folder / "metrics.parquet")
-    fig = trajectories(metrics, "semantic_diversity")
-    fig.savefig(folder / FIGURE_NAME, dpi=200)
+    study = stored_config(manifest["config"])
+    coordination = study.study.interaction == "coordination"
+    figure_name, shown = (CONVENTION_FIGURE, "dominant_share") if coordination else (FIGURE_NAME, "semantic_diversity")
+    fig = trajectories(metrics, shown)
+    fig.savefig(folder / figure_name, dpi=200)
     plt.close(fig)
-    traits, population = (pl.read_parquet(folder / f"{name}.parquet") for name in ("traits", "population"))
-    off_task = off_task_summary(traits, population)
     throughput = manifest["throughput"]
-    config = stored_config(manifest["config"]).model_dump(mode="json")
+    config = study.model_dump(mode="json")
     engine = config["llm"]["engine"]
+    if coordination:
+        body = (
+            f"## Last round\n\n{_markdown_table(final_summary(metrics, CONVENTION_SUMMARY))}\n"
+            f"## Share of the most common name over rounds\n\n![dominant share]({figure_name})\n\n"
+        )
+    else:
+        traits, population = (pl.read_parquet(folder / f"{name}.parquet") for name in ("traits", "population"))
+        body = (
+            f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
+            "## Off-task texts\n\nMachine-written traits that are talk about the task instead of a text "
+            "(`culturesim.off_task` rules), and the share of agents holding one at the last generation:\n\n"
+            f"{_markdown_table(off_task_summary(traits, population))}\n"
+            f"## Diversity over generations\n\n![semantic diversity]({figure_name})\n\n"
+        )
     text = (
         f"# {manifest['study']}{' (toy run)' if manifest.get('toy') else ''}\n\n{config['study']['description']}\n\n"
         f"- config hash: `{manifest['config_hash']}`\n"
@@ -106,12 +136,8 @@ def write_report(folder: Path) -> Path:
         f"agents: {config['population']['size']}, network: {config['network']['kind']}\n"
         f"- conditions: {', '.join(sorted({r['condition'] for r in manifest['runs']}))}\n"
         f"- LLM: {engine['model']} (backend {engine['backend']}); embedder: {manifest['embedder']}\n\n"
-        f"{_deviations(manifest)}"
-        f"## Final generation\n\n{_markdown_table(final_summary(metrics))}\n"
-        "## Off-task texts\n\nMachine-written traits that are talk about the task instead of a text "
-        "(`culturesim.off_task` rules), and the share of agents holding one at the last generation:\n\n"
-        f"{_markdown_table(off_task)}\n"
-        f"## Diversity over generations\n\n![semantic diversity]({FIGURE_NAME})\n\n"
+        f"{_deviations(manifest)}{_explorer_link(folder)}"
+        f"{body}"
         "## Throughput\n\n"
         f"- wall time: {throughput['wall_seconds']:.1f} s\n"
         f"- LLM: {throughput['llm_tokens']} tokens in {throughput['llm_seconds']:.1f} s "

@@ -18,6 +18,10 @@ NETWORK_KINDS: tuple[str, ...] = get_args(NetworkKind)
 Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA where torch sees a GPU, else the CPU
 LLMRole = Literal["rewrite", "combine", "create", "advise", "continue"]
 LLM_ROLES: tuple[str, ...] = get_args(LLMRole)
+# What agents do with each other in a generation: pass texts on, or play a coordination game
+# (a convention is the name a population settles on; `culturesim.conventions`).
+Interaction = Literal["transmission", "coordination"]
+CoordinationRule = Literal["best_response", "naming_game"]  # model humans' rules in the coordination game
 
 # Every metric `culturesim.metrics` registers, by the name a study's [metrics].names uses;
 # the registry refuses a name missing here, so this list is the registry's, sorted.
@@ -45,6 +49,25 @@ MULTI_KEY_METRICS = {
 }
 # Values every run records besides its configured metrics.
 BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
+# Values a coordination run records each generation (besides `name_share:<name>` for every name and
+# the bookkeeping keys); `culturesim.conventions` computes them.
+COORDINATION_KEYS = (
+    "dominant_share",
+    "consensus",
+    "names_in_use",
+    "committed_share",
+    "success_rate",
+    "invalid_moves",
+    "llm_valid_share",
+    "llm_first_option_share",
+    "llm_matches_partner_last",
+    "llm_best_response_share",
+)
+
+
+def coordination_keys(names: Sequence[str]) -> list[str]:
+    """The value names a coordination run with this name list records."""
+    return [f"name_share:{name}" for name in names] + list(COORDINATION_KEYS) + list(BOOKKEEPING_KEYS)
 
 
 def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:

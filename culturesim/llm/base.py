@@ -22,6 +22,9 @@ class Request:
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs
     seed: int
     sampling: Sampling = Sampling()
+    # The answers allowed (a move of the coordination game): engines that support it constrain
+    # decoding to them (vLLM structured outputs); elsewhere the answer is parsed and retried.
+    choices: tuple[str, ...] = ()
 
     @property
     def prompt(self) -> str:
@@ -32,9 +35,11 @@ class Request:
         """Content hash: identical requests (prompt, sampling settings, seed) share one answer.
 
         The payload is a flat list in this exact order, as before sampling settings were one
-        object: completion logs store these keys, so the same request must keep its key."""
+        object: completion logs store these keys, so the same request must keep its key. `choices`
+        join the list only when there are some (requests without them keep their old keys)."""
         s = self.sampling
-        payload = json.dumps([self.messages, self.seed, s.max_tokens, s.temperature, s.top_p], separators=(",", ":"))
+        fields = [self.messages, self.seed, s.max_tokens, s.temperature, s.top_p]
+        payload = json.dumps(fields + ([list(self.choices)] if self.choices else []), separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def chat(self) -> list[dict[str, str]]:

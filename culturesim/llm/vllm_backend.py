@@ -60,6 +60,7 @@ class VLLMBackend:
                 **({"block_size": CPU_BLOCK_SIZE} if cpu else {}),
             )
         self._sampling = vllm.SamplingParams
+        self._structured = vllm.sampling_params.StructuredOutputsParams
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         params = [
@@ -68,6 +69,7 @@ class VLLMBackend:
                 top_p=r.sampling.top_p,
                 max_tokens=r.sampling.max_tokens,
                 seed=r.seed,
+                structured_outputs=self._structured(choice=list(r.choices)) if r.choices else None,
             )
             for r in requests
         ]

@@ -16,6 +16,7 @@ from typing import Any
 from culturesim.attractor import load_attractors
 from culturesim.completions import CompletionLog, CompletionSource
 from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
+from culturesim.conventions import build_convention_run
 from culturesim.corpus import load_corpus
 from culturesim.embed import Embedder, resolve_embedder
 from culturesim.engine_identity import EngineIdentity, StudyEngines
@@ -112,6 +113,10 @@ def _build_models(
     models, poles = [], []
     for plan in plans:
         condition = grid[plan.condition_index][1]
+        if condition.study.interaction == "coordination":
+            models.append(build_convention_run(condition, plan, dim=vectors.dim))
+            poles.append([])
+            continue
         axes = {name: p for name, p in condition.metrics.norm_axes.items()}
         content = condition.humans.content_axis
         models.append(

@@ -115,6 +115,12 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         per_generation = n_llm + learners * (consult + mutate)
         names = metric_names(condition.metrics.names, attractor=study_uses_llm)
         keys = len(recorded_keys(names, tuple(condition.metrics.norm_axes)))
+        if condition.study.interaction == "coordination":
+            # One request per uncommitted LLM agent in a pair (all of them on a complete graph with an
+            # even population; an upper bound elsewhere); the names are the only traits and texts.
+            committed = round(condition.coordination.committed_fraction * n)
+            per_generation = Fraction(min(n_llm, n - committed))
+            keys = len(condition.recorded_keys())
 
         runs += replicates
         agent_generations += replicates * n * generations
@@ -127,6 +133,12 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         # Every copying error, innovation and usable completion is a new variant; completions are
         # counted as all usable (an unusable one keeps the old trait), an upper bound.
         seeds = condition.corpus.initial_variants or n
+        if condition.study.interaction == "coordination":
+            names_count = len(condition.coordination.names)
+            traits_rows += replicates * names_count
+            run_vector_rows += replicates * names_count
+            new_texts = max(new_texts, Fraction(names_count))  # the same names in every run
+            continue
         traits_rows += replicates * seeds + run_generations * (learners * (err + innovate) + per_generation)
         # Distinct texts (one vector each): seeds and innovations are corpus draws, so at most the
         # corpus; copying errors and completions are new texts; plus the axes' pole sentences.
