@@ -155,7 +155,7 @@ def name_share_figure(
     ]
     handles += [
         Line2D([], [], color="0.3", ls="-", label="committed name"),
-        Line2D([], [], color="0.3", ls="--", label="strongest other name"),
+        Line2D([], [], color="0.3", ls="--", label="strongest other"),
     ]
     fig.legend(handles=handles, title="committed fraction", loc="outside lower center", ncols=min(len(handles), 4))
     return fig
@@ -202,14 +202,20 @@ def won_by_fraction(outcomes: pl.DataFrame, *, fraction: str, won: str = "won") 
 
 @in_theme
 def tipping_figure(
-    outcomes: pl.DataFrame, *, fraction: str = FRACTION_FACTOR, group: str | None = None, won: str = "won"
+    outcomes: pl.DataFrame,
+    *,
+    fraction: str = FRACTION_FACTOR,
+    group: str | None = None,
+    won: str = "won",
+    threshold: float | None = None,
 ) -> plt.Figure:
     """Share of runs won against the committed fraction, one colour per level of `group`: points
     with 95 % Wilson intervals, the fitted logistic curve, its tipping point p50 (diamond at 1/2)
     and p50's 95 % Fieller CI as a horizontal bar (arrows where it is unbounded). A group without
     a finite fit shows its points and, where the data give one, the bracket holding p50 (hatched).
 
-    `outcomes` is `culturesim.stats.tipping.run_table`'s output (one row per run, with `won`).
+    `outcomes` is `culturesim.stats.tipping.run_table`'s output (one row per run, with `won`);
+    `threshold` the share of agents on the committed name that made a run won (for the axis label).
     """
     levels = group_levels(outcomes, group) if group else [ALL_RUNS]
     palette = sns.color_palette("colorblind", max(len(levels), 1))
@@ -250,7 +256,9 @@ def tipping_figure(
         xlim=(lo - pad, hi + pad),
         ylim=(-0.03, 1.03),
         xlabel="committed fraction (share of agents)",
-        ylabel="share of runs won\n(committed name holds consensus)",
+        ylabel="share of runs won\n(committed name held by most agents)"
+        if threshold is None
+        else f"share of runs won\n(committed name held by ≥ {threshold:g} of agents)",
     )
     if group is not None:
         ax.legend(title=group.rsplit(".", 1)[-1], fontsize="small", loc="upper left")

@@ -265,7 +265,7 @@ def convention_section(
             "`won ~ fraction * C(group)` with a delta-method CI and z-test; the last column tests that "
             "the two curves coincide (likelihood ratio / Wald, 2 df).\n\n" + table
         )
-        figures["tipping.png"] = tipping_figure(outcomes, fraction=fraction, group=group)
+        figures["tipping.png"] = tipping_figure(outcomes, fraction=fraction, group=group, threshold=threshold)
         parts.append("\n![share of runs won against the committed fraction](tipping.png)\n")
     else:
         parts.append(f"The study does not vary `{fraction}`: there is no curve to fit.\n")

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from culturesim import figures
 from culturesim.config import StudyConfig, stored_config
+from culturesim.convention_report import convention_section
 from culturesim.figures import EmbedFn
 from culturesim.fingerprint import file_sha256
 from culturesim.model import run_network, run_streams
@@ -33,6 +34,8 @@ from culturesim.study.store import read_manifest, require_files, runs_table, wri
 FORMATS = ("png", "pdf", "svg")
 REQUIRED_FILES = ("manifest.json", "metrics.parquet", "traits.parquet", "population.parquet")
 TRAJECTORY_METRICS = ("semantic_diversity", "vendi", "machine_ancestry")
+CONVENTION_TRAJECTORIES = ("committed_share", "dominant_share", "success_rate")
+CONVENTION_FIGURES = ("tipping", "name_shares")  # convention_report.convention_section draws both
 ATTRACTOR_METRICS = ("semantic_diversity",)
 _NO_TIMESTAMPS = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
 
@@ -156,6 +159,15 @@ def _network_snapshot(data: StudyData) -> plt.Figure:
     )
 
 
+def _convention_figure(data: StudyData, name: str) -> plt.Figure:
+    """The tipping curve or the name shares of a coordination study (the report section's figures)."""
+    _, drawn = convention_section(data.folder)
+    for other, fig in drawn.items():
+        if other != f"{name}.png":
+            plt.close(fig)
+    return drawn[f"{name}.png"]
+
+
 def _forest(data: StudyData) -> plt.Figure:
     plan = data.config.preregistration
     if plan is None:
@@ -200,6 +212,18 @@ def figure_jobs(data: StudyData) -> list[FigureJob]:
     """Every figure this study could have, in a fixed order; a job raises NotApplicable when drawn
     if its data do not allow it."""
     maps = ("manifest.json", "traits.parquet", "population.parquet")
+    if data.config.study.interaction == "coordination":  # names, not texts: no trait space or ancestry
+        return [
+            *(
+                FigureJob(f"trajectory_{_slug(m)}", ("metrics.parquet",), partial(_trajectory, data, m))
+                for m in data.recorded(CONVENTION_TRAJECTORIES)
+            ),
+            *(
+                FigureJob(name, ("manifest.json", "metrics.parquet"), partial(_convention_figure, data, name))
+                for name in CONVENTION_FIGURES
+            ),
+            FigureJob("forest", ("manifest.json", "metrics.parquet"), partial(_forest, data)),
+        ]
     return [
         *(
             FigureJob(f"trajectory_{_slug(m)}", ("metrics.parquet",), partial(_trajectory, data, m))

@@ -144,3 +144,20 @@ def test_a_request_still_unusable_after_its_retries_keeps_the_last_answer(tmp_pa
     assert attempts == [2, 1] and [a.text for a in answers] == ["", ""]
     assert [(a.text, a.usable) for a in adoptions] == [("", False), ("", False)]
     assert used[1] == asked[1]
+
+
+def test_a_move_naming_several_options_is_asked_again_and_logged_with_its_choices(tmp_path: Path) -> None:
+    """Engines without constrained decoding (transformers, an OpenAI server) answer a coordination move in
+    free text: it counts only when it names exactly one option, and is retried with a new seed otherwise."""
+    asked = [Request(messages=(("user", "Which name?"),), seed=5, choices=("F", "Z"))]
+    first = asked[0].seed
+    engine = Scripted(lambda r: "F or Z, hard to say" if r.seed == first else "I pick Z.")
+    src = source(tmp_path, engine)
+    _, answers, adoptions, attempts = answer_with_retries(
+        src, asked, [Origin("c0-r0", 1, 0)], max_chars=[280], retries=[1]
+    )
+    assert (
+        attempts == [2] and answers[0].text == "I pick Z." and (adoptions[0].text, adoptions[0].usable) == ("Z", True)
+    )
+    logged = [json.loads(x) for x in (tmp_path / "c0-r0.jsonl").read_text().splitlines() if "choices" in x]
+    assert [entry["choices"] for entry in logged] == [["F", "Z"], ["F", "Z"]]

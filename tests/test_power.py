@@ -42,9 +42,11 @@ def test_power_from_a_pilot(tmp_path: Path) -> None:
     assert sorted(curve) == list(range(2, 13))
     assert all(0.0 <= p <= 1.0 for p in curve.values())
     assert curve[12] >= curve[2]  # more replicates, more power (200 simulations each)
-    needed = h1["replicates_for_80"]
+    needed = h1["runs_per_arm_for_80"]
     if needed is None:  # both outcomes are checked: the smallest n reaching 80 %, or none up to 12
-        assert max(curve.values()) < 0.8
+        assert max(curve.values()) < 0.8 and h1["replicates_for_80"] is None
     else:
         assert curve[needed] >= 0.8 and all(curve[n] < 0.8 for n in curve if n < needed)
+        # one condition per arm (the network kind is the only factor): a replicate adds one run per arm
+        assert h1["conditions_per_arm"] == 1 and h1["replicates_for_80"] == needed
     assert (study.read_bytes(), lock_path(study).read_bytes()) == before

@@ -269,7 +269,7 @@ def test_convention_section_reads_a_results_folder(tmp_path):
     metrics, runs = synthetic_study(np.random.default_rng(5), replicates=2)
     metrics.write_parquet(tmp_path / "metrics.parquet")
     manifest = {
-        "config": {"coordination": {"consensus": 0.8, "names": list("ABCD")}},
+        "config": {"coordination": {"win_share": 0.8, "names": list("ABCD")}},
         "runs": [
             {
                 "run_id": r["run_id"],

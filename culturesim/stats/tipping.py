@@ -1,8 +1,9 @@
 """The committed-minority analysis of a coordination study: does a committed minority tip the
 population to its name, from what size, and does that size depend on who else is in the population?
 
-Each run becomes one Bernoulli outcome (`run_table`: did the committed name hold consensus at the
-horizon T?), and the share of runs won is modelled as a logistic curve of the committed fraction
+Each run becomes one Bernoulli outcome (`run_table`: did the committed name hold at least a
+threshold share of the agents at the horizon T? The study's `[coordination] win_share`, half the
+population by default), and the share of runs won is modelled as a logistic curve of the committed fraction
 (`fit_tipping`, statsmodels GLM Binomial with logit link). The tipping point p50 is the fraction
 where that curve crosses 1/2: p50 = -b0/b1 (a share of agents, 0..1). Its 95 % CI is Fieller's
 interval (the set of θ for which b0 + θ·b1 = 0 is not rejected by a Wald test); it is the one
