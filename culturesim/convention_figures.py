@@ -256,9 +256,9 @@ def tipping_figure(
         xlim=(lo - pad, hi + pad),
         ylim=(-0.03, 1.03),
         xlabel="committed fraction (share of agents)",
-        ylabel="share of runs won\n(committed name held by most agents)"
+        ylabel="share of runs won"
         if threshold is None
-        else f"share of runs won\n(committed name held by ≥ {threshold:g} of agents)",
+        else f"share of runs won\n(committed name ≥ {threshold:g} of agents)",
     )
     if group is not None:
         ax.legend(title=group.rsplit(".", 1)[-1], fontsize="small", loc="upper left")

@@ -117,7 +117,48 @@ def tipping_table(outcomes: pl.DataFrame, *, fraction: str, group: str | None) -
         )
         if r["reason"]:
             notes.append(f"- {label}: {r['reason']}")
+    notes += _ordering_notes(comparison, group)
     return header + "\n".join(rows) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else ""), comparison
+
+
+def _ordering_notes(comparison: pl.DataFrame, group: str | None) -> list[str]:
+    """Where a group has no finite curve (separation) its p50 still lies in a bracket: a non-reference
+    level whose curve or bracket lies wholly on one side of the reference's says which needs the larger
+    committed minority, an ordering of intervals rather than a test (no difference can be estimated)."""
+    rows = comparison.to_dicts()
+    reference = next((r for r in rows if r["reference"]), None)
+    if group is None or reference is None:
+        return []
+    notes = []
+    for row in rows:
+        if row["reference"] or (row["status"] == "ok" and reference["status"] == "ok"):
+            continue
+        mine, theirs = _p50_range(row), _p50_range(reference)
+        if mine is None or theirs is None:
+            continue
+        label, ref_label = _label(group, row["group"]), _label(group, reference["group"])
+        if mine[0] > theirs[1]:
+            side = "above"
+            meaning = "a larger committed minority is needed to tip it"
+        elif mine[1] < theirs[0]:
+            side = "below"
+            meaning = "a smaller committed minority tips it"
+        else:
+            notes.append(f"- {label} vs {ref_label}: their p50 ranges overlap; the data do not order them")
+            continue
+        notes.append(
+            f"- {label} vs {ref_label}: p50 of {label} lies in [{_num(mine[0])}, {_num(mine[1])}], wholly {side} "
+            f"[{_num(theirs[0])}, {_num(theirs[1])}] for {ref_label}: {meaning} (an ordering of intervals, not a test)"
+        )
+    return notes
+
+
+def _p50_range(row: dict[str, Any]) -> tuple[float, float] | None:
+    """A group's 95 % CI of p50 (finite fit) or its bracket (separation); None where neither is finite."""
+    low, high = (row["ci_low"], row["ci_high"]) if row["status"] == "ok" else (row["bracket_low"], row["bracket_high"])
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return float(low), float(high)
 
 
 def outcome_counts(outcomes: pl.DataFrame, *, fraction: str, group: str | None) -> str:

@@ -253,3 +253,13 @@ def test_vllm_answers_only_with_names_and_the_study_replays(runner, tmp_path: Pa
     replayed = StudyRunner().replay(folder, tmp_path / "replay")
     for table in ("metrics", "population", "generations"):
         assert (replayed / f"{table}.parquet").read_bytes() == (folder / f"{table}.parquet").read_bytes(), table
+
+
+def test_the_odd_describes_the_game_with_its_sources_and_the_prompt_verbatim() -> None:
+    from culturesim.odd import describe
+
+    text = describe(game(committed_fraction=0.2, population={"size": 24, "llm_share": 0.5}))
+    assert "random matching over the network" in text and "Centola, Becker, Brackbill & Baronchelli 2018" in text
+    assert "If you both choose the same name, you each get +100 points." in text  # the system message, verbatim
+    assert "always play `Z`" in text and "starts with `F`" in text
+    assert "Transmission bias" not in text and "seed text" not in text

@@ -14,7 +14,7 @@ import pytest
 from scipy.special import expit
 
 from culturesim.convention_figures import name_share_figure, name_shares, tipping_figure, won_by_fraction
-from culturesim.convention_report import convention_section
+from culturesim.convention_report import convention_section, tipping_table
 from culturesim.stats.tipping import compare_tipping, fieller_interval, fit_tipping, run_table
 
 TRUE_P50, TRUE_SLOPE = 0.2, 25.0
@@ -175,6 +175,16 @@ def test_a_separated_group_gets_no_difference_but_a_reason():
     row = table.row(1, named=True)
     assert row["status"] == "separation" and (row["bracket_low"], row["bracket_high"]) == (0.1, 0.3)
     assert math.isnan(row["difference"]) and "no finite curve" in row["reason"]
+
+
+@pytest.mark.parametrize(("p50", "side"), [(0.33, "wholly above"), (0.2, "overlap")])
+def test_a_separated_reference_still_orders_a_fitted_group_by_intervals(p50: float, side: str):
+    """The reference tips between 0.15 and 0.25 (separated, no finite p50); a group whose p50 CI lies wholly
+    above that bracket is said to need a larger minority, and one that overlaps it is not ordered."""
+    separated = runs_of([0.1, 0.15, 0.25, 0.3] * 5, [0, 0, 1, 1] * 5).with_columns(pl.lit("0.0").alias(GROUP))
+    fitted = simulated_runs(np.random.default_rng(3), p50=p50, level=0.5)
+    text, _ = tipping_table(pl.concat([separated, fitted]), fraction=FRACTION, group=GROUP)
+    assert side in text and ("larger committed minority" in text) == (side == "wholly above")
 
 
 # --- figures and report ----------------------------------------------------------------------
