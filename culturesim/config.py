@@ -15,29 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from culturesim.analysis_plan import Preregistration
 from culturesim.coordination_section import CoordinationSection
 from culturesim.design import DesignSection
-from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, moved_llm_setting
+from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, flat_llm_keys, split_flat_llm, warn_flat_llm
 from culturesim.sections import ConfigError, Section
-from culturesim.vocabulary import (
-    METRIC_NAMES,
-    Bias,
-    Device,
-    Interaction,
-    NetworkKind,
-    coordination_keys,
-    recorded_keys,
-)
+from culturesim.vocabulary import METRIC_NAMES, Bias, Device, Interaction, NetworkKind, coordination_keys, recorded_keys
 
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
@@ -465,13 +451,10 @@ def _validate(data: dict[str, Any], *, source: str) -> StudyConfig:
 
 
 def stored_config(data: dict[str, Any]) -> StudyConfig:
-    """The config a results folder stores (its manifest), as this version reads it.
-
-    A folder written before [llm] was split into engine, sampling and prompt tables stores the
-    flat keys; they are moved to their tables here, so old results stay readable. (A study file
-    with flat keys gets an error instead: it is meant to be edited.) The folder keeps its name
-    and hash, which `stored_hash` recomputes from the stored text."""
-    return StudyConfig.model_validate(_split_flat_llm(data))
+    """The config a results folder stores (its manifest), as this version reads it: the flat [llm]
+    keys of a folder written before the split are moved to their tables (`split_flat_llm`, as for an
+    old study file). The folder keeps its name and hash, which `stored_hash` recomputes as stored."""
+    return StudyConfig.model_validate(split_flat_llm(data))
 
 
 def stored_hash(data: dict[str, Any]) -> str:
@@ -479,28 +462,10 @@ def stored_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _split_flat_llm(data: dict[str, Any]) -> dict[str, Any]:
-    data = dict(data)
-    llm = data.get("llm")
-    if isinstance(llm, dict) and any(key in MOVED_LLM_SETTINGS for key in llm):
-        nested: dict[str, Any] = {key: value for key, value in llm.items() if key not in MOVED_LLM_SETTINGS}
-        for key, value in llm.items():
-            if key in MOVED_LLM_SETTINGS:
-                _, table, field = MOVED_LLM_SETTINGS[key].split(".")
-                nested.setdefault(table, {})[field] = value
-        data["llm"] = nested
-    if isinstance(data.get("conditions"), dict):
-        data["conditions"] = {moved_llm_setting(key): levels for key, levels in data["conditions"].items()}
-    if isinstance(data.get("condition_sets"), list):
-        data["condition_sets"] = [
-            {moved_llm_setting(key): level for key, level in entry.items()} if isinstance(entry, dict) else entry
-            for entry in data["condition_sets"]
-        ]
-    return data
-
-
 def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study TOML file; every problem raises one ConfigError."""
+    """Read and validate a study TOML file; every problem raises one ConfigError. A file in the flat
+    [llm] layout of before 2026-12-01 is still read (a preregistered study cannot be edited without
+    a deviation), with one `FlatLLMLayoutWarning` per moved key once it is known to be valid."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -523,9 +488,10 @@ def load_config(path: str | Path) -> StudyConfig:
     deep = _too_deep(data)
     if deep is not None:
         raise ConfigError(f"study file {path}: {deep} nests lists or tables more than {MAX_NESTING} levels deep")
-    config = _validate(data, source=str(path))
+    config = _validate(split_flat_llm(data), source=str(path))
     try:
         config.condition_grid()
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    warn_flat_llm(flat_llm_keys(data), text=text, source=str(path))
     return config

@@ -4,10 +4,18 @@
 completion is sampled (`culturesim.sampling.Sampling`, the object every `Request` carries) and
 `[llm.prompt]` what an agent is asked and which answers it adopts. Before 2026-12-01 these were one
 flat `[llm]` table; `MOVED_LLM_SETTINGS` maps each old key to its place now.
+
+A preregistered study cannot be edited without a deviation, so a study file in the flat layout is
+still read: `split_flat_llm` moves its keys (settings, condition factors, contrast factors) to their
+tables, `warn_flat_llm` names each moved key once, and `join_llm_tables` writes a config back in the
+flat layout, the text a lock of before the split hashed.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field, model_serializer, model_validator
@@ -115,3 +123,160 @@ def moved_llm_setting(key: str) -> str:
     (keys that did not move are returned as they are)."""
     field = key.removeprefix("llm.")
     return MOVED_LLM_SETTINGS[field] if key.startswith("llm.") and field in MOVED_LLM_SETTINGS else key
+
+
+LLM_TABLES = ("engine", "sampling", "prompt")
+
+
+class FlatLLMLayoutWarning(UserWarning):
+    """A study file in the flat [llm] layout of before 2026-12-01: still read (a preregistered file
+    cannot be edited without a deviation), each moved key named once with its place now."""
+
+
+def flat_llm_setting(key: str) -> str:
+    """The inverse of `moved_llm_setting`: `llm.sampling.temperature` -> `llm.temperature`."""
+    parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "llm" and MOVED_LLM_SETTINGS.get(parts[2]) == key:
+        return f"llm.{parts[2]}"
+    return key
+
+
+def flat_llm_keys(data: dict[str, Any]) -> list[str]:
+    """The old dotted keys a study file's data uses, once each in order of appearance: settings
+    directly under [llm], and condition or contrast factors named the old way ('llm.temperature')."""
+    llm = data.get("llm")
+    old = [f"llm.{key}" for key in llm if key in MOVED_LLM_SETTINGS] if isinstance(llm, dict) else []
+    old += [key for key in _factor_keys(data) if moved_llm_setting(key) != key]
+    return list(dict.fromkeys(old))
+
+
+def split_flat_llm(data: dict[str, Any]) -> dict[str, Any]:
+    """Study data with its flat-layout keys moved to the [llm] tables: settings, condition factors
+    and the factors hypotheses contrast (a copy; data in the new layout comes back equal). A key set
+    in both layouts stays where it is, so validation names it ('llm.top_p moved to ...') rather
+    than one value silently replacing the other."""
+    return _renamed_factors(_with_llm(data, _nested), moved_llm_setting)
+
+
+def join_llm_tables(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped config (the new layout) in the flat layout of before the split: one [llm] table and
+    flat factor names. Each field name lives in one table only, so no two settings collide and the
+    canonical JSON of the result is what the code of before the split hashed for the same study."""
+    return _renamed_factors(_with_llm(data, _flat), flat_llm_setting)
+
+
+def warn_flat_llm(keys: list[str], *, text: str, source: str) -> None:
+    """One FlatLLMLayoutWarning per old key, pointing at the study file's line that first uses it,
+    so the command line shows `x.toml:27: FlatLLMLayoutWarning: llm.role is now llm.prompt.role
+    (...)` followed by that line rather than a line of culturesim's code. The warning is attributed
+    to this module, so `quiet_third_party` (which hides other packages' warnings) shows it."""
+    lines = text.splitlines()
+    for key in keys:
+        new = moved_llm_setting(key)
+        warnings.warn_explicit(
+            f"{key} is now {new} (study file {source}, old layout still read; moving it changes no "
+            "setting, so a lock still verifies)",
+            FlatLLMLayoutWarning,
+            filename=source,
+            lineno=_first_use(lines, key),
+            module=__name__,
+        )
+
+
+def _first_use(lines: list[str], key: str) -> int:
+    """The 1-based line where a study file's text first writes an old key (0 if none is found): a
+    setting line under [llm], or a quoted factor name ("llm.temperature") anywhere."""
+    field, table = key.removeprefix("llm."), ""
+    setting = {
+        "llm": re.compile(rf"\s*{re.escape(field)}\s*="),
+        "": re.compile(rf"\s*llm\s*\.\s*{re.escape(field)}\s*="),
+    }
+    quoted = re.compile(rf"[\"']{re.escape(key)}[\"']")
+    for number, line in enumerate(lines, start=1):
+        header = re.match(r"\s*\[+\s*([^\]]*?)\s*\]", line)
+        if header:
+            table = header.group(1)
+        elif (table in setting and setting[table].match(line)) or quoted.search(line):
+            return number
+    return 0
+
+
+def _factor_keys(data: dict[str, Any]) -> list[str]:
+    """Every condition factor and contrast factor a study's data names."""
+    conditions, sets = data.get("conditions"), data.get("condition_sets")
+    keys = list(conditions) if isinstance(conditions, dict) else []
+    for entry in sets if isinstance(sets, list) else []:
+        keys += [key for key in entry if key != "label"] if isinstance(entry, dict) else []
+    for hypothesis in _hypotheses(data):
+        contrast = hypothesis.get("contrast")
+        if isinstance(contrast, dict) and isinstance(contrast.get("factor"), str):
+            keys.append(contrast["factor"])
+    return keys
+
+
+def _hypotheses(data: dict[str, Any]) -> list[dict[str, Any]]:
+    plan = data.get("preregistration")
+    found = plan.get("hypotheses") if isinstance(plan, dict) else None
+    return [h for h in found if isinstance(h, dict)] if isinstance(found, list) else []
+
+
+def _with_llm(data: dict[str, Any], change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    data = dict(data)
+    if isinstance(data.get("llm"), dict):
+        data["llm"] = change(data["llm"])
+    return data
+
+
+def _nested(llm: dict[str, Any]) -> dict[str, Any]:
+    """An [llm] table's flat keys moved into its tables (copied: the input is not changed)."""
+    nested = {key: dict(value) if isinstance(value, dict) else value for key, value in llm.items()}
+    for key in llm:
+        if key not in MOVED_LLM_SETTINGS:
+            continue
+        _, table, field = MOVED_LLM_SETTINGS[key].split(".")
+        target = nested.setdefault(table, {})
+        if isinstance(target, dict) and field not in target:  # else it stays, and validation names it
+            target[field] = nested.pop(key)
+    return nested
+
+
+def _flat(llm: dict[str, Any]) -> dict[str, Any]:
+    flat = {key: value for key, value in llm.items() if key not in LLM_TABLES}
+    for table in LLM_TABLES:
+        flat.update(llm.get(table) or {})
+    return flat
+
+
+def _renamed_factors(data: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+    """`data` (a copy of the caller's) with every condition factor and contrast factor renamed; the
+    tables inside it are replaced by renamed copies, never changed in place."""
+    if isinstance(data.get("conditions"), dict):
+        data["conditions"] = _renamed_keys(data["conditions"], rename)
+    if isinstance(data.get("condition_sets"), list):
+        data["condition_sets"] = [
+            _renamed_keys(entry, rename) if isinstance(entry, dict) else entry for entry in data["condition_sets"]
+        ]
+    plan = data.get("preregistration")
+    if isinstance(plan, dict) and isinstance(plan.get("hypotheses"), list):
+        data["preregistration"] = {
+            **plan,
+            "hypotheses": [_renamed_contrast(h, rename) for h in plan["hypotheses"]],
+        }
+    return data
+
+
+def _renamed_keys(mapping: dict[str, Any], rename: Callable[[str], str]) -> dict[str, Any]:
+    """Keys renamed, except one whose new name is taken (a factor written in both layouts): it
+    stays, so validation names it, and neither level is lost."""
+    renamed = {}
+    for key, value in mapping.items():
+        new = rename(key)
+        renamed[key if new in mapping and new != key else new] = value
+    return renamed
+
+
+def _renamed_contrast(hypothesis: Any, rename: Callable[[str], str]) -> Any:
+    contrast = hypothesis.get("contrast") if isinstance(hypothesis, dict) else None
+    if not isinstance(contrast, dict) or not isinstance(contrast.get("factor"), str):
+        return hypothesis
+    return {**hypothesis, "contrast": {**contrast, "factor": rename(contrast["factor"])}}

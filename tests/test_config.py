@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from culturesim.cli import app
 from culturesim.config import ConfigError, StudyConfig, load_config
+from culturesim.llm_section import FlatLLMLayoutWarning
 from culturesim.vocabulary import NETWORK_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,20 +216,22 @@ def test_llm_settings_live_in_three_tables(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("body", "moves"),
+    ("body", "moved"),
     [
-        ("[llm]\ntemperature = 0.5\n", "llm.temperature moved to llm.sampling.temperature"),
-        ('[llm]\nbackend = "vllm"\n', "llm.backend moved to llm.engine.backend"),
+        ("[llm]\ntemperature = 0.5\n", ["llm.temperature is now llm.sampling.temperature"]),
+        ('[llm]\nbackend = "vllm"\n', ["llm.backend is now llm.engine.backend"]),
         (
             '[llm]\nrole = "advise"\nmax_tokens = 30\n[llm.sampling]\ntop_p = 0.9\n',
-            "llm.role moved to llm.prompt.role; llm.max_tokens moved to llm.sampling.max_tokens",
+            ["llm.role is now llm.prompt.role", "llm.max_tokens is now llm.sampling.max_tokens"],
         ),
     ],
     ids=["sampling", "engine", "several"],
 )
-def test_a_flat_llm_setting_gets_one_error_naming_its_new_place(tmp_path, body, moves):
-    path = write(tmp_path, STUDY + body)
-    assert config_error(path) == f"invalid study in {path}: {moves}{SPLIT}"
+def test_a_flat_llm_setting_is_read_with_one_warning_naming_its_new_place(tmp_path, body, moved):
+    """A study file of the layout before [llm] was split still runs (it may be preregistered)."""
+    with pytest.warns(FlatLLMLayoutWarning) as caught:
+        load_config(write(tmp_path, STUDY + body))
+    assert [str(w.message).split(" (")[0] for w in caught] == moved
 
 
 @pytest.mark.parametrize(
@@ -236,10 +239,11 @@ def test_a_flat_llm_setting_gets_one_error_naming_its_new_place(tmp_path, body, 
     ['[conditions]\n"llm.temperature" = [0.5, 1.0]\n', '[[condition_sets]]\nlabel = "hot"\n"llm.temperature" = 1.0\n'],
     ids=["conditions", "condition-sets"],
 )
-def test_a_condition_over_an_old_llm_path_gets_one_error_naming_its_new_place(tmp_path, design):
+def test_a_condition_over_an_old_llm_path_is_read_with_one_warning(tmp_path, design):
     path = write(tmp_path, STUDY + design)
-    expected = "condition factor 'llm.temperature': llm.temperature moved to llm.sampling.temperature"
-    assert config_error(path) == f"invalid study in {path}: {expected}"
+    with pytest.warns(FlatLLMLayoutWarning, match="llm.temperature is now llm.sampling.temperature"):
+        grid = load_config(path).condition_grid()
+    assert 1.0 in {c.llm.sampling.temperature for _, c in grid}
 
 
 def test_conditions_over_nested_llm_settings(tmp_path):

@@ -4,6 +4,10 @@
 of the canonical config (key-sorted, defaults filled), so anyone can later verify
 that results came from exactly the plan that was registered. A run of a changed
 config is refused unless the researcher states a deviation, which is recorded.
+
+A lock written before [llm] was split into tables (2026-12-01) hashed the flat layout: a config
+matches it when its hash in that layout is the lock's (`config_hashes`), so an old study file,
+unedited, still matches its lock, and a changed one is named in the lock's layout.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import ConfigError, StudyConfig
+from culturesim.config import ConfigError, StudyConfig, stored_hash
+from culturesim.llm_section import MOVED_LLM_SETTINGS, join_llm_tables
 from culturesim.study.store import write_json
+
+CURRENT_LAYOUT = "current"
+FLAT_LLM_LAYOUT = "the flat llm-table layout of before 2026-12-01"  # no brackets: rich would read markup
 
 
 def lock_path(study_file: Path) -> Path:
@@ -61,15 +69,37 @@ def changed_fields(locked: dict[str, Any], current: dict[str, Any], prefix: str 
     return changed
 
 
+def config_hashes(config: StudyConfig) -> dict[str, str]:
+    """The config's hash in each layout a lock has been written in: {layout: sha256}.
+
+    The flat layout's is the sha256 of the canonical JSON the code of before the split produced for
+    the same study (`join_llm_tables`; each setting lives in one table, so the mapping is one to one
+    and a changed setting changes both hashes)."""
+    data = json.loads(config.canonical_json())
+    return {CURRENT_LAYOUT: config.hash(), FLAT_LLM_LAYOUT: stored_hash(join_llm_tables(data))}
+
+
+def _layout(locked: Any) -> str:
+    """The layout a lock's stored config is written in (only to name changed fields as it does)."""
+    llm = locked.get("llm") if isinstance(locked, dict) else None
+    return (
+        FLAT_LLM_LAYOUT if isinstance(llm, dict) and any(key in MOVED_LLM_SETTINGS for key in llm) else CURRENT_LAYOUT
+    )
+
+
 def check_lock(config: StudyConfig, study_file: Path, *, deviation: str | None) -> dict[str, Any] | None:
     """Compare a study with its lock; returns a deviation record, or None when it matches or is unlocked.
 
-    A mismatch without a stated deviation raises ConfigError naming the changed fields.
+    A mismatch without a stated deviation raises ConfigError naming the changed fields, as the
+    lock's layout names them.
     """
     lock = read_lock(study_file)
-    if lock is None or lock["sha256"] == config.hash():
+    if lock is None or lock["sha256"] in config_hashes(config).values():
         return None
-    fields = changed_fields(lock["config"], json.loads(config.canonical_json()))
+    current = json.loads(config.canonical_json())
+    if _layout(lock.get("config")) == FLAT_LLM_LAYOUT:
+        current = join_llm_tables(current)
+    fields = changed_fields(lock.get("config") or {}, current)
     if not deviation:
         raise ConfigError(
             f"{study_file} no longer matches its preregistration {lock_path(study_file).name} "

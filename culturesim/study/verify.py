@@ -1,11 +1,18 @@
-"""Verify a results folder: config hash, preregistration lock, and every result file's hash."""
+"""Verify a results folder: config hash, preregistration lock, and every result file's hash.
+
+A study's folder is named after its config hash; a replay's (`culturesim replay`) is wherever it
+was written, so a replay is checked against the config hash its manifest records for the study it
+replays (`replay_of`) instead.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from culturesim.config import stored_config, stored_hash
 from culturesim.fingerprint import file_sha256
+from culturesim.study.prereg import CURRENT_LAYOUT, config_hashes
 from culturesim.study.store import finished_runs, load_run_marker, read_manifest, run_folder
 
 
@@ -18,23 +25,32 @@ def verify_results(folder: Path) -> tuple[list[str], list[str]]:
     def check(ok: bool, passed: str, failed: str) -> None:
         (checked if ok else problems).append(passed if ok else failed)
 
-    stored_config(manifest["config"])  # readable by this version (old layouts migrated)
+    config = stored_config(manifest["config"])  # readable by this version (old layouts migrated)
     recomputed = stored_hash(manifest["config"])
+    # The stored text's hash, and the config's in each layout a lock or a replayed folder may hash.
+    hashes = {h: layout for layout, h in config_hashes(config).items()}
+    hashes.setdefault(recomputed, "as stored")
     check(
         recomputed == manifest["config_hash"],
         f"config hash {recomputed[:12]} matches the manifest",
         f"config in manifest hashes to {recomputed[:12]}, manifest says {manifest['config_hash'][:12]}",
     )
-    check(
-        folder.name == recomputed[:12],
-        "folder name matches the config hash",
-        f"folder {folder.name} is not named after its config hash {recomputed[:12]}",
-    )
+    replay = manifest.get("replay_of")
+    if replay is None:
+        check(
+            folder.name == recomputed[:12],
+            "folder name matches the config hash",
+            f"folder {folder.name} is not named after its config hash {recomputed[:12]}",
+        )
+    else:
+        checked.append(_replay_line(replay, hashes, recomputed))
     lock = manifest.get("lock")
     if lock is None:
         checked.append("no preregistration lock (exploratory or toy run)")
-    elif lock["sha256"] == recomputed:
-        checked.append(f"config matches the preregistration lock of {lock['locked_at']}")
+    elif lock["sha256"] in hashes:
+        layout = hashes[lock["sha256"]]
+        written = f" (locked in {layout})" if layout not in ("as stored", CURRENT_LAYOUT) else ""
+        checked.append(f"config matches the preregistration lock of {lock['locked_at']}{written}")
     else:
         reasons = "; ".join(d["reason"] for d in manifest.get("deviations", []))
         check(
@@ -62,3 +78,13 @@ def verify_results(folder: Path) -> tuple[list[str], list[str]]:
     if manifest.get("status") != "complete":
         problems.append(f"study status is {manifest.get('status')!r}, not 'complete'")
     return problems, checked
+
+
+def _replay_line(replay: dict[str, Any], hashes: dict[str, str], recomputed: str) -> str:
+    """What a replay's manifest says it replays, and whether it replayed that study's own config
+    (the replayed folder's hash may be of the flat [llm] layout, when it was run before the split);
+    a replay of another study file (`culturesim replay --study`) is allowed, and said."""
+    source, source_hash = replay["folder"], replay["config_hash"]
+    if source_hash in hashes:
+        return f"a replay of {source}, whose config hash {source_hash[:12]} is this config's"
+    return f"a replay of {source} (config hash {source_hash[:12]}) with another config, {recomputed[:12]}"

@@ -1,0 +1,347 @@
+"""The study explorer: one self-contained page per results folder, checked on its data and in a real
+headless Chromium (driven over the DevTools protocol on a pipe): no console errors, no network, the
+network, texts and lineage views drawn, hovering shows an agent's text, and a click on an LLM-written
+text shows its lineage (as `culturesim.lineage.ancestry` has it) with the request that wrote it.
+
+Screenshots go to $CULTURESIM_TEST_ARTEFACTS when set, else to the test's tmp_path."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from culturesim.cli import app
+from culturesim.config import StudyConfig
+from culturesim.explore import EXPLORER_FILE, page, write_explorer
+from culturesim.explore_data import Limits, coordination_shares, explorer_data
+from culturesim.lineage import ancestry
+from culturesim.report import write_report
+from culturesim.study.runner import StudyRunner
+from culturesim.traits import MACHINE_KINDS
+from tests.helpers import NEEDS_VLLM, llm_toy_study
+
+pytestmark = NEEDS_VLLM
+
+# 20 agents, 5 of them LLM agents in the second condition; humans consult and an LLM retells some
+# copies, so every machine author kind occurs; one norm axis for the norm view.
+STUDY = llm_toy_study(
+    "exploretoy",
+    seed=13,
+    replicates=2,
+    generations=4,
+    max_tokens=16,
+    extra="""
+[humans]
+copy_error = 0.15
+innovation = 0.05
+llm_consultation = 0.1
+llm_mutation = 0.1
+[metrics]
+names = ["semantic_diversity", "vendi", "distinct_traits", "machine_ancestry", "llm_trait_share", "norm_position"]
+norm_axes = { warmth = ["Be kind and generous to everyone you meet.", "Look out for yourself and trust nobody."] }
+[conditions]
+"population.llm_share" = [0.0, 0.25]
+""",
+).replace("size = 12", "size = 20")
+
+
+@pytest.fixture(scope="module")
+def study_folder(embedder, vllm_backend, tmp_path_factory) -> Path:
+    """The toy study, run once for the module, with its explorer page written."""
+    config = StudyConfig.model_validate(tomllib.loads(STUDY))
+    runner = StudyRunner(embedder=embedder, backend=vllm_backend)
+    folder = runner.run(config, out_root=tmp_path_factory.mktemp("results"))
+    write_explorer(folder)
+    return folder
+
+
+def test_the_page_is_one_self_contained_file(study_folder: Path, tmp_path: Path) -> None:
+    html = (study_folder / EXPLORER_FILE).read_text(encoding="utf-8")
+    assert "<script src" not in html.replace(" ", "") and "<link" not in html  # Plotly and the data are inlined
+    assert html.count('id="explorer-data"') == 1 and "Plotly" in html
+    result = CliRunner().invoke(app, ["explore", str(study_folder), "--out", str(tmp_path / "again.html")])
+    assert result.exit_code == 0, result.output
+    again = (tmp_path / "again.html").read_bytes()
+    assert again == (study_folder / EXPLORER_FILE).read_bytes()  # the same data give the same bytes
+    report = write_report(study_folder).read_text(encoding="utf-8")
+    assert f"]({EXPLORER_FILE})" in report
+
+
+def test_every_machine_text_has_its_request_and_every_lineage_is_complete(study_folder: Path) -> None:
+    data = explorer_data(study_folder)
+    log = pl.read_parquet(study_folder / "generations.parquet")
+    assert [r["id"] for r in data["runs"]] == ["c0-r0", "c0-r1", "c1-r0", "c1-r1"]
+    requests = 0
+    for run in data["runs"]:
+        traits = run["traits"]
+        assert len(run["held"]) == len(run["gens"]) == 5 and all(len(row) == 20 for row in run["held"])
+        for i, kind in enumerate(traits["kind"]):
+            assert all(0 <= p < len(traits["id"]) for p in traits["parents"][i])  # ancestors are all in the page
+            if kind in MACHINE_KINDS:
+                request = traits["requests"][traits["request"][i]]
+                logged = log.filter((pl.col("run_id") == run["id"]) & (pl.col("agent") == request["agent"]))
+                assert request["prompt"] in logged["prompt"].to_list()
+                requests += 1
+    assert requests > 0
+    assert set(data["kinds"]) >= {"seed", "llm", "human_llm_assisted"}
+    first = data["runs"][0]["traits"]
+    assert data["norm_axes"] and len(first["norm"]["warmth"]) == len(first["id"])
+    assert data["limits"]["text"].startswith("Shown whole")
+
+
+def test_a_study_past_the_limits_is_sampled_and_says_so(study_folder: Path) -> None:
+    data = explorer_data(study_folder, limits=Limits(runs=2, agents=8, generations=3, top_texts=3))
+    assert [r["replicate"] for r in data["runs"]] == [0, 0]  # first replicates of each condition first
+    run = data["runs"][1]
+    assert len(run["drawn"]) == 8 and len(run["x"]) == 8 and run["gens"] == [0, 2, 4]
+    assert all(len(top) <= 3 for top in run["top"]) and sum(c for _, c in run["top"][0]) <= 20
+    note = data["limits"]["text"]
+    assert "2 of 4 runs" in note and "draw 8 agents per run" in note and "3 of 5 generations" in note
+    # the network is rebuilt from the run's seed: the same layout for the same replicate, whatever the condition
+    assert data["runs"][0]["x"] == run["x"] and data["runs"][0]["edges"] == run["edges"]
+
+
+def test_coordination_shares_from_name_share_metrics() -> None:
+    rows = [
+        (run_id, condition, generation, f"name_share:{name}", share)
+        for run_id, condition, shares in (
+            ("c0-r0", "committed=0.1", [(0.5, 0.5), (0.7, 0.3), (1.0, 0.0)]),
+            ("c0-r1", "committed=0.1", [(0.5, 0.5), (0.5, 0.5), (0.6, 0.4)]),
+            ("c1-r0", "committed=0.3", [(0.2, 0.8), (0.1, 0.9), (0.0, 1.0)]),
+        )
+        for generation, pair in enumerate(shares)
+        for name, share in zip(("zib", "wug"), pair)
+    ]
+    metrics = pl.DataFrame(rows, schema=["run_id", "condition", "generation", "metric", "value"], orient="row")
+    other = pl.DataFrame([("c0-r0", "committed=0.1", 0, "consensus", 0.0)], schema=metrics.columns, orient="row")
+    shares = coordination_shares(pl.concat([metrics, other]))
+    assert shares["names"] == ["zib", "wug"] and shares["generations"] == [0, 1, 2]
+    assert shares["conditions"]["committed=0.1"]["zib"] == [0.5, 0.6, 0.8]
+    assert shares["runs"]["c1-r0"]["wug"] == [0.8, 0.9, 1.0]
+    assert coordination_shares(other) is None
+
+
+# -- in a real browser ---------------------------------------------------------------------------
+
+
+def _chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe: fd 3
+    in, fd 4 out, messages ended by NUL), so no port and no websocket library are needed."""
+
+    def __init__(self, chromium: str, profile: Path) -> None:
+        child_in, self._out = os.pipe()
+        self._in, child_out = os.pipe()
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", f"--user-data-dir={profile}"]
+        self.process = subprocess.Popen(
+            ["bash", "-c", f'exec "$0" "$@" 3<&{child_in} 4>&{child_out}', chromium, *flags, "about:blank"],
+            pass_fds=(child_in, child_out),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(child_in)
+        os.close(child_out)
+        self._buffer, self._id, self.events, self.session = b"", 0, [], None
+
+    def send(self, method: str, **params) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read()
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def _read(self, timeout: float = 60) -> dict:
+        while b"\0" not in self._buffer:
+            if not select.select([self._in], [], [], timeout)[0]:
+                raise TimeoutError("Chromium sent nothing for a minute")
+            chunk = os.read(self._in, 1 << 20)
+            if not chunk:
+                raise RuntimeError("Chromium closed its DevTools pipe")
+            self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        return json.loads(message)
+
+    def open(self, url: str, *, width: int = 1400, height: int = 2000) -> None:
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.send("Page.navigate", url=url)
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(self._read())
+        assert self.wait("document.body.dataset.ready === '1'"), "the page script never finished"
+
+    def js(self, expression: str):
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait(self, condition: str, tries: int = 50) -> bool:
+        for _ in range(tries):
+            if self.js(f"!!({condition})"):
+                return True
+            self.js("new Promise((done) => setTimeout(done, 100))")
+        return False
+
+    def mouse(self, x: float, y: float, *, click: bool) -> None:
+        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        if click:
+            for kind in ("mousePressed", "mouseReleased"):
+                self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def screenshot(self, path: Path) -> None:
+        """The page down to the end of its content."""
+        width, height = self.js("[window.innerWidth, Math.ceil(document.body.getBoundingClientRect().bottom) + 16]")
+        clip = {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png", clip=clip)["data"]))
+
+    def problems(self) -> list[str]:
+        """Console errors, uncaught exceptions, failed loads and any request off the local disk."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(f"exception: {params['exceptionDetails']}")
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                found.append(f"console.{params['type']}: {params.get('args')}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(f"log: {params['entry'].get('text')}")
+            elif method == "Network.requestWillBeSent":
+                url = params["request"]["url"]
+                if not url.startswith(("file:", "data:", "blob:", "about:")):
+                    found.append(f"network request: {url}")
+        return found
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    if _chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser test: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium installed (Debian: apt install chromium)")
+    chrome = Browser(_chromium(), tmp_path / "profile")
+    yield chrome
+    chrome.close()
+
+
+def _artefacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CULTURESIM_TEST_ARTEFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+# The centre of the index-th element matching a CSS selector, in viewport pixels.
+CENTRE = (
+    "(r => [r.x + r.width / 2, r.y + r.height / 2])"
+    "(document.querySelectorAll({selector})[{index}].getBoundingClientRect())"
+)
+
+
+def test_chromium_draws_the_views_and_a_click_shows_the_lineage(study_folder: Path, browser: Browser, tmp_path) -> None:
+    artefacts = _artefacts(tmp_path)
+    browser.open((study_folder / EXPLORER_FILE).resolve().as_uri())
+    for view in ("network", "texts", "lineage", "curves", "norms"):
+        assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
+    browser.screenshot(artefacts / "explorer.png")
+
+    # Hovering over an agent shows its text.
+    expected = browser.js("""(() => { const {data, state} = window.explorer, r = data.runs[state.run];
+      return data.texts[r.traits.text[document.getElementById('network').data[1].customdata[0]]]; })()""")
+    x, y = browser.js(CENTRE.format(selector="'#network .scatterlayer .trace:nth-child(2) .point'", index=0))
+    browser.mouse(x, y, click=False)
+    assert browser.wait("document.querySelector('#network .hoverlayer .hovertext')")
+    shown = browser.js("document.querySelector('#network .hoverlayer .hovertext').textContent")
+    words = [w for w in expected.split() if not set(w) & set("<>&")]
+    assert "agent" in shown and all(w in shown for w in words[:6]), (shown, expected)
+
+    # Choose, through the page's controls, a run and generation whose most-held texts include an LLM's,
+    # then click that text's bar.
+    choice = browser.js("""(() => {
+      const D = JSON.parse(document.getElementById('explorer-data').textContent);
+      for (const [i, r] of D.runs.entries()) for (let g = r.gens.length - 1; g > 0; g--)
+        for (const [t] of r.top[g]) if (r.traits.kind[t] === 'llm' && t !== r.top[r.gens.length - 1][0][0])
+          return [i, g, t, r.id, r.traits.id[t]];
+    })()""")
+    assert choice, "no LLM-written text among the most held: make the toy study's LLM agents more numerous"
+    run_index, generation, local, run_id, trait_id = choice
+    condition = browser.js(f"window.explorer.data.runs[{run_index}].condition")
+    browser.js(f"""(() => {{
+      const set = (id, value, event) => {{ const e = document.getElementById(id); e.value = value;
+                                          e.dispatchEvent(new Event(event)); }};
+      set('condition', {json.dumps(condition)}, 'change'); set('run', '{run_index}', 'change');
+      set('generation', '{generation}', 'input');
+    }})()""")
+    bar = browser.js(f"document.getElementById('texts').data[0].customdata.indexOf({local})")
+    assert bar >= 0
+    x, y = browser.js(CENTRE.format(selector="'#texts .trace.bars .point'", index=bar))
+    browser.mouse(x, y, click=True)
+    assert browser.wait(f"document.getElementById('lineage-title').textContent.includes('text #{trait_id} ')"), (
+        browser.js("document.getElementById('lineage-title').textContent")
+    )
+    browser.screenshot(artefacts / "explorer_lineage.png")
+
+    steps = browser.js("""[...document.querySelectorAll('#lineage-steps li')].map(li => [Number(li.dataset.trait),
+      li.dataset.kind, li.querySelector('.step-text').textContent,
+      (li.querySelector('.request-prompt') || {}).textContent || null])""")
+    traits = pl.read_parquet(study_folder / "traits.parquet")
+    graph = ancestry(traits, run_id, trait_id)
+    assert steps[0][0] == trait_id and {s[0] for s in steps} == set(graph.nodes)
+    for trait, kind, text, prompt in steps:
+        assert kind == graph.nodes[trait]["author_kind"] and text == graph.nodes[trait]["text"]
+        assert (prompt is not None) == (kind in MACHINE_KINDS)
+    log = pl.read_parquet(study_folder / "generations.parquet").filter(pl.col("run_id") == run_id)
+    assert steps[0][3] in log["prompt"].to_list()  # the request that wrote the clicked text
+    assert browser.js("window.explorer.errors.length") == 0
+    assert browser.problems() == []
+
+
+def test_chromium_draws_the_coordination_view(study_folder: Path, browser: Browser, tmp_path: Path) -> None:
+    """A coordination study's name shares (hand-made here: that study kind is new) get their own view."""
+    data = explorer_data(study_folder)
+    metrics = pl.DataFrame(
+        [
+            (run["id"], run["condition"], g, f"name_share:{name}", share)
+            for run in data["runs"]
+            for g in range(5)
+            for name, share in (("zib", g / 4), ("wug", 1 - g / 4))
+        ],
+        schema=["run_id", "condition", "generation", "metric", "value"],
+        orient="row",
+    )
+    data["coordination"] = coordination_shares(metrics)
+    path = tmp_path / "coordination.html"
+    from plotly.offline import get_plotlyjs
+
+    path.write_text(page(data, get_plotlyjs()), encoding="utf-8")
+    browser.open(path.as_uri())
+    assert browser.js("document.getElementById('coordination-view').hidden") is False
+    assert browser.js("document.getElementById('coordination').data.map(t => t.name)") == ["zib", "wug"]
+    assert browser.problems() == []
