@@ -158,6 +158,8 @@ def build_report(folder: Path) -> tuple[str, dict[str, plt.Figure]]:
         + (f"preregistered {lock['locked_at']}" if lock else "not preregistered (exploratory)")
         + f"; {len(manifest['runs'])} runs, {final_generation} generations\n"
     )
+    if (folder / "explorer.html").exists():  # analysis/report.html sits one folder below it
+        parts.append("- look inside the runs: [explorer.html](../explorer.html) (network, texts, lineages)\n")
     deviations = manifest.get("deviations", [])
     parts.append("## Deviations from the preregistration\n")
     parts.append(

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_serializer, 
 from pydantic_core import PydanticCustomError
 
 from culturesim.analysis_plan import Preregistration
-from culturesim.coordination_section import CoordinationSection
+from culturesim.coordination_section import CoordinationSection, check_coordination_study
 from culturesim.design import DesignSection
 from culturesim.llm_section import MOVED_LLM_SETTINGS, LLMSection, flat_llm_keys, split_flat_llm, warn_flat_llm
 from culturesim.sections import ConfigError, Section
@@ -69,12 +69,18 @@ class StudySection(Section):
         "coordination game of [coordination] ('coordination')",
     )
 
+    explorer: bool = Field(
+        default=True, description="write explorer.html (culturesim explore) into the results folder after a run"
+    )
+
     @model_serializer(mode="wrap")
-    def _omit_default_interaction(self, handler: Any) -> dict[str, Any]:
-        """Leave `interaction` out while 'transmission', so studies locked before it existed keep their hash."""
+    def _omit_defaults(self, handler: Any) -> dict[str, Any]:
+        """Leave `interaction` and `explorer` out at their defaults: older locks keep their hash."""
         data = handler(self)
         if self.interaction == "transmission":
             data.pop("interaction", None)
+        if self.explorer:
+            data.pop("explorer", None)
         return data
 
 
@@ -239,7 +245,8 @@ class StudyConfig(Section):
             raise ValueError(
                 "use one of [conditions] (factorial), [[condition_sets]] (explicit) or [design] (sampled ranges)"
             )
-        self._coordination_consistent()
+        if self.study.interaction == "coordination":
+            check_coordination_study(self.coordination, self.humans, llm_share=self.population.llm_share)
         recorded = self.recorded_keys()
         for outcome in self.design.outcomes if self.design is not None else ():
             if outcome not in recorded:
@@ -272,23 +279,6 @@ class StudyConfig(Section):
             if h.window is not None and h.window[1] > last:
                 raise ValueError(f"{where}.window ends after the last generation ({last})")
         return self
-
-    def _coordination_consistent(self) -> None:
-        """A coordination study has no texts to consult an LLM about or to mutate, and its committed
-        agents and LLM agents are separate people, so together they fit in the population."""
-        if self.study.interaction != "coordination":
-            return
-        humans = self.humans
-        if humans.llm_consultation > 0 or humans.llm_mutation > 0:
-            raise ValueError(
-                "humans.llm_consultation and humans.llm_mutation are text-transmission settings; "
-                "a coordination study (study.interaction = 'coordination') needs both at 0"
-            )
-        if self.coordination.committed_fraction + self.population.llm_share > 1:
-            raise ValueError(
-                f"coordination.committed_fraction ({self.coordination.committed_fraction}) + population.llm_share "
-                f"({self.population.llm_share}) exceeds 1: committed agents and LLM agents are different agents"
-            )
 
     def recorded_keys(self) -> list[str]:
         """The value names each run of this study records: what a hypothesis may name as outcome."""

@@ -9,7 +9,7 @@ the last 5 interactions.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -82,3 +82,19 @@ class CoordinationSection(Section):
     def name_index(self, name: str | None) -> int:
         """The index of `name` in `names` (-1 for None)."""
         return -1 if name is None else self.names.index(name)
+
+
+def check_coordination_study(game: CoordinationSection, humans: Any, *, llm_share: float) -> None:
+    """A coordination study has no texts to consult an LLM about or to mutate (`humans`: the study's
+    [humans] table), and its committed agents and LLM agents are different agents, so together they
+    must fit in the population."""
+    if humans.llm_consultation > 0 or humans.llm_mutation > 0:
+        raise ValueError(
+            "humans.llm_consultation and humans.llm_mutation are text-transmission settings; "
+            "a coordination study (study.interaction = 'coordination') needs both at 0"
+        )
+    if game.committed_fraction + llm_share > 1:
+        raise ValueError(
+            f"coordination.committed_fraction ({game.committed_fraction}) + population.llm_share "
+            f"({llm_share}) exceeds 1: committed agents and LLM agents are different agents"
+        )

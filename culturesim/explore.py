@@ -432,6 +432,6 @@ def write_explorer(folder: str | Path, *, out: str | Path | None = None, limits:
 def write_run_explorer(folder: Path, config: StudyConfig) -> Path | None:
     """What a finished `culturesim run` calls: explorer.html beside the report, unless the study
     opts out (`[study] explorer = false`)."""
-    if not getattr(config.study, "explorer", True):
+    if not config.study.explorer:
         return None
     return write_explorer(folder)

@@ -109,3 +109,11 @@ def test_cli_runs_a_human_only_study(tmp_path: Path) -> None:
     assert metrics.filter(pl.col("metric") == "machine_ancestry")["value"].max() == 0.0
     odd = (folder / "odd.md").read_text(encoding="utf-8")  # every results folder carries its ODD description
     assert odd.startswith("# ODD description: humans") and "`network.kind` ∈ {small_world, complete}" in odd
+    # every run writes its explorer, which the report links (and a study may opt out)
+    assert "Plotly" in (folder / "explorer.html").read_text(encoding="utf-8")
+    assert "(explorer.html)" in (folder / "report.md").read_text(encoding="utf-8") and "explorer.html" in odd
+    study.write_text(study.read_text().replace('name = "humans"', 'name = "humans"\nexplorer = false'))
+    result = CliRunner().invoke(app, ["run", str(study), "--out", str(tmp_path / "quiet")])
+    assert result.exit_code == 0, result.output
+    folder = next((tmp_path / "quiet" / "humans").iterdir())
+    assert (folder / "report.md").exists() and not (folder / "explorer.html").exists()
