@@ -59,6 +59,7 @@ def run(
 
 def _run(study, out, resume, workers, batch_runs, executor, address, engines, deviation, toy, dry_run, verbose) -> None:
     """The body of `run` (its options, in order)."""
+    from culturesim.explore import write_run_explorer
     from culturesim.llm.base import EngineError
     from culturesim.progress import progress_display
     from culturesim.report import write_report
@@ -67,6 +68,7 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
     from culturesim.study.rates import describe_wall
     from culturesim.study.runner import StudyRunner
     from culturesim.study.sizing import check_disk, plan_table, size_study
+    from culturesim.study.store import StorageError
 
     runner = StudyRunner()
     try:
@@ -96,6 +98,7 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
                 toy=toy,
                 progress=progress,
             )
+        write_run_explorer(folder, config)  # before the report, which links it
         report = write_report(folder)
     except (ConfigError, FolderHeldError) as exc:
         _fail(exc)
@@ -109,6 +112,9 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
         raise typer.Exit(130) from None
     except BrokenProcessPool:
         console.print("[red]a worker process died:[/red] finished runs are saved; continue with --resume")
+        raise typer.Exit(1) from None
+    except StorageError as exc:  # the disk refused a write: what, how much space, and how to go on
+        console.print(f"[red]{type(exc).__name__}:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     finally:
         runner.close()
@@ -262,7 +268,12 @@ def power(
     study: Path = typer.Argument(..., help="study TOML file with a [preregistration] section"),
     pilot: int = typer.Option(3, "--pilot", min=2, help="replicates per condition in the pilot"),
     out: Path = typer.Option(Path("results"), "--out", help="root folder for the pilot's results"),
-    max_replicates: int = typer.Option(60, "--max-replicates", min=2, help="largest replicate count to evaluate"),
+    max_replicates: int = typer.Option(
+        60,
+        "--max-replicates",
+        min=2,
+        help="largest runs per arm to evaluate (a replicate adds one per condition of an arm)",
+    ),
     simulations: int = typer.Option(1000, "--simulations", min=100, help="simulated studies per replicate count"),
 ) -> None:
     """Estimate the replicates each confirmatory hypothesis needs for 80 % power, from a pilot run.
@@ -302,8 +313,25 @@ def figures(
 
 
 @app.command()
+def explore(
+    results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/"),
+    out: Path = typer.Option(None, "--out", help="the HTML file to write (default: RESULTS/explorer.html)"),
+) -> None:
+    """Write one self-contained HTML page to explore a study: network, texts, lineages, curves per run.
+
+    It opens from disk with no server and no network (Plotly and the data are inlined)."""
+    from culturesim.explore import write_explorer
+
+    try:
+        path = write_explorer(results, out=out)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"explorer: {path}")
+
+
+@app.command()
 def validate(
-    check: str = typer.Argument(..., help="neutral | conformity | network | chains | on-task"),
+    check: str = typer.Argument(..., help="neutral | conformity | network | conventions | chains | on-task"),
     replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
     chains_count: int = typer.Option(20, "--chains", min=3, help="built-in stories (one chain each) for `chains`"),
     generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
@@ -312,8 +340,9 @@ def validate(
     corpus: str = typer.Option("builtin", "--corpus", help="on-task corpus: 'builtin' or a CSV/JSONL/Parquet file"),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
-    """Check the simulator against theory (neutral, conformity, network), published LLM results (chains),
-    or how on-task the LLM agents write per role (on-task: meta-talk, verbatim copies, parent similarity)."""
+    """Check the simulator against theory (neutral, conformity, network; conventions: the coordination game
+    against naming-game theory), published LLM results (chains), or how on-task the LLM agents write per
+    role (on-task: meta-talk, verbatim copies, parent similarity)."""
     from culturesim.quiet import quiet_third_party
 
     with quiet_third_party(enabled=not verbose):
@@ -344,6 +373,10 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
         table = checks.conformity_ordering(replicates=replicates)
     elif check == "network":
         table = checks.network_effect(replicates=replicates)
+    elif check == "conventions":
+        from culturesim.validate_conventions import check_conventions, format_report
+
+        table = format_report(check_conventions(replicates=replicates))
     elif check == "chains":
         from culturesim.chains import compare_roles, story_sample
         from culturesim.config import EmbeddingSection
@@ -378,7 +411,8 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
         finally:
             backend.close()
     else:
-        _fail(ConfigError(f"unknown check {check!r}; choose neutral, conformity, network, chains or on-task"))
+        choices = "neutral, conformity, network, conventions, chains or on-task"
+        _fail(ConfigError(f"unknown check {check!r}; choose {choices}"))
     typer.echo(checks.format(table))
 
 

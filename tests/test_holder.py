@@ -1,4 +1,6 @@
-"""A results folder is held by one process: others are refused at once, a killed holder frees it."""
+"""A results folder is held by one process: others are refused at once, a killed holder frees it. Its
+workers (pool, Ray) write only for the study that holds it, and a new holder waits for none of them:
+it is refused while workers of an earlier session still write."""
 
 from __future__ import annotations
 
@@ -11,13 +13,25 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.study.holder import HOLDER_FILE, FolderHeldError, hold_folder
+from culturesim.config import StudyConfig
+from culturesim.study.batch import LogPolicy
+from culturesim.study.executors import _run_batch_in_worker
+from culturesim.study.grid import plan_runs
+from culturesim.study.holder import HOLDER_FILE, FolderHeldError, hold_as_worker, hold_folder
 
 HOLD_AND_SLEEP = (
     "import sys, time\n"
     "from pathlib import Path\n"
     "from culturesim.study.holder import hold_folder\n"
     "with hold_folder(Path(sys.argv[1])):\n"
+    "    time.sleep(600)\n"
+)
+WORK_AS_WORKER = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from culturesim.study.holder import hold_as_worker\n"
+    "with hold_as_worker(Path(sys.argv[1]), sys.argv[2]):\n"
+    "    (Path(sys.argv[1]) / 'worker-started').touch()\n"
     "    time.sleep(600)\n"
 )
 STARTUP_SECONDS = 60  # imports on a busy machine
@@ -68,3 +82,48 @@ def test_an_unknown_holder_is_still_refused(tmp_path: Path) -> None:
         with pytest.raises(FolderHeldError, match="holder unknown"), hold_folder(tmp_path):
             pass
     assert (tmp_path / HOLDER_FILE).exists()  # not ours any more: left alone
+
+
+def test_a_worker_writes_only_for_the_study_that_holds_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    with hold_folder(folder) as session:
+        with hold_as_worker(folder, session):
+            pass
+        stale = pytest.raises(FolderHeldError, match="no longer held by the study that started this worker")
+        with stale, hold_as_worker(folder, "another-session"):
+            pass
+    with pytest.raises(FolderHeldError, match="held by no process"), hold_as_worker(folder, session):
+        pass  # its study ended
+    resumed = pytest.raises(FolderHeldError, match=f"pid {os.getpid()}")
+    with hold_folder(folder), resumed, hold_as_worker(folder, session):
+        pass  # a resumed study holds it now
+
+
+def test_a_new_holder_is_refused_while_a_worker_of_an_earlier_session_writes(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    with hold_folder(folder) as session:
+        worker = subprocess.Popen([sys.executable, "-c", WORK_AS_WORKER, str(folder), session], stderr=subprocess.PIPE)
+        try:
+            wait_for(folder / "worker-started", worker)
+        except BaseException:
+            worker.kill()
+            raise
+    try:  # the driver has stopped; its worker still writes
+        with pytest.raises(FolderHeldError, match="still written by workers of an earlier"), hold_folder(folder):
+            pass
+        assert not (folder / HOLDER_FILE).exists()  # the refused holder leaves no record
+    finally:
+        worker.kill()  # SIGKILL: the kernel drops its lock
+        worker.wait()
+    with hold_folder(folder):
+        pass
+
+
+def test_a_pool_worker_of_a_stale_session_writes_nothing(tmp_path: Path) -> None:
+    config = StudyConfig.model_validate({"study": {"name": "stale", "replicates": 1, "generations": 2}})
+    folder = tmp_path / "f"
+    with hold_folder(folder), pytest.raises(FolderHeldError, match="the worker wrote nothing"):
+        _run_batch_in_worker(
+            config.model_dump_json(), plan_runs(config), str(folder), set(), LogPolicy(folder / "log"), "old"
+        )
+    assert not (folder / "runs").exists()

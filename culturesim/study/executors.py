@@ -8,6 +8,12 @@ starts its own. On Ray each batch becomes a task (its own embedder, its own mode
 calls go to engine actors, one per GPU or one in total on a CPU-only cluster, so batches
 from many workers feed the same engines. Ray retries a task whose worker dies; the retried
 batch answers what the dead one logged from the completion log and rewrites identical files.
+
+A pool worker or a Ray task writes its runs' tables and log entries into the results folder
+itself, so each holds the folder for its study while it runs (`study.holder.hold_as_worker`,
+with the session token of the driver's hold). A worker's StorageError or FolderHeldError
+reaches the driver as itself (Ray's wrapper, with the remote traceback, is taken off), so
+every executor stops with the same one-line message.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from culturesim.model import RunSpec
 from culturesim.progress import Reporter
 from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
 from culturesim.study.grid import EngineGroup, engine_groups
+from culturesim.study.holder import FolderHeldError, hold_as_worker
 
 EXECUTORS = ("local", "ray")
 TASK_RETRIES = 3
@@ -56,6 +63,7 @@ class Execution:
     engines: int | None = None  # Ray engine actors for an LLM group (None: one per GPU, one on a CPU cluster)
     on_progress: ProgressFn | None = None
     calibrations_from: Path | None = None  # a replay copies the source folder's calibrations
+    session: str | None = None  # the driver's hold on `folder` (study.holder), which its workers check
 
 
 class GroupEngines:
@@ -125,7 +133,15 @@ def execute(
     generations = config.study.generations
     if execution.executor == "ray":
         ray_batches = run_on_ray(
-            config, group, batches, folder, done, log, address=execution.address, engines=execution.engines
+            config,
+            group,
+            batches,
+            folder,
+            done,
+            log,
+            address=execution.address,
+            engines=execution.engines,
+            session=execution.session,
         )
         for batch, batch_stats in ray_batches:
             if progress is not None:
@@ -141,34 +157,41 @@ def execute(
             )
         return
     context = multiprocessing.get_context("spawn")
+    config_json, session = config.model_dump_json(), execution.session
     with ProcessPoolExecutor(max_workers=execution.workers, mp_context=context) as pool:
         futures = {
-            pool.submit(_run_batch_in_worker, config.model_dump_json(), batch, str(folder), done, log): batch
+            pool.submit(_run_batch_in_worker, config_json, batch, str(folder), done, log, session): batch
             for batch in batches
         }
-        for future in as_completed(futures):
-            if progress is not None:
-                progress(len(futures[future]) * generations)
-            yield future.result()
+        try:
+            for future in as_completed(futures):
+                if progress is not None:
+                    progress(len(futures[future]) * generations)
+                yield future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # start no batch after one failed (its cause, a full disk, stays)
+            raise
 
 
 def _run_batch_in_worker(
-    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy
+    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy, session: str | None
 ) -> dict[str, float]:
-    """Process-pool entry point: fresh engines (the worker's own) for one batch."""
+    """Process-pool entry point: fresh engines (the worker's own) for one batch, written while the
+    study that sent it (`session`) still holds the folder."""
     config = StudyConfig.model_validate_json(config_json)
     [group] = engine_groups(config, plans)
     engines = GroupEngines()
     try:
-        return run_batch(
-            config,
-            plans,
-            Path(folder),
-            vectors=engines.embedder(group),
-            log=log,
-            engine=engines.starter(group),
-            skip=skip,
-        )
+        with hold_as_worker(Path(folder), session):
+            return run_batch(
+                config,
+                plans,
+                Path(folder),
+                vectors=engines.embedder(group),
+                log=log,
+                engine=engines.starter(group),
+                skip=skip,
+            )
     finally:
         engines.close()
 
@@ -213,20 +236,29 @@ class EngineHost:
 
 
 def _run_batch_task(
-    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy, engine: Any
+    config_json: str,
+    plans: list[RunSpec],
+    folder: str,
+    skip: set[str],
+    log: LogPolicy,
+    engine: Any,
+    session: str | None,
 ) -> dict[str, float]:
+    """Ray task body: one batch, its LLM calls to the engine actor `engine` (None: a human-only group),
+    written while the study that sent it (`session`) still holds the folder."""
     config = StudyConfig.model_validate_json(config_json)
     [group] = engine_groups(config, plans)
-    proxy = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
-    return run_batch(
-        config,
-        plans,
-        Path(folder),
-        vectors=group_embedder(group.config.embedding),
-        log=log,
-        engine=None if proxy is None else (lambda: proxy),
-        skip=skip,
-    )
+    with hold_as_worker(Path(folder), session):
+        proxy = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
+        return run_batch(
+            config,
+            plans,
+            Path(folder),
+            vectors=group_embedder(group.config.embedding),
+            log=log,
+            engine=None if proxy is None else (lambda: proxy),
+            skip=skip,
+        )
 
 
 def run_on_ray(
@@ -239,13 +271,15 @@ def run_on_ray(
     *,
     address: str | None,
     engines: int | None = None,
+    session: str | None,
 ) -> Iterator[tuple[list[RunSpec], dict[str, float]]]:
     """Yield (batch, throughput counters) as Ray tasks finish; starts a local Ray without an address.
 
     An LLM group gets `engines` engine actors (None: one per GPU, one on a CPU-only cluster), and
     batches go to them in turn. A group that is one lockstep batch (the default for LLM studies) is
     cut into as many lockstep batches as there are actors, so every actor works: a seeded float32
-    request gets the same answer whatever its batch, so the bytes are the local executor's."""
+    request gets the same answer whatever its batch, so the bytes are the local executor's. Each
+    task writes its runs while `session` (the driver's hold on `folder`) is the folder's holder."""
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -272,12 +306,14 @@ def run_on_ray(
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
         config_json = config.model_dump_json()
         pending = {
-            task.remote(config_json, batch, str(folder), skip, log, actors[i % len(actors)] if actors else None): batch
+            task.remote(
+                config_json, batch, str(folder), skip, log, actors[i % len(actors)] if actors else None, session
+            ): batch
             for i, batch in enumerate(batches)
         }
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
-            yield pending.pop(done), ray.get(done)
+            yield pending.pop(done), _task_result(ray, done)
     finally:
         # Wait for the engines to close without raising: an error closing one must not hide the
         # error that brought us here (ray.wait never raises a task's error).
@@ -286,6 +322,17 @@ def run_on_ray(
             ray.wait(closing, num_returns=len(closing), timeout=ENGINE_CLOSE_TIMEOUT_S)
         if started_here:
             ray.shutdown()
+
+
+def _task_result(ray: Any, ref: Any) -> dict[str, float]:
+    """A finished task's counters; a task that failed on the disk (OSError, StorageError) or on the
+    folder's hold raises that error itself, as in this process, not Ray's wrapper of it."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (OSError, FolderHeldError)):
+            raise exc.cause from None
+        raise
 
 
 def split_batch(batch: list[RunSpec], parts: int) -> list[list[RunSpec]]:

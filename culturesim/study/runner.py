@@ -9,11 +9,16 @@ the completion log as it happens, so a killed study resumes from the log (zero e
 calls for what was logged), and `replay` recomputes a study from its log and stored
 vectors with no model loaded. When a batch ends, each run's tables are written
 atomically, then a `done.json` marker: a run counts as finished only when it exists.
+A disk that refuses a write (full, read-only, the folder removed) stops the study with one
+`StorageError` that names the file, the bytes the plan still needs and the bytes free; the
+manifest's last update on the way out may fail too, and is then skipped, never raised over it.
 """
 
 from __future__ import annotations
 
+import errno
 import time
+from contextlib import suppress
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +45,22 @@ from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups,
 from culturesim.study.holder import hold_folder
 from culturesim.study.provenance import provenance
 from culturesim.study.rates import record_calibration_rates, record_run_rates
-from culturesim.study.sizing import check_disk, size_study
-from culturesim.study.store import finished_runs, read_manifest, results_dir, write_json, write_text
+from culturesim.study.sizing import StudySize, check_disk, human_bytes, size_study
+from culturesim.study.store import (
+    StorageError,
+    finished_runs,
+    folder_bytes,
+    read_manifest,
+    results_dir,
+    write_json,
+    write_text,
+)
 from culturesim.study.tables import RUN_TABLES, combine_runs
 from culturesim.vectors import StoredVectors
 
 LOG_FOLDER = "log"
 ODD_FILE = "odd.md"  # the study's ODD protocol description (culturesim.odd)
+RESUME = "then `culturesim run STUDY --resume` continues where it stopped"
 
 
 class StudyRunner:
@@ -100,32 +114,39 @@ class StudyRunner:
             raise ConfigError(f"--executor must be one of {EXECUTORS} (got {executor!r})")
         if engines is not None and executor != "ray":
             raise ConfigError(f"--engines {engines} sets Ray's engine actors: add --executor ray")
-        folder = results_dir(config, out_root)
-        with hold_folder(folder):
-            done = finished_runs(folder)
-            if done and not resume:
-                raise ConfigError(
-                    f"{folder} already holds {len(done)} finished run(s); pass --resume to finish the study "
-                    "or delete the folder to start again"
+        folder, size = results_dir(config, out_root), size_study(config)
+        try:
+            with hold_folder(folder) as session:
+                done = finished_runs(folder)
+                if done and not resume:
+                    raise ConfigError(
+                        f"{folder} already holds {len(done)} finished run(s); pass --resume to finish the study "
+                        "or delete the folder to start again"
+                    )
+                check_disk(size, out_root)
+                identities = _study_engines(config, folder)
+                manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy, engines=identities)
+                execution = Execution(
+                    folder,
+                    LogPolicy(folder / LOG_FOLDER, engines=identities),
+                    frozenset(done),
+                    workers=workers,
+                    batch_runs=batch_runs,
+                    executor=executor,
+                    address=address,
+                    engines=engines,
+                    on_progress=_counted(self.progress, on_progress),
+                    session=session,
                 )
-            check_disk(size_study(config), out_root)
-            identities = _study_engines(config, folder)
-            manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy, engines=identities)
-            execution = Execution(
-                folder,
-                LogPolicy(folder / LOG_FOLDER, engines=identities),
-                frozenset(done),
-                workers=workers,
-                batch_runs=batch_runs,
-                executor=executor,
-                address=address,
-                engines=engines,
-                on_progress=_counted(self.progress, on_progress),
-            )
-            before = (dict(manifest["throughput"]), len(manifest["engines"]))
-            self._run_groups(config, manifest, execution)
-            if not self.engines.backend_injected and executor == "local" and workers == 1:
-                record_run_rates(config, manifest, *before, done=frozenset(done))
+                before = (dict(manifest["throughput"]), len(manifest["engines"]))
+                self._run_groups(config, manifest, execution)
+                if not self.engines.backend_injected and executor == "local" and workers == 1:
+                    record_run_rates(config, manifest, *before, done=frozenset(done))
+        except OSError as exc:
+            storage = StorageError.of(exc, disk_only=True)  # the store's own, or a full disk anywhere (the log)
+            if storage is None:
+                raise
+            raise _sized(storage, size, folder) from exc
         return folder
 
     def replay(self, source: Path, out: Path, *, config: StudyConfig | None = None) -> Path:
@@ -136,15 +157,18 @@ class StudyRunner:
         manifest_in = read_manifest(source)
         config = config or stored_config(manifest_in["config"])
         vectors = StoredVectors.from_folder(source)
-        with hold_folder(out):
+        with hold_folder(out) as session:
             if finished_runs(out):
                 raise ConfigError(f"{out} already holds a replay; delete it or choose another --out")
             engines = _study_engines(config, source)  # never resolved again: vLLM may be missing here
             lock = manifest_in.get("lock")
             manifest = _start_manifest(out, config, deviation=None, lock=lock, toy=False, engines=engines)
             manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
+            if config == stored_config(manifest_in["config"]):  # the study's own config: its deviations hold
+                manifest["deviations"] = manifest_in.get("deviations", [])
             log = LogPolicy(source / LOG_FOLDER, append=False, engines=engines)
-            self._run_groups(config, manifest, Execution(out, log, vectors=vectors, calibrations_from=source))
+            execution = Execution(out, log, vectors=vectors, calibrations_from=source, session=session)
+            self._run_groups(config, manifest, execution)
         return out
 
     def _run_groups(self, config: StudyConfig, manifest: dict[str, Any], execution: Execution) -> None:
@@ -174,8 +198,12 @@ class StudyRunner:
             combine_runs(folder, [p.run_id for p in plans])
             manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
         except BaseException:
-            self.close()
-            _update_manifest(folder, manifest, stats, started, status="interrupted")
+            # Keep the error that brought us here: a cleanup that fails as well (the manifest on a full
+            # disk, in a removed folder) is skipped, never raised in its place.
+            with suppress(Exception):
+                self.close()
+            with suppress(OSError):
+                _update_manifest(folder, manifest, stats, started, status="interrupted")
             raise
         _update_manifest(folder, manifest, stats, started, status="complete")
 
@@ -227,7 +255,7 @@ class StudyRunner:
             else:
                 calibration, origin = self._cached_or_calibrated(grid[index][1], spec, groups)
             if origin != "results folder":
-                write_json(calibration, target)
+                write_json(calibration, target, inside=execution.folder)
             record[key] = {
                 "file": f"{attractor.ATTRACTOR_FOLDER}/{target.name}",
                 "from": origin,
@@ -259,6 +287,23 @@ class StudyRunner:
         if cached is not None:
             write_json(calibration, cached)
         return calibration, "calibrated"
+
+
+def _sized(error: StorageError, size: StudySize, folder: Path) -> StorageError:
+    """`error` with what a person needs to act on it: the bytes the study's plan still needs (its
+    tables, less what `folder` holds already), the bytes free, and that `--resume` continues."""
+    total = size.total_bytes
+    needed = max(total - folder_bytes(folder), 0)
+    # Free space was measured beside the file; outside the results folder (the embedding cache) say where.
+    where = folder if error.path.is_relative_to(folder) else error.where
+    free = human_bytes(error.free) if error.free >= 0 else "an unknown amount"
+    error.space = (
+        f"the study needs about {human_bytes(needed)} more by its plan ({human_bytes(total)} in all) "
+        f"and the disk of {where} has {free} free"
+    )
+    # A removed folder's runs are kept only where it is restored; without it, a resume starts over.
+    error.then = RESUME + ("" if error.errno == errno.ENOENT else "; the finished runs are kept")
+    return error
 
 
 def _counted(progress: Reporter, also: ProgressFn | None) -> ProgressFn:
@@ -313,7 +358,7 @@ def _record_engine(execution: Execution, manifest: dict[str, Any], group: Engine
     spec = group.config.llm.engine
     engines = execution.log.engines.with_identity(spec, EngineIdentity.of(spec))
     manifest["engine_identities"] = engines.to_manifest()
-    write_json(manifest, execution.folder / "manifest.json")
+    write_json(manifest, execution.folder / "manifest.json", inside=execution.folder)
     return replace(execution, log=replace(execution.log, engines=engines))
 
 
@@ -340,8 +385,8 @@ def _start_manifest(
         "runs": [_manifest_run(spec) for spec in plan_runs(config)],
         "throughput": previous.get("throughput", {}),
     }
-    write_json(manifest, path)
-    write_text(describe(config), folder / ODD_FILE)
+    write_json(manifest, path, inside=folder)
+    write_text(describe(config), folder / ODD_FILE, inside=folder)
     return manifest
 
 
@@ -360,4 +405,4 @@ def _update_manifest(folder, manifest, stats, started, *, status: str) -> None:
     manifest["status"] = status
     manifest["throughput"] = stats.summary()
     manifest["updated"] = datetime.now(UTC).isoformat()
-    write_json(manifest, folder / "manifest.json")
+    write_json(manifest, folder / "manifest.json", inside=folder)

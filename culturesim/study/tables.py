@@ -2,7 +2,9 @@
 
 A run counts as finished only when its `done.json` exists; it is written last, with the
 sha256 of every table, so a killed study never counts a half-written run. Where the files
-live and how they are written atomically is `culturesim.study.store`'s.
+live and how they are written atomically is `culturesim.study.store`'s; every write names the
+results folder (`inside`), so one removed while its study runs stops the study instead of being
+re-created with only the runs written after.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def write_run(
         "vectors": vectors,
     }
     for name, frame in tables.items():
-        write_parquet(frame, target / f"{name}.parquet")
+        write_parquet(frame, target / f"{name}.parquet", inside=folder)
     write_json(
         {
             "run_id": spec.run_id,
@@ -65,6 +67,7 @@ def write_run(
             "finished": datetime.now(UTC).isoformat(),
         },
         target / "done.json",
+        inside=folder,
     )
 
 
@@ -90,7 +93,7 @@ def combine_runs(folder: Path, run_ids: list[str]) -> None:
         combined = pl.concat(frames, how="vertical")
         if table == "vectors":
             combined = combined.unique("text_key", keep="first").sort("text_key")
-        write_parquet(combined, folder / f"{table}.parquet")
+        write_parquet(combined, folder / f"{table}.parquet", inside=folder)
 
 
 def run_vectors(model: CultureModel, texts: list[str], embed) -> pl.DataFrame:
