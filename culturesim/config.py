@@ -7,6 +7,7 @@ and what would be accepted, instead of a traceback deep inside a run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -329,9 +330,17 @@ class StudyConfig(Section):
         return self.population.llm_share > 0 or humans.llm_consultation > 0 or humans.llm_mutation > 0
 
     def condition_grid(self) -> list[tuple[str, StudyConfig]]:
-        """All conditions as (label, config with the levels applied); one 'baseline' if none."""
+        """All conditions as (label, config with the levels applied); one 'baseline' if none.
+
+        Planned once per study config (it is frozen) and shared by every reader: the runner, sizing,
+        the ODD, figures and reports all read the same validated condition configs."""
+        return list(self.planned_conditions)
+
+    @functools.cached_property
+    def planned_conditions(self) -> tuple[tuple[str, StudyConfig], ...]:
+        """The condition grid, validated once (one validation per condition; `condition_grid` reads it)."""
         if not self.conditions and not self.condition_sets and self.design is None:
-            return [("baseline", self)]
+            return (("baseline", self),)
         grid = []
         for entry in self.condition_levels():
             levels = {k: v for k, v in entry.items() if k != "label"}
@@ -345,7 +354,7 @@ class StudyConfig(Section):
                 target[field] = level
             label = entry.get("label") or ",".join(f"{k.rsplit('.', 1)[1]}={_fmt(v)}" for k, v in levels.items())
             grid.append((str(label), _validate(data, source=f"condition {label}")))
-        return grid
+        return tuple(grid)
 
     def toy(self) -> StudyConfig:
         """A tiny version for smoke tests: at most 16 agents, 2 generations, 2 replicates.
