@@ -15,11 +15,16 @@ import os
 
 import polars as pl
 
-from culturesim.analysis_report import verdicts
-from culturesim.config import stored_config
-from culturesim.convention_figures import name_share_figure, tipping_figure
-from culturesim.stats.tipping import compare_tipping, run_table
-from culturesim.study.store import latest_results, load_results
+from culturesim.api import (
+    compare_tipping,
+    latest_results,
+    load_results,
+    name_share_figure,
+    run_table,
+    stored_config,
+    tipping_figure,
+    verdicts,
+)
 
 results = load_results(os.environ.get("CULTURESIM_RESULTS") or latest_results("committed_minority"))
 game = stored_config(results.manifest["config"]).coordination

@@ -10,8 +10,7 @@ import os
 
 import polars as pl
 
-from culturesim.figures import trajectories
-from culturesim.study.store import latest_results, load_results
+from culturesim.api import latest_results, load_results, trajectories
 
 FOLDER = os.environ.get("CULTURESIM_RESULTS") or latest_results("quickstart")
 results = load_results(FOLDER)

@@ -14,9 +14,7 @@ import os
 import matplotlib.pyplot as plt
 import polars as pl
 
-from culturesim.figures import lineage_tree
-from culturesim.lineage import ancestry, most_widespread
-from culturesim.study.store import latest_results, load_results
+from culturesim.api import ancestry, latest_results, lineage_tree, load_results, most_widespread
 
 results = load_results(os.environ.get("CULTURESIM_RESULTS") or latest_results("quickstart"))
 final = results.final_generation

@@ -11,9 +11,7 @@ import os
 
 import polars as pl
 
-from culturesim.analysis_report import verdicts
-from culturesim.figures import trajectories
-from culturesim.study.store import latest_results, load_results
+from culturesim.api import latest_results, load_results, trajectories, verdicts
 
 results = load_results(os.environ.get("CULTURESIM_RESULTS") or latest_results("quickstart"))
 print(results.manifest["study"], "-", len(results.manifest["runs"]), "runs,", results.final_generation, "generations")

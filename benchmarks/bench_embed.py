@@ -2,12 +2,12 @@
 Embedder (packed, and the width groups it replaced), and other CPU runtimes, in one process.
 
 Sizes: 16, 375 and 1,500 texts per call (20, 2 and 1 calls), texts like a study's: the seed corpus
-and copy-error variants of it (`culturesim.learning._mutate`). Each call is timed 3 times; the best
+and copy-error variants of it (`culturesim.parts.learning._mutate`). Each call is timed 3 times; the best
 counts (other processes share the 2 cores). Every method encodes texts it has never cached.
 
 Methods (all float32, 2 intra-op threads):
 - raw: `model.encode(texts, batch_size=128)`: length-sorted padded batches, torch/MKL.
-- culturesim: `Embedder.embed` (packed tokens, oneDNN products; `culturesim.embed.PackedBert`).
+- culturesim: `Embedder.embed` (packed tokens, oneDNN products; `culturesim.parts.embed.PackedBert`).
 - culturesim width groups: the previous scheme (groups padded to multiples of 8 tokens, MKL).
 - onnxruntime / openvino (if installed): the model exported locally to ONNX by torch.onnx.export
   (no hub); `padded` runs encode-like batches, `exact` one call per group of equal token length
@@ -46,9 +46,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import RESULTS, report  # noqa: E402
 
-from culturesim.config import EmbeddingSection, StudyConfig  # noqa: E402
-from culturesim.embed import EMBED_THREADS, Embedder, _onednn_linear  # noqa: E402
-from culturesim.learning import _mutate, corpus_vocabulary  # noqa: E402
+from culturesim.parts.embed import EMBED_THREADS, Embedder, _onednn_linear  # noqa: E402
+from culturesim.parts.learning import _mutate, corpus_vocabulary  # noqa: E402
+from culturesim.schema.config import EmbeddingSection, StudyConfig  # noqa: E402
 
 SIZES = {16: 20, 375: 2, 1500: 1}  # texts per call -> calls timed
 REPEATS = 3

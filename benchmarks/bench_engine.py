@@ -30,11 +30,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import report, timed  # noqa: E402
 
 from culturesim import generation  # noqa: E402
-from culturesim.config import EmbeddingSection, StudyConfig  # noqa: E402
-from culturesim.corpus import load_corpus  # noqa: E402
-from culturesim.embed import Embedder  # noqa: E402
-from culturesim.generation import Throughput  # noqa: E402
-from culturesim.model import RunSpec, build_run  # noqa: E402
+from culturesim.parts.corpus import load_corpus  # noqa: E402
+from culturesim.parts.embed import Embedder  # noqa: E402
+from culturesim.schema.config import EmbeddingSection, StudyConfig  # noqa: E402
+from culturesim.simulation.generation import Throughput  # noqa: E402
+from culturesim.simulation.model import RunSpec, build_run  # noqa: E402
 
 K, CONFORMITY, MU, TURNOVER, DEGREE, REWIRE = 3, 2.0, 0.01, 0.5, 6, 0.1
 

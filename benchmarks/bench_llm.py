@@ -16,11 +16,11 @@ from importlib.resources import files
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report, timed  # noqa: E402
 
-from culturesim.llm import Request, create_backend, deduplicated_generate  # noqa: E402
-from culturesim.llm.prompts import build_messages, clean_completion  # noqa: E402
-from culturesim.llm_section import EngineSection  # noqa: E402
-from culturesim.model import request_seed  # noqa: E402
-from culturesim.sampling import Sampling  # noqa: E402
+from culturesim.parts.llm import Request, create_backend, deduplicated_generate  # noqa: E402
+from culturesim.parts.llm.prompts import build_messages, clean_completion  # noqa: E402
+from culturesim.schema.llm_section import EngineSection  # noqa: E402
+from culturesim.schema.sampling import Sampling  # noqa: E402
+from culturesim.simulation.model import request_seed  # noqa: E402
 
 
 def corpus_texts() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report  # noqa: E402
 
-from culturesim.config import StudyConfig  # noqa: E402
+from culturesim.schema.config import StudyConfig  # noqa: E402
 from culturesim.study.runner import StudyRunner  # noqa: E402
 
 

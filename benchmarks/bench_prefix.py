@@ -17,14 +17,14 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report  # noqa: E402
 
-from culturesim.chains import story_sample  # noqa: E402
-from culturesim.llm.base import Request  # noqa: E402
-from culturesim.llm.models import resolve_model  # noqa: E402
-from culturesim.llm.prompts import build_messages  # noqa: E402
-from culturesim.llm.vllm_backend import VLLMBackend  # noqa: E402
-from culturesim.llm_section import BUILTIN_MODEL  # noqa: E402
-from culturesim.model import request_seed  # noqa: E402
-from culturesim.sampling import Sampling  # noqa: E402
+from culturesim.checks.chains import story_sample  # noqa: E402
+from culturesim.parts.llm.base import Request  # noqa: E402
+from culturesim.parts.llm.models import resolve_model  # noqa: E402
+from culturesim.parts.llm.prompts import build_messages  # noqa: E402
+from culturesim.parts.llm.vllm_backend import VLLMBackend  # noqa: E402
+from culturesim.schema.llm_section import BUILTIN_MODEL  # noqa: E402
+from culturesim.schema.sampling import Sampling  # noqa: E402
+from culturesim.simulation.model import request_seed  # noqa: E402
 
 ROLES = ("rewrite", "combine", "create", "advise", "continue")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import report  # noqa: E402
 
-from culturesim.config import load_config  # noqa: E402
+from culturesim.schema.config import load_config  # noqa: E402
 from culturesim.study.runner import StudyRunner  # noqa: E402
 
 PHASES = {

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from culturesim.config import ConfigError, load_config
+from culturesim.schema.config import ConfigError, load_config
 
 app = typer.Typer(help="Simulate cultures of texts in mixed human/LLM populations.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -51,7 +51,7 @@ def run(
 
     Progress (attractor calibration, engine start, run-generations) goes to stderr: bars on a
     terminal, a plain line at least every 30 s elsewhere (a log file, CI, nohup)."""
-    from culturesim.quiet import quiet_third_party
+    from culturesim.core.quiet import quiet_third_party
 
     with quiet_third_party(enabled=not verbose):  # before torch is imported: its C++ warnings read it then
         _run(study, out, resume, workers, batch_runs, executor, address, engines, deviation, toy, dry_run, verbose)
@@ -59,10 +59,10 @@ def run(
 
 def _run(study, out, resume, workers, batch_runs, executor, address, engines, deviation, toy, dry_run, verbose) -> None:
     """The body of `run` (its options, in order)."""
-    from culturesim.explore import write_run_explorer
-    from culturesim.llm.base import EngineError
-    from culturesim.progress import progress_display
-    from culturesim.report import write_report
+    from culturesim.core.progress import progress_display
+    from culturesim.parts.llm.base import EngineError
+    from culturesim.reports.explore import write_run_explorer
+    from culturesim.reports.report import write_report
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.prereg import check_lock, read_lock
     from culturesim.study.rates import describe_wall
@@ -127,7 +127,7 @@ def describe(
     out: Path = typer.Option(None, "--out", help="write the Markdown here instead of printing it"),
 ) -> None:
     """The study's ODD protocol description (Grimm et al. 2020) as Markdown; `run` writes it as odd.md."""
-    from culturesim.odd import describe as odd
+    from culturesim.study.odd import describe as odd
 
     try:
         text = odd(load_config(study))
@@ -147,11 +147,11 @@ def replay(
     study: Path = typer.Option(None, "--study", help="a study file to replay instead of the recorded config"),
 ) -> None:
     """Recompute a study from its completion log and stored vectors, with no LLM or embedder loaded."""
-    from culturesim.attractor import MissingCalibration
-    from culturesim.completions import MissingCompletion
+    from culturesim.checks.attractor import MissingCalibration
+    from culturesim.parts.vectors import MissingVector
+    from culturesim.simulation.completions import MissingCompletion
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.runner import StudyRunner
-    from culturesim.vectors import MissingVector
 
     target = out or results / "replay"
     try:
@@ -172,8 +172,8 @@ def calibrate(
     """Calibrate the LLM's attractor for each condition of a study (pure-LLM reference chains), into the cache.
 
     `run` does this on first use; this command does it ahead of time and prints each calibration's key and cost."""
-    from culturesim.progress import progress_display
-    from culturesim.quiet import quiet_third_party
+    from culturesim.core.progress import progress_display
+    from culturesim.core.quiet import quiet_third_party
 
     with quiet_third_party(enabled=not verbose):
         from culturesim.study.runner import StudyRunner
@@ -254,7 +254,7 @@ def status(results: Path = typer.Argument(..., help="a results folder results/<s
 @app.command()
 def analyze(results: Path = typer.Argument(..., help="a results folder results/<study>/<hash12>/")) -> None:
     """Test the preregistered hypotheses; write analysis/report.md and a self-contained report.html."""
-    from culturesim.analysis_report import write_analysis
+    from culturesim.reports.analysis_report import write_analysis
 
     try:
         report = write_analysis(results)
@@ -280,7 +280,7 @@ def power(
 
     The pilot is an exploratory study of its own (own hash, no lock); the study file is never changed.
     """
-    from culturesim.power import pilot_power
+    from culturesim.reports.power import pilot_power
     from culturesim.study.runner import StudyRunner
 
     runner = StudyRunner()
@@ -303,7 +303,7 @@ def figures(
     format: str = typer.Option("png", "--format", help="comma-separated: pdf,png,svg"),
 ) -> None:
     """Draw every figure of a study into RESULTS/figures/ with figures.json (data hashes)."""
-    from culturesim.figure_set import write_figures
+    from culturesim.reports.figure_set import write_figures
 
     try:
         folder = write_figures(results, formats=tuple(f.strip() for f in format.split(",") if f.strip()))
@@ -320,7 +320,7 @@ def explore(
     """Write one self-contained HTML page to explore a study: network, texts, lineages, curves per run.
 
     It opens from disk with no server and no network (Plotly and the data are inlined)."""
-    from culturesim.explore import write_explorer
+    from culturesim.reports.explore import write_explorer
 
     try:
         path = write_explorer(results, out=out)
@@ -343,7 +343,7 @@ def validate(
     """Check the simulator against theory (neutral, conformity, network; conventions: the coordination game
     against naming-game theory), published LLM results (chains), or how on-task the LLM agents write per
     role (on-task: meta-talk, verbatim copies, parent similarity)."""
-    from culturesim.quiet import quiet_third_party
+    from culturesim.core.quiet import quiet_third_party
 
     with quiet_third_party(enabled=not verbose):
         _validate(check, replicates, chains_count, generations, temperature, completions, corpus, verbose)
@@ -354,8 +354,8 @@ def _start_engine(spec, *, verbose: bool):
     stderr is held back (shown if the start fails)."""
     from contextlib import nullcontext
 
-    from culturesim.llm import create_backend
-    from culturesim.quiet import muted_stderr
+    from culturesim.core.quiet import muted_stderr
+    from culturesim.parts.llm import create_backend
 
     with nullcontext() if verbose else muted_stderr():
         return create_backend(spec, seed=0)
@@ -363,7 +363,7 @@ def _start_engine(spec, *, verbose: bool):
 
 def _validate(check, replicates, chains_count, generations, temperature, completions, corpus, verbose) -> None:
     """The body of `validate` (its options, in order)."""
-    from culturesim import validate as checks
+    from culturesim.checks import validate as checks
 
     if check == "neutral":
         table = checks.neutral([(50, 0.005), (50, 0.02), (100, 0.005), (100, 0.02)], replicates=replicates)
@@ -374,15 +374,15 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
     elif check == "network":
         table = checks.network_effect(replicates=replicates)
     elif check == "conventions":
-        from culturesim.validate_conventions import check_conventions, format_report
+        from culturesim.checks.validate_conventions import check_conventions, format_report
 
         table = format_report(check_conventions(replicates=replicates))
     elif check == "chains":
-        from culturesim.chains import compare_roles, story_sample
-        from culturesim.config import EmbeddingSection
-        from culturesim.embed import Embedder
-        from culturesim.llm_section import LLMSection
-        from culturesim.sampling import Sampling
+        from culturesim.checks.chains import compare_roles, story_sample
+        from culturesim.parts.embed import Embedder
+        from culturesim.schema.config import EmbeddingSection
+        from culturesim.schema.llm_section import LLMSection
+        from culturesim.schema.sampling import Sampling
 
         spec = LLMSection() if temperature is None else LLMSection(sampling=Sampling(temperature=temperature))
         backend = _start_engine(spec.engine, verbose=verbose)
@@ -394,11 +394,11 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
         finally:
             backend.close()
     elif check == "on-task":
-        from culturesim.config import CorpusSection, EmbeddingSection
-        from culturesim.corpus import load_corpus
-        from culturesim.embed import Embedder
-        from culturesim.llm_section import LLMSection
-        from culturesim.on_task_check import check_roles
+        from culturesim.checks.on_task_check import check_roles
+        from culturesim.parts.corpus import load_corpus
+        from culturesim.parts.embed import Embedder
+        from culturesim.schema.config import CorpusSection, EmbeddingSection
+        from culturesim.schema.llm_section import LLMSection
 
         spec = LLMSection()
         try:
@@ -419,7 +419,7 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
 @app.command()
 def metrics() -> None:
     """List the metrics a study can record."""
-    from culturesim.metrics import available_metrics
+    from culturesim.parts.metrics import available_metrics
 
     for name in available_metrics():
         typer.echo(name)

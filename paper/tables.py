@@ -17,10 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from culturesim.analysis_plan import Hypothesis
-from culturesim.analysis_report import verdicts
-from culturesim.config import StudyConfig
-from culturesim.study.store import load_results
+from culturesim.api import Hypothesis, StudyConfig, load_results, verdicts
 
 BUILD = Path(__file__).resolve().parent / "build"
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}

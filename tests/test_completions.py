@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.completions import (
+from culturesim.parts.llm.base import Completion, Request, retry_seed
+from culturesim.simulation.completions import (
     CompletionLog,
     CompletionSource,
     EngineIdentity,
@@ -15,7 +16,6 @@ from culturesim.completions import (
     Origin,
     answer_with_retries,
 )
-from culturesim.llm.base import Completion, Request, retry_seed
 
 ENGINE = EngineIdentity("vllm", "builtin:smollm2-135m", "float32", 64, device="cpu")
 

@@ -1,4 +1,4 @@
-"""Tests for culturesim.config: loading study TOML files and the errors people see."""
+"""Tests for culturesim.schema.config: loading study TOML files and the errors people see."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import ConfigError, StudyConfig, load_config
-from culturesim.llm_section import FlatLLMLayoutWarning
-from culturesim.vocabulary import NETWORK_KINDS
+from culturesim.core.vocabulary import NETWORK_KINDS
+from culturesim.schema.config import ConfigError, StudyConfig, load_config
+from culturesim.schema.llm_section import FlatLLMLayoutWarning
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = '[study]\nname = "t"\n'
@@ -330,7 +330,7 @@ def test_cli_config_error_is_a_single_line(tmp_path):
 def test_a_results_folder_written_before_the_llm_split_stays_readable():
     """A manifest stores the config as it was dumped; one from before [llm] was split holds flat keys
     (and flat condition factors). It is read into the new tables, and its hash is the stored text's."""
-    from culturesim.config import stored_config, stored_hash
+    from culturesim.schema.config import stored_config, stored_hash
 
     current = StudyConfig.model_validate(
         {

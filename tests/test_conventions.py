@@ -14,12 +14,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim.config import ConfigError, StudyConfig, load_config
-from culturesim.conventions import ConventionModel, build_convention_run
-from culturesim.llm.base import Request
-from culturesim.llm.convention_prompts import adopt_choice, game_messages
-from culturesim.model import RunSpec
-from culturesim.sampling import Sampling
+from culturesim.parts.llm.base import Request
+from culturesim.parts.llm.convention_prompts import adopt_choice, game_messages
+from culturesim.schema.config import ConfigError, StudyConfig, load_config
+from culturesim.schema.sampling import Sampling
+from culturesim.simulation.conventions import ConventionModel, build_convention_run
+from culturesim.simulation.model import RunSpec
 from culturesim.study.runner import StudyRunner
 from culturesim.study.sizing import size_study
 from tests.helpers import NEEDS_VLLM
@@ -256,7 +256,7 @@ def test_vllm_answers_only_with_names_and_the_study_replays(runner, tmp_path: Pa
 
 
 def test_the_odd_describes_the_game_with_its_sources_and_the_prompt_verbatim() -> None:
-    from culturesim.odd import describe
+    from culturesim.study.odd import describe
 
     text = describe(game(committed_fraction=0.2, population={"size": 24, "llm_share": 0.5}))
     assert "random matching over the network" in text and "Centola, Becker, Brackbill & Baronchelli 2018" in text

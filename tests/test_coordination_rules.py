@@ -1,4 +1,4 @@
-"""The coordination game's rules (culturesim.coordination_rules): matchings, best response, the naming game.
+"""The coordination game's rules (culturesim.parts.coordination_rules): matchings, best response, the naming game.
 
 Behaviour, not implementation: every pair a valid matching, every choice rule against its definition
 (uniform choices and tie-breaks by chi-square at a strict level), updates against Xie et al. 2011,
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from culturesim.config import NetworkSection
-from culturesim.coordination_rules import (
+from culturesim.parts.coordination_rules import (
     GIVE_RULE,
     NO_MOVE,
     NO_NAME,
@@ -21,7 +20,8 @@ from culturesim.coordination_rules import (
     play_round,
     random_matching,
 )
-from culturesim.network import build_network
+from culturesim.parts.network import build_network
+from culturesim.schema.config import NetworkSection
 
 EMPTY = np.zeros(0, dtype=np.int64)
 PAYOFFS = (100.0, -50.0)

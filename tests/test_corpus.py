@@ -1,4 +1,4 @@
-"""Tests for culturesim.corpus: the built-in seed corpus and user corpus files."""
+"""Tests for culturesim.parts.corpus: the built-in seed corpus and user corpus files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.config import ConfigError, CorpusSection
-from culturesim.corpus import load_corpus
+from culturesim.parts.corpus import load_corpus
+from culturesim.schema.config import ConfigError, CorpusSection
 
 RAW = {
     "text": ["  The river rose overnight. ", "The river rose overnight.", "", "   ", None, "Bread is better warm.\n"],

@@ -1,4 +1,4 @@
-"""Global sensitivity designs (culturesim.design): sampling, Sobol indices against the Ishigami
+"""Global sensitivity designs (culturesim.schema.design): sampling, Sobol indices against the Ishigami
 function's analytic values, and a culturesim parameter with no effect indexed 0."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from SALib.test_functions import Ishigami
 
-from culturesim.analysis_report import write_analysis
-from culturesim.config import StudyConfig
-from culturesim.design import DesignSection, sobol_indices
+from culturesim.reports.analysis_report import write_analysis
+from culturesim.schema.config import StudyConfig
+from culturesim.schema.design import DesignSection, sobol_indices
 from culturesim.stats.sensitivity import design_outputs
 from culturesim.study.runner import StudyRunner
 
@@ -83,8 +83,8 @@ def test_a_parameter_a_human_only_study_never_reads_has_sobol_indices_of_zero(tm
 
 @pytest.mark.slow
 def test_the_shipped_sensitivity_study_runs_at_toy_size_with_its_indices(tmp_path: Path) -> None:
-    from culturesim.config import load_config
-    from culturesim.odd import describe
+    from culturesim.schema.config import load_config
+    from culturesim.study.odd import describe
 
     config = load_config(Path(__file__).parents[1] / "studies" / "exploratory" / "sensitivity.toml")
     assert len(config.condition_grid()) == 32 * (4 + 2)

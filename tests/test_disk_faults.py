@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.config import load_config
+from culturesim.schema.config import load_config
 from culturesim.study import store
 from culturesim.study.batch import LogPolicy
 from culturesim.study.executors import run_on_ray

@@ -11,8 +11,8 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from culturesim.config import EmbeddingSection
-from culturesim.embed import PACKED_MIN_TOKENS, Embedder, PackedBert, _cache_namespace, resolve_embedder
+from culturesim.parts.embed import PACKED_MIN_TOKENS, Embedder, PackedBert, _cache_namespace, resolve_embedder
+from culturesim.schema.config import EmbeddingSection
 
 
 def corpus_texts() -> list[str]:
@@ -67,8 +67,8 @@ def test_an_embedder_leaves_the_environment_alone(embedder, monkeypatch) -> None
 # HF_HUB_OFFLINE unset and the hub's address a closed local port: any network call would fail.
 OFFLINE_LOAD = """
 import os
-from culturesim.config import EmbeddingSection
-from culturesim.embed import Embedder
+from culturesim.schema.config import EmbeddingSection
+from culturesim.parts.embed import Embedder
 embedder = Embedder(EmbeddingSection())
 assert "HF_HUB_OFFLINE" not in os.environ
 print(embedder.embed(["The river keeps its own time."]).shape)
@@ -150,8 +150,8 @@ def test_packed_forward_matches_sentence_transformers(embedder) -> None:
 ONE_THREAD = """
 import sys, torch
 torch.set_num_threads(1)
-from culturesim.config import EmbeddingSection
-from culturesim.embed import Embedder
+from culturesim.schema.config import EmbeddingSection
+from culturesim.parts.embed import Embedder
 texts = sys.stdin.read().split("\\n")
 print(Embedder(EmbeddingSection()).embed(texts).tobytes().hex())
 """

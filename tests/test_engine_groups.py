@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.config import StudyConfig
-from culturesim.devices import cuda_available
+from culturesim.parts.devices import cuda_available
+from culturesim.schema.config import StudyConfig
 from culturesim.study.grid import engine_groups, plan_runs
 from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 

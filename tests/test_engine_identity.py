@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from culturesim import attractor, devices, llm
-from culturesim.config import ConfigError, StudyConfig
-from culturesim.engine_identity import EngineIdentity, StudyEngines, legacy_key, migrate_entry
-from culturesim.llm.base import Completion, Request
-from culturesim.llm_section import BUILTIN_MODEL, EngineSection
+from culturesim.checks import attractor
+from culturesim.parts import devices, llm
+from culturesim.parts.engine_identity import EngineIdentity, StudyEngines, legacy_key, migrate_entry
+from culturesim.parts.llm.base import Completion, Request
+from culturesim.schema.config import ConfigError, StudyConfig
+from culturesim.schema.llm_section import BUILTIN_MODEL, EngineSection
 from culturesim.study.runner import StudyRunner
 
 TABLES = ("metrics", "traits", "population", "generations", "vectors")
@@ -102,8 +103,8 @@ def test_create_backend_starts_the_backend_the_identity_names(monkeypatch) -> No
 
 def test_resolution_imports_no_vllm() -> None:
     code = (
-        "import sys\nfrom culturesim.engine_identity import EngineIdentity\n"
-        "from culturesim.llm_section import EngineSection\n"
+        "import sys\nfrom culturesim.parts.engine_identity import EngineIdentity\n"
+        "from culturesim.schema.llm_section import EngineSection\n"
         "print(EngineIdentity.of(EngineSection()).key())\nassert 'vllm' not in sys.modules, 'vllm was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

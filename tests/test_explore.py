@@ -1,7 +1,7 @@
 """The study explorer: one self-contained page per results folder, checked on its data and in a real
 headless Chromium (driven over the DevTools protocol on a pipe): no console errors, no network, the
 network, texts and lineage views drawn, hovering shows an agent's text, and a click on an LLM-written
-text shows its lineage (as `culturesim.lineage.ancestry` has it) with the request that wrote it.
+text shows its lineage (as `culturesim.parts.lineage.ancestry` has it) with the request that wrote it.
 
 Screenshots go to $CULTURESIM_TEST_ARTEFACTS when set, else to the test's tmp_path."""
 
@@ -21,13 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import StudyConfig
-from culturesim.explore import EXPLORER_FILE, page, write_explorer
-from culturesim.explore_data import Limits, coordination_shares, explorer_data
-from culturesim.lineage import ancestry
-from culturesim.report import write_report
+from culturesim.parts.lineage import ancestry
+from culturesim.parts.traits import MACHINE_KINDS
+from culturesim.reports.explore import EXPLORER_FILE, page, write_explorer
+from culturesim.reports.explore_data import Limits, coordination_shares, explorer_data
+from culturesim.reports.report import write_report
+from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
-from culturesim.traits import MACHINE_KINDS
 from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = NEEDS_VLLM

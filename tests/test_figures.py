@@ -11,13 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim import figures
-from culturesim.config import StudyConfig
-from culturesim.figure_set import NotApplicable, draw_figure, save_figure, write_figures
-from culturesim.model import run_network, run_streams
+from culturesim.parts.traits import TRAITS_SCHEMA
+from culturesim.reports import figures
+from culturesim.reports.figure_set import NotApplicable, draw_figure, save_figure, write_figures
+from culturesim.schema.config import StudyConfig
+from culturesim.simulation.model import run_network, run_streams
 from culturesim.stats import attractor_fit
 from culturesim.study.store import METRICS_SCHEMA, POPULATION_SCHEMA, runs_table, write_json, write_parquet
-from culturesim.traits import TRAITS_SCHEMA
 from tests.helpers import SYNTHETIC_PLAN_TEXT
 
 AGENTS, GENERATIONS, REPLICATES = 12, 4, 3

@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from culturesim.config import ConfigError, CorpusSection, StudyConfig, load_config
-from culturesim.corpus import load_corpus
+from culturesim.parts.corpus import load_corpus
+from culturesim.schema.config import ConfigError, CorpusSection, StudyConfig, load_config
 
 MAX_EXAMPLES = 2000
 RESULTS: list[tuple[str, str]] = []  # (mutation kind, "field" | "syntax" | "loaded"), one per example run

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import StudyConfig
+from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]

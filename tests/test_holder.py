@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import StudyConfig
+from culturesim.schema.config import StudyConfig
 from culturesim.study.batch import LogPolicy
 from culturesim.study.executors import _run_batch_in_worker
 from culturesim.study.grid import plan_runs

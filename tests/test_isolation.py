@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from culturesim.settings import CACHE_ENV, cache_root
+from culturesim.core.settings import CACHE_ENV, cache_root
 from tests.helpers import ENV
 
 

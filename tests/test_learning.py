@@ -1,4 +1,4 @@
-"""Behavioural tests for culturesim.learning: demonstrator sampling, biases, outcomes, copying errors."""
+"""Behavioural tests for culturesim.parts.learning: demonstrator sampling, biases, outcomes, copying errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from culturesim.learning import (
+from culturesim.core.vocabulary import BIASES
+from culturesim.parts.learning import (
     CONSULT_LLM,
     COPY,
     COPY_ERROR,
@@ -22,7 +23,6 @@ from culturesim.learning import (
     sample_demonstrators,
     weighted_choice,
 )
-from culturesim.vocabulary import BIASES
 
 N_LEARNERS = 20_000
 
@@ -493,7 +493,7 @@ def test_corpus_vocabulary_counts_lowercase_words():
 def test_uniform_below_draws_what_numpy_draws_and_leaves_the_same_state(largest):
     """Bit for bit against numpy's own bounded integers, bounds of 1 and huge bounds included,
     after an odd number of 32-bit draws (the generator keeps half a 64-bit word) or none."""
-    from culturesim.learning import uniform_below
+    from culturesim.parts.learning import uniform_below
 
     setup = np.random.default_rng(largest)
     for trial in range(40):

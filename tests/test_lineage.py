@@ -1,4 +1,4 @@
-"""Lineages (culturesim.lineage): the most widespread trait and every variant it descends from."""
+"""Lineages (culturesim.parts.lineage): the most widespread trait and every variant it descends from."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import polars as pl
 import pytest
 
-from culturesim.figures import lineage_tree
-from culturesim.lineage import ancestry, most_widespread
+from culturesim.parts.lineage import ancestry, most_widespread
+from culturesim.reports.figures import lineage_tree
 
 # Run r0: seeds 0 and 1; 2 is a human copying error of 0; 3 an LLM's text from 2 and 1;
 # 4 a human copying error of 3. Trait 5 (another seed) is in no lineage of 4.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from culturesim.llm import Request, deduplicated_generate
-from culturesim.llm.prompts import build_messages
-from culturesim.sampling import Sampling
+from culturesim.parts.llm import Request, deduplicated_generate
+from culturesim.parts.llm.prompts import build_messages
+from culturesim.schema.sampling import Sampling
 
 TEXTS = [
     "My neighbour waters her plants at midnight because she says they sleep better wet.",
@@ -39,7 +39,7 @@ def test_deduplicated_generate_answers_identical_requests_once() -> None:
 
         def generate(self, requests):
             self.calls.append(len(requests))
-            from culturesim.llm.base import Completion
+            from culturesim.parts.llm.base import Completion
 
             return [Completion(text=f"answer {r.seed}", tokens=2) for r in requests]
 
@@ -58,8 +58,8 @@ def test_vllm_on_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU on this machine")
     pytest.importorskip("vllm", reason="vLLM (pip install culturesim[gpu]) is not installed")
-    from culturesim.llm import create_backend
-    from culturesim.llm_section import EngineSection
+    from culturesim.parts.llm import create_backend
+    from culturesim.schema.llm_section import EngineSection
 
     backend = create_backend(EngineSection(backend="vllm", dtype="float32"), seed=0)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.fingerprint import file_sha256
+from culturesim.core.fingerprint import file_sha256
 from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = [
@@ -33,7 +33,7 @@ TABLES = ("metrics", "traits", "population", "generations", "vectors")
 # commit, or (N = 0) inside the first engine call, after the engine answered and before the commit.
 KILLER = """
 import os, signal, sys
-from culturesim import completions
+from culturesim.simulation import completions
 kill_at, commits = int(sys.argv.pop(1)), [0]
 append = completions.CompletionLog.append
 def killing_append(self, name, entries):

@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
-from culturesim.config import StudyConfig
-from culturesim.llm.base import Completion, Request, retry_seed
-from culturesim.llm.prompts import Adoption, adopt, build_messages, clean_completion
+from culturesim.parts.llm.base import Completion, Request, retry_seed
+from culturesim.parts.llm.prompts import Adoption, adopt, build_messages, clean_completion
+from culturesim.schema.config import StudyConfig
+from culturesim.simulation.completions import CompletionSource, EngineIdentity, Origin, answer_with_retries
 from culturesim.study.runner import StudyRunner
 
 MALFORMED = ["", "   \n\t ", "!!! ... ???", "12345 678", "Here is something a person near you said: the cat"]

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from culturesim import metrics
-from culturesim.metrics import MetricInput, compute_metrics
-from culturesim.vocabulary import METRIC_NAMES
+from culturesim.core.vocabulary import METRIC_NAMES
+from culturesim.parts import metrics
+from culturesim.parts.metrics import MetricInput, compute_metrics
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -321,7 +321,7 @@ def test_study_vocabulary_is_the_registry():
 
 def test_chunked_sums_match_one_block(monkeypatch):
     """Sums and covariances gathered in blocks (bounded memory at 1M traits) equal one-block results."""
-    import culturesim.metrics as metrics
+    import culturesim.parts.metrics as metrics
 
     rng = np.random.default_rng(5)
     emb = rng.normal(size=(900, 16)).astype(np.float32)

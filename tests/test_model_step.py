@@ -1,6 +1,6 @@
-"""Transmission mechanics of culturesim.model.CultureModel, without any LLM or embedding model.
+"""Transmission mechanics of culturesim.simulation.model.CultureModel, without any LLM or embedding model.
 
-Every generation runs through `culturesim.generation.advance`, as in a study. Embeddings are a
+Every generation runs through `culturesim.simulation.generation.advance`, as in a study. Embeddings are a
 deterministic fake (a unit vector seeded by a hash of the text): these tests are about who copies
 whom and what is born, not about semantics. LLM answers come from a scripted fake engine.
 """
@@ -12,13 +12,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from culturesim import generation as gen
-from culturesim.completions import CompletionSource, EngineIdentity
-from culturesim.config import StudyConfig
-from culturesim.generation import Throughput
-from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import clean_completion
-from culturesim.model import CultureModel, RunSpec, build_run
+from culturesim.parts.llm.base import Completion, Request
+from culturesim.parts.llm.prompts import clean_completion
+from culturesim.schema.config import StudyConfig
+from culturesim.simulation import generation as gen
+from culturesim.simulation.completions import CompletionSource, EngineIdentity
+from culturesim.simulation.generation import Throughput
+from culturesim.simulation.model import CultureModel, RunSpec, build_run
 
 DIM = 8
 CORPUS = [

@@ -1,4 +1,4 @@
-"""Tests for culturesim.network: networkx builders frozen into CSR neighbour arrays."""
+"""Tests for culturesim.parts.network: networkx builders frozen into CSR neighbour arrays."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from culturesim.config import NetworkSection
-from culturesim.network import build_network, complete_network
-from culturesim.vocabulary import NETWORK_KINDS
+from culturesim.core.vocabulary import NETWORK_KINDS
+from culturesim.parts.network import build_network, complete_network
+from culturesim.schema.config import NetworkSection
 
 N = 60
 
@@ -135,7 +135,7 @@ def test_complete_network_of_one_agent_is_empty():
 @pytest.mark.parametrize("kind", ["scale_free", "small_world", "lattice", "random", "communities"])
 def test_large_network_builder_gives_symmetric_seeded_graphs(kind: str) -> None:
     """Above LARGE_NETWORK agents igraph builds the graph; check the same contract on a small n."""
-    from culturesim.network import _large_network
+    from culturesim.parts.network import _large_network
 
     spec = NetworkSection(kind=kind, p_in=0.02, p_out=0.001)
     net = _large_network(spec, 3000, seed=4)

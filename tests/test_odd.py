@@ -1,4 +1,4 @@
-"""The ODD description (culturesim.odd): its seven sections, filled from the config and the code."""
+"""The ODD description (culturesim.study.odd): its seven sections, filled from the config and the code."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from culturesim import odd
 from culturesim.cli import app
-from culturesim.config import StudyConfig, load_config
-from culturesim.llm.prompts import ROLE_INSTRUCTIONS
-from culturesim.vocabulary import BIASES, NETWORK_KINDS
+from culturesim.core.vocabulary import BIASES, NETWORK_KINDS
+from culturesim.parts.llm.prompts import ROLE_INSTRUCTIONS
+from culturesim.schema.config import StudyConfig, load_config
+from culturesim.study import odd
 
 SECTIONS = (
     "Purpose and patterns",

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from culturesim.metrics import MetricInput, compute_metrics
-from culturesim.off_task import RULES, off_task_rule
-from culturesim.report import off_task_summary
+from culturesim.core.off_task import RULES, off_task_rule
+from culturesim.parts.metrics import MetricInput, compute_metrics
+from culturesim.reports.report import off_task_summary
 
 DATA = Path(__file__).parent / "data"
 # Texts the project wrote (meta-talk modelled on chatbot habits, and culture texts that mention

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import ConfigError, StudyConfig, load_config
-from culturesim.llm_section import MOVED_LLM_SETTINGS, FlatLLMLayoutWarning, join_llm_tables
+from culturesim.schema.config import ConfigError, StudyConfig, load_config
+from culturesim.schema.llm_section import MOVED_LLM_SETTINGS, FlatLLMLayoutWarning, join_llm_tables
 from culturesim.study.prereg import FLAT_LLM_LAYOUT, check_lock, config_hashes, lock_path
 from tests.helpers import CLI, ENV
 
@@ -191,7 +191,7 @@ def test_a_key_used_as_setting_and_factor_is_warned_about_once(tmp_path: Path) -
 
 
 def test_the_command_line_shows_each_warning_once_with_its_line(tmp_path: Path) -> None:
-    """`culturesim run` hides other packages' warnings (culturesim.quiet); these are culturesim's and
+    """`culturesim run` hides other packages' warnings (culturesim.core.quiet); these are culturesim's and
     show, as `FILE:LINE: FlatLLMLayoutWarning: ...` followed by the study file's line."""
     path = copy_study("quickstart", tmp_path)
     result = subprocess.run(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from culturesim.config import CorpusSection
-from culturesim.corpus import load_corpus
-from culturesim.llm.prompts import SINGLE_TEXT_ROLES
-from culturesim.llm_section import LLMSection
-from culturesim.on_task_check import ROLES, check_roles, role_requests
+from culturesim.checks.on_task_check import ROLES, check_roles, role_requests
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.llm.prompts import SINGLE_TEXT_ROLES
+from culturesim.schema.config import CorpusSection
+from culturesim.schema.llm_section import LLMSection
 
 TEXTS = load_corpus(CorpusSection())["text"].to_list()
 

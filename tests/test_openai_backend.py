@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import ConfigError, load_config
-from culturesim.llm import Request, create_backend
-from culturesim.llm.base import EngineError
-from culturesim.llm.openai_backend import OpenAIBackend
-from culturesim.llm_section import EngineSection
-from culturesim.sampling import Sampling
+from culturesim.parts.llm import Request, create_backend
+from culturesim.parts.llm.base import EngineError
+from culturesim.parts.llm.openai_backend import OpenAIBackend
+from culturesim.schema.config import ConfigError, load_config
+from culturesim.schema.llm_section import EngineSection
+from culturesim.schema.sampling import Sampling
 from tests.helpers import free_port
 
 WORDS = ["amber", "basil", "cedar", "dune", "ember", "fern", "grove", "harbor", "iris", "juniper", "kelp", "moss"]

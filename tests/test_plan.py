@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import culturesim.config as config_module
-from culturesim.config import StudyConfig
+import culturesim.schema.config as config_module
+from culturesim.schema.config import StudyConfig
 from culturesim.study.sizing import size_study
 from tests.helpers import llm_toy_study
 
@@ -45,3 +45,10 @@ def test_the_grid_is_the_same_objects_every_time() -> None:
     assert first == second and all(a[1] is b[1] for a, b in zip(first, second, strict=True))
     first.append(("mutated", config))  # a caller's list is its own
     assert len(config.condition_grid()) == 2
+
+
+def test_a_copy_with_other_conditions_plans_its_own() -> None:
+    config = StudyConfig.model_validate({"study": {"name": "x"}, "conditions": {"population.size": [10, 20]}})
+    config.condition_grid()
+    copy = config.model_copy(update={"conditions": {"population.size": [30]}})
+    assert [c.population.size for _, c in copy.condition_grid()] == [30]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import load_config
+from culturesim.schema.config import load_config
 from culturesim.study.prereg import lock_path, write_lock
 from tests.helpers import PLAN
 

@@ -16,10 +16,10 @@ import sys
 
 import pytest
 
-from culturesim.chains import story_sample
-from culturesim.llm.base import Completion, Request
-from culturesim.llm.prompts import build_messages
-from culturesim.sampling import Sampling
+from culturesim.checks.chains import story_sample
+from culturesim.parts.llm.base import Completion, Request
+from culturesim.parts.llm.prompts import build_messages
+from culturesim.schema.sampling import Sampling
 from tests.helpers import NEEDS_VLLM
 
 SAMPLING = Sampling(max_tokens=24)
@@ -47,9 +47,9 @@ def probe(prefix_caching: bool) -> dict[str, list[str]]:
     """In a fresh engine: the target requests on the cold engine, again after other roles and the
     same neighbour texts under other seeds, and in two reversed halves (caching on); or once with
     caching off. Run in a subprocess by the slow test, so each engine starts cold."""
-    from culturesim.llm.models import resolve_model
-    from culturesim.llm.vllm_backend import VLLMBackend
-    from culturesim.llm_section import BUILTIN_MODEL
+    from culturesim.parts.llm.models import resolve_model
+    from culturesim.parts.llm.vllm_backend import VLLMBackend
+    from culturesim.schema.llm_section import BUILTIN_MODEL
 
     backend = VLLMBackend(resolve_model(BUILTIN_MODEL), prefix_caching=prefix_caching)
     target = _requests("rewrite", 12, 1000)
@@ -82,7 +82,7 @@ def test_each_role_computes_little_more_than_its_own_tokens(role: str, vllm_back
     unfilled (the cache reuses whole blocks)."""
     from transformers import AutoTokenizer
 
-    from culturesim.llm.vllm_backend import CPU_BLOCK_SIZE
+    from culturesim.parts.llm.vllm_backend import CPU_BLOCK_SIZE
 
     requests = _requests(role, 4, 3000)
     vllm_backend.generate(requests[:1])
@@ -113,8 +113,8 @@ def test_cold_warm_and_uncached_engines_write_the_same_texts() -> None:
 def test_transformers_prefix_cache_is_computed_once_and_changes_no_text() -> None:
     """The transformers backend computes each role's prefix KV once per engine; a cold engine, a warm
     one and another batch order give the same texts."""
-    from culturesim.llm import create_backend
-    from culturesim.llm_section import EngineSection
+    from culturesim.parts.llm import create_backend
+    from culturesim.schema.llm_section import EngineSection
 
     backend = create_backend(EngineSection(backend="transformers"), seed=0)
     target = _requests("rewrite", 4, 4000) + _requests("advise", 3, 60)

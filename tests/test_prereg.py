@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import ConfigError, load_config
+from culturesim.schema.config import ConfigError, load_config
 from culturesim.study.prereg import changed_fields, check_lock, lock_path, write_lock
 from tests.helpers import PLAN
 

@@ -1,4 +1,4 @@
-"""The progress display (culturesim.progress) and the quiet start-up (culturesim.quiet): what a
+"""The progress display (culturesim.core.progress) and the quiet start-up (culturesim.core.quiet): what a
 newcomer sees while a study calibrates, starts its engine and runs, with and without a terminal."""
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from culturesim import attractor
-from culturesim.chains import run_chains
-from culturesim.config import StudyConfig
-from culturesim.llm.base import Completion
-from culturesim.progress import (
+from culturesim.checks import attractor
+from culturesim.checks.chains import run_chains
+from culturesim.core.progress import (
     RUN_GENERATIONS,
     PlainReporter,
     Reporter,
@@ -26,7 +24,9 @@ from culturesim.progress import (
     duration,
     progress_display,
 )
-from culturesim.quiet import muted_stderr, quiet_third_party
+from culturesim.core.quiet import muted_stderr, quiet_third_party
+from culturesim.parts.llm.base import Completion
+from culturesim.schema.config import StudyConfig
 
 
 class FakeClock:

@@ -1,12 +1,13 @@
-"""Tests for culturesim.llm.prompts: request messages and the cleaning of completions."""
+"""Tests for culturesim.parts.llm.prompts: request messages and the cleaning of completions."""
 
 from __future__ import annotations
 
 import pytest
 
-from culturesim.config import CorpusSection
-from culturesim.corpus import load_corpus
-from culturesim.llm.prompts import (
+from culturesim.core.off_task import is_off_task
+from culturesim.core.vocabulary import LLM_ROLES
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.llm.prompts import (
     FEW_SHOT,
     PROMPT_CHAR_BUDGET,
     SINGLE_TEXT_ROLES,
@@ -16,8 +17,7 @@ from culturesim.llm.prompts import (
     clean_completion,
     echoes_example,
 )
-from culturesim.off_task import is_off_task
-from culturesim.vocabulary import LLM_ROLES
+from culturesim.schema.config import CorpusSection
 
 TEXTS = ["The bakery opens at six.", "Always thank the bus driver.", "Rain is good for gardens."]
 CORPUS = set(load_corpus(CorpusSection())["text"].to_list())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.fingerprint import file_sha256
+from culturesim.core.fingerprint import file_sha256
 from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
 pytestmark = [

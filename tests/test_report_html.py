@@ -12,8 +12,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from culturesim.analysis_report import write_analysis
-from culturesim.config import StudyConfig
+from culturesim.reports.analysis_report import write_analysis
+from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
 from tests.helpers import PLAN
 

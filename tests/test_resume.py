@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from culturesim.config import load_config
-from culturesim.fingerprint import file_sha256
+from culturesim.core.fingerprint import file_sha256
+from culturesim.schema.config import load_config
 from culturesim.study.runner import StudyRunner
 from culturesim.study.store import finished_runs
 from tests.helpers import CLI, ENV, run_cli

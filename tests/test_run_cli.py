@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import ConfigError, load_config
+from culturesim.schema.config import ConfigError, load_config
 from culturesim.study.store import results_dir
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -94,7 +94,7 @@ TINY_HUMANS = (
 def test_without_a_terminal_run_prints_plain_progress_lines_and_then_knows_its_time(monkeypatch, tmp_path) -> None:
     """CliRunner's stderr is no terminal (as in CI, nohup or a log file): plain lines, no bars. A
     first run on a machine cannot estimate its time; once it finished, the plan gives one."""
-    from culturesim.settings import CACHE_ENV
+    from culturesim.core.settings import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     study = tmp_path / "tiny.toml"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from culturesim.attractor import CalibrationSpec
-from culturesim.config import StudyConfig
-from culturesim.llm.base import Request
-from culturesim.llm_section import LLMSection
-from culturesim.sampling import Sampling
+from culturesim.checks.attractor import CalibrationSpec
+from culturesim.parts.llm.base import Request
+from culturesim.schema.config import StudyConfig
+from culturesim.schema.llm_section import LLMSection
+from culturesim.schema.sampling import Sampling
 
 MESSAGES = (("system", "Retell the text."), ("user", "A fox crossed the river."))
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from culturesim.settings import CACHE_ENV, cache_root, environment_defaults, vllm_cpu_defaults
+from culturesim.core.settings import CACHE_ENV, cache_root, environment_defaults, vllm_cpu_defaults
 
 
 def test_defaults_apply_inside_the_block_only_and_never_override_the_user(monkeypatch) -> None:
@@ -39,8 +39,8 @@ def test_cache_root_is_read_when_called(monkeypatch, tmp_path) -> None:
 
 
 def test_devices_resolve_to_the_cpu_here_and_cuda_without_a_gpu_is_a_clear_error(monkeypatch) -> None:
-    from culturesim import devices
-    from culturesim.config import ConfigError, StudyConfig
+    from culturesim.parts import devices
+    from culturesim.schema.config import ConfigError, StudyConfig
 
     monkeypatch.setattr(devices, "cuda_available", lambda: False)
     assert devices.resolve_device("auto", field="embedding.device") == "cpu"
@@ -56,7 +56,7 @@ def test_devices_resolve_to_the_cpu_here_and_cuda_without_a_gpu_is_a_clear_error
 
 
 def test_only_the_settings_module_reads_the_environment() -> None:
-    """Every `os.environ` / `os.getenv` / `os.putenv` in the package is in culturesim/settings.py."""
+    """Every `os.environ` / `os.getenv` / `os.putenv` in the package is in culturesim/core/settings.py."""
     import ast
     from pathlib import Path
 
@@ -69,4 +69,4 @@ def test_only_the_settings_module_reads_the_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "putenv", "environb"}:
                 readers.append(f"{path.relative_to(package)}:{node.lineno}")
     assert readers, "the walk found no reader at all (settings.py reads os.environ)"
-    assert all(reader.startswith("settings.py:") for reader in readers), readers
+    assert all(reader.startswith("core/settings.py:") for reader in readers), readers

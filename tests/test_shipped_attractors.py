@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from culturesim import attractor
-from culturesim.corpus import load_corpus
-from culturesim.shipped_attractors import (
+from culturesim.checks import attractor
+from culturesim.checks.shipped_attractors import (
     SHIPPED_ROLES,
     attractor_sampling_error,
     cpu_kind,
@@ -22,6 +21,7 @@ from culturesim.shipped_attractors import (
     shipped_folder,
     shipped_record,
 )
+from culturesim.parts.corpus import load_corpus
 from tests.helpers import NEEDS_VLLM
 
 SAMPLING_ERROR_QUANTILE = 0.99  # of the bootstrap distances; two calibrations differ by up to ~sqrt(2) of it
@@ -32,10 +32,10 @@ SAMPLING_ERROR_QUANTILE = 0.99  # of the bootstrap distances; two calibrations d
 def test_every_role_ships_a_current_calibration(role: str) -> None:
     """Where the default engine is vLLM on the CPU, each role's default spec has a shipped record made
     with the package's own prompt wording (a changed prompt or default must regenerate them:
-    `python -m culturesim.shipped_attractors`)."""
+    `python -m culturesim.checks.shipped_attractors`)."""
     spec = default_spec(role)
     path = shipped_folder() / f"{spec.key()}.json"
-    assert path.exists(), f"no shipped calibration for {role}: run python -m culturesim.shipped_attractors"
+    assert path.exists(), f"no shipped calibration for {role}: run python -m culturesim.checks.shipped_attractors"
     record = json.loads(path.read_text())
     assert record["prompt_digest"] == prompt_digest(role), f"{role}'s prompt changed since its calibration"
     assert record["spec"] == spec.as_dict()
@@ -47,7 +47,7 @@ def test_a_changed_prompt_is_not_answered_by_a_shipped_calibration(monkeypatch) 
     spec = default_spec("rewrite")
     if shipped_record(spec) is None:
         pytest.skip("no calibration ships for this machine's default engine")
-    monkeypatch.setattr("culturesim.shipped_attractors.prompt_digest", lambda role: "changed")
+    monkeypatch.setattr("culturesim.checks.shipped_attractors.prompt_digest", lambda role: "changed")
     assert shipped_record(spec) is None
 
 

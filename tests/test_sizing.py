@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from culturesim.config import ConfigError, StudyConfig
+from culturesim.schema.config import ConfigError, StudyConfig
 from culturesim.study.runner import StudyRunner
 from culturesim.study.sizing import (
     MEAN_TEXT_BYTES,
@@ -97,7 +97,7 @@ def test_calibration_requests_count_each_distinct_calibration_once() -> None:
     """20 chains x 10 generations by default; a control shares its treatment's calibration; a
     condition over the temperature needs a second one; a human-only study needs none, and neither
     does one whose calibration ships with the package."""
-    from culturesim.shipped_attractors import default_spec, shipped_record
+    from culturesim.checks.shipped_attractors import default_spec, shipped_record
 
     shares = study(population={"size": 20}, llm={"sampling": {"max_tokens": 40}},
                    conditions={"population.llm_share": [0.0, 0.25]})  # fmt: skip
@@ -173,9 +173,9 @@ def _llm_study() -> StudyConfig:
 
 
 def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path: Path) -> None:
-    from culturesim import attractor
-    from culturesim.engine_identity import EngineIdentity
-    from culturesim.settings import CACHE_ENV
+    from culturesim.checks import attractor
+    from culturesim.core.settings import CACHE_ENV
+    from culturesim.parts.engine_identity import EngineIdentity
     from culturesim.study.rates import RateSample, estimate_wall, record_rates
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
@@ -230,7 +230,7 @@ def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path
 
 
 def load_corpus_texts(config: StudyConfig) -> list[str]:
-    from culturesim.corpus import load_corpus
+    from culturesim.parts.corpus import load_corpus
 
     return load_corpus(config.corpus)["text"].to_list()
 
@@ -260,7 +260,7 @@ def test_a_session_measures_rates_from_its_own_work() -> None:
 
 
 def test_a_finished_run_records_this_machines_rates(embedder, monkeypatch, tmp_path: Path) -> None:
-    from culturesim.settings import CACHE_ENV
+    from culturesim.core.settings import CACHE_ENV
     from culturesim.study.rates import estimate_wall, machine_rates
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))

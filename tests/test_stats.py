@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 
 from culturesim import stats
-from culturesim.analysis_plan import Hypothesis, Preregistration
+from culturesim.schema.analysis_plan import Hypothesis, Preregistration
 from tests.helpers import SYNTHETIC_PLAN_TEXT
 
 FACTOR = "population.llm_share"

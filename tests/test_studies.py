@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from nbclient import NotebookClient
 
-from culturesim.analysis_report import write_analysis
-from culturesim.config import load_config
+from culturesim.reports.analysis_report import write_analysis
+from culturesim.schema.config import load_config
 from culturesim.study.prereg import read_lock
 from culturesim.study.runner import StudyRunner
 

@@ -10,8 +10,8 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import StudyConfig
-from culturesim.report import write_report
+from culturesim.reports.report import write_report
+from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
 
 

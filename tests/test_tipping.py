@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from scipy.special import expit
 
-from culturesim.convention_figures import name_share_figure, name_shares, tipping_figure, won_by_fraction
-from culturesim.convention_report import convention_section, tipping_table
+from culturesim.reports.convention_figures import name_share_figure, name_shares, tipping_figure, won_by_fraction
+from culturesim.reports.convention_report import convention_section, tipping_table
 from culturesim.stats.tipping import compare_tipping, fieller_interval, fit_tipping, run_table
 
 TRUE_P50, TRUE_SLOPE = 0.2, 25.0

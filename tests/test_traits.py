@@ -1,4 +1,4 @@
-"""Tests for culturesim.traits: the append-only trait pool, lineage and machine ancestry."""
+"""Tests for culturesim.parts.traits: the append-only trait pool, lineage and machine ancestry."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim.traits import AUTHOR_KINDS, TRAITS_SCHEMA, TraitPool
+from culturesim.parts.traits import AUTHOR_KINDS, TRAITS_SCHEMA, TraitPool
 
 DIM = 4
 

@@ -1,4 +1,5 @@
-"""Scientific validation: theory functions (culturesim.theory), the model against theory (culturesim.validate).
+"""Scientific validation: theory functions (culturesim.core.theory),
+the model against theory (culturesim.checks.validate).
 
 Simulation checks run the real `CultureModel` / `learning` code at small sizes with fixed seeds; each
 assertion compares with a closed-form value within 3 Monte Carlo SE, or tests a direction over
@@ -12,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim import theory
-from culturesim import validate as v
+from culturesim.checks import validate as v
+from culturesim.core import theory
 
 # --- theory -------------------------------------------------------------------------------------
 

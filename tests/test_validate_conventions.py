@@ -1,4 +1,5 @@
-"""Naming-game theory (culturesim.convention_theory) and the coordination oracles (culturesim.validate_conventions).
+"""Naming-game theory (culturesim.core.convention_theory) and the coordination oracles
+(culturesim.checks.validate_conventions).
 
 The theory is checked against the literature and an independent closed form; each oracle runs the
 real `play_round` in a small design that still fails if the rules were wrong (a tipping point in the
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from culturesim import convention_theory as theory
-from culturesim import validate_conventions as vc
-from culturesim.validate import format as format_table
+from culturesim.checks import validate_conventions as vc
+from culturesim.checks.validate import format as format_table
+from culturesim.core import convention_theory as theory
 
 # --- theory -------------------------------------------------------------------------------------
 

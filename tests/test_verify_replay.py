@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
-from culturesim.config import StudyConfig, load_config, stored_hash
-from culturesim.llm_section import FlatLLMLayoutWarning, join_llm_tables
+from culturesim.schema.config import StudyConfig, load_config, stored_hash
+from culturesim.schema.llm_section import FlatLLMLayoutWarning, join_llm_tables
 from culturesim.study.prereg import FLAT_LLM_LAYOUT, check_lock, read_lock, write_lock
 from culturesim.study.runner import StudyRunner
 from culturesim.study.verify import verify_results

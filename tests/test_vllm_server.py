@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.config import StudyConfig
-from culturesim.corpus import load_corpus
-from culturesim.llm.base import Request
-from culturesim.llm.models import resolve_model
-from culturesim.llm.openai_backend import OpenAIBackend
-from culturesim.llm.prompts import build_messages
-from culturesim.llm_section import BUILTIN_MODEL
-from culturesim.sampling import Sampling
-from culturesim.settings import vllm_cpu_defaults
+from culturesim.core.settings import vllm_cpu_defaults
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.llm.base import Request
+from culturesim.parts.llm.models import resolve_model
+from culturesim.parts.llm.openai_backend import OpenAIBackend
+from culturesim.parts.llm.prompts import build_messages
+from culturesim.schema.config import StudyConfig
+from culturesim.schema.llm_section import BUILTIN_MODEL
+from culturesim.schema.sampling import Sampling
 from culturesim.study.runner import StudyRunner
 from tests.helpers import NEEDS_VLLM, free_port
 

@@ -21,7 +21,7 @@ from scipy import stats as sps
 from statsmodels.stats.meta_analysis import effectsize_smd
 from statsmodels.stats.multitest import multipletests
 
-from culturesim.analysis_plan import Hypothesis
+from culturesim.schema.analysis_plan import Hypothesis
 from culturesim.stats.outcomes import finite
 
 CI_LEVEL = 0.95

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 
-from culturesim.analysis_plan import Contrast, Hypothesis
+from culturesim.schema.analysis_plan import Contrast, Hypothesis
 
 # --- run-level outcomes -------------------------------------------------------
 

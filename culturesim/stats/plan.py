@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from culturesim.analysis_plan import Hypothesis, Preregistration
+from culturesim.schema.analysis_plan import Hypothesis, Preregistration
 from culturesim.stats.inference import (
     InconclusiveError,
     RunLevelTest,

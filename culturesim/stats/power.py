@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from culturesim.analysis_plan import Hypothesis
+from culturesim.schema.analysis_plan import Hypothesis
 from culturesim.stats.inference import MIN_RUNS_PER_ARM, hc3_two_arm, p_value, supports
 
 # --- power by simulation ----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from culturesim.design import DesignSection, sobol_indices
+from culturesim.schema.design import DesignSection, sobol_indices
 
 
 def design_outputs(metrics: pl.DataFrame, labels: list[str], outcome: str, *, generation: int) -> np.ndarray:

@@ -13,18 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from culturesim.attractor import load_attractors
-from culturesim.completions import CompletionLog, CompletionSource
-from culturesim.config import ConfigError, EmbeddingSection, StudyConfig
-from culturesim.conventions import build_convention_run
-from culturesim.corpus import load_corpus
-from culturesim.embed import Embedder, resolve_embedder
-from culturesim.engine_identity import EngineIdentity, StudyEngines
-from culturesim.fingerprint import weights_digest
-from culturesim.generation import Throughput, VectorSource, run_generations
-from culturesim.llm.base import Backend
-from culturesim.model import CultureModel, RunSpec, build_run
-from culturesim.settings import cache_root, disk_cache_enabled
+from culturesim.checks.attractor import load_attractors
+from culturesim.core.fingerprint import weights_digest
+from culturesim.core.settings import cache_root, disk_cache_enabled
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.embed import Embedder, resolve_embedder
+from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
+from culturesim.parts.llm.base import Backend
+from culturesim.schema.config import ConfigError, EmbeddingSection, StudyConfig
+from culturesim.simulation.completions import CompletionLog, CompletionSource
+from culturesim.simulation.conventions import build_convention_run
+from culturesim.simulation.generation import Throughput, VectorSource, run_generations
+from culturesim.simulation.model import CultureModel, RunSpec, build_run
 from culturesim.study.grid import condition_corpora, needs_llm
 from culturesim.study.tables import run_vectors, write_run
 

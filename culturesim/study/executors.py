@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import ConfigError, StudyConfig
-from culturesim.embed import Embedder
-from culturesim.generation import VectorSource
-from culturesim.llm import create_backend
-from culturesim.llm.base import Backend, Completion, Request
-from culturesim.llm_section import EngineSection
-from culturesim.model import RunSpec
-from culturesim.progress import Reporter
+from culturesim.core.progress import Reporter
+from culturesim.parts.embed import Embedder
+from culturesim.parts.llm import create_backend
+from culturesim.parts.llm.base import Backend, Completion, Request
+from culturesim.schema.config import ConfigError, StudyConfig
+from culturesim.schema.llm_section import EngineSection
+from culturesim.simulation.generation import VectorSource
+from culturesim.simulation.model import RunSpec
 from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
 from culturesim.study.grid import EngineGroup, engine_groups
 from culturesim.study.holder import FolderHeldError, hold_as_worker

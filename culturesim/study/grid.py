@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from culturesim.config import StudyConfig
-from culturesim.corpus import load_corpus
-from culturesim.engine_identity import EngineIdentity, StudyEngines
-from culturesim.model import RunSpec
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
+from culturesim.schema.config import StudyConfig
+from culturesim.simulation.model import RunSpec
 
 
 def needs_llm(config: StudyConfig) -> bool:

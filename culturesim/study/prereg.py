@@ -18,8 +18,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import ConfigError, StudyConfig, stored_hash
-from culturesim.llm_section import MOVED_LLM_SETTINGS, join_llm_tables
+from culturesim.schema.config import ConfigError, StudyConfig, stored_hash
+from culturesim.schema.llm_section import MOVED_LLM_SETTINGS, join_llm_tables
 from culturesim.study.store import write_json
 
 CURRENT_LAYOUT = "current"

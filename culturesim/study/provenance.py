@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from culturesim.fingerprint import hardware
+from culturesim.core.fingerprint import hardware
 from culturesim.study.store import package_versions
 
 

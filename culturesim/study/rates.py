@@ -5,7 +5,7 @@ same 200 LLM requests take 10 s on a GPU and 20 minutes on two busy CPU cores. A
 constants would be wrong everywhere, so the plan `culturesim run` prints gives a time only
 from rates this machine measured on studies it finished, and says "unknown" before the first.
 
-Rates live in `culturesim.settings.cache_root() / "rates.json"`, under a fingerprint of the
+Rates live in `culturesim.core.settings.cache_root() / "rates.json"`, under a fingerprint of the
 machine (CPU model, cores, architecture, GPU: `machine`), as running totals, so that every
 finished session adds its work and its seconds and bigger studies weigh more:
 
@@ -33,13 +33,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim import attractor
-from culturesim.config import ConfigError, StudyConfig
-from culturesim.engine_identity import EngineIdentity
-from culturesim.fingerprint import hardware
-from culturesim.progress import duration
-from culturesim.settings import cache_root
-from culturesim.shipped_attractors import shipped_record
+from culturesim.checks import attractor
+from culturesim.checks.shipped_attractors import shipped_record
+from culturesim.core.fingerprint import hardware
+from culturesim.core.progress import duration
+from culturesim.core.settings import cache_root
+from culturesim.parts.engine_identity import EngineIdentity
+from culturesim.schema.config import ConfigError, StudyConfig
 from culturesim.study.grid import condition_corpora, plan_runs
 from culturesim.study.sizing import StudySize
 from culturesim.study.store import write_json

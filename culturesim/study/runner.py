@@ -24,25 +24,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim import attractor
-from culturesim.attractor import study_specs
-from culturesim.completions import CompletionLog
-from culturesim.config import ConfigError, StudyConfig, stored_config
-from culturesim.corpus import load_corpus
-from culturesim.devices import study_devices
-from culturesim.embed import Embedder
-from culturesim.engine_identity import EngineIdentity, StudyEngines
-from culturesim.fingerprint import file_sha256
-from culturesim.generation import Throughput
-from culturesim.llm import Backend
-from culturesim.model import RunSpec
-from culturesim.odd import describe
-from culturesim.progress import RUN_GENERATIONS, Reporter
-from culturesim.shipped_attractors import shipped_record
+from culturesim.checks import attractor
+from culturesim.checks.attractor import study_specs
+from culturesim.checks.shipped_attractors import shipped_record
+from culturesim.core.fingerprint import file_sha256
+from culturesim.core.progress import RUN_GENERATIONS, Reporter
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.devices import study_devices
+from culturesim.parts.embed import Embedder
+from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
+from culturesim.parts.llm import Backend
+from culturesim.parts.vectors import StoredVectors
+from culturesim.schema.config import ConfigError, StudyConfig, stored_config
+from culturesim.simulation.completions import CompletionLog
+from culturesim.simulation.generation import Throughput
+from culturesim.simulation.model import RunSpec
 from culturesim.study.batch import LogPolicy, ProgressFn
 from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execute
 from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups, needs_llm, plan_batches, plan_runs
 from culturesim.study.holder import hold_folder
+from culturesim.study.odd import describe
 from culturesim.study.provenance import provenance
 from culturesim.study.rates import record_calibration_rates, record_run_rates
 from culturesim.study.sizing import StudySize, check_disk, human_bytes, size_study
@@ -56,10 +57,9 @@ from culturesim.study.store import (
     write_text,
 )
 from culturesim.study.tables import RUN_TABLES, combine_runs
-from culturesim.vectors import StoredVectors
 
 LOG_FOLDER = "log"
-ODD_FILE = "odd.md"  # the study's ODD protocol description (culturesim.odd)
+ODD_FILE = "odd.md"  # the study's ODD protocol description (culturesim.study.odd)
 RESUME = "then `culturesim run STUDY --resume` continues where it stopped"
 
 
@@ -103,7 +103,7 @@ class StudyRunner:
         """Run every pending condition x replicate and write the results folder; returns its path.
 
         `executor`, `address` and `engines` choose where batches run (`culturesim.study.executors.Execution`).
-        `progress` is told of calibrations, engine starts and run-generations (`culturesim.progress`);
+        `progress` is told of calibrations, engine starts and run-generations (`culturesim.core.progress`);
         `on_progress(n)` of each n run-generations done. A finished session adds what it measured to
         this machine's rates (`culturesim.study.rates`), from which `culturesim run` estimates wall time.
         """
@@ -268,7 +268,7 @@ class StudyRunner:
     def _cached_or_calibrated(
         self, condition: StudyConfig, spec: attractor.CalibrationSpec, groups: list[EngineGroup], *, force=False
     ) -> tuple[dict[str, Any], str]:
-        """One calibration from the user cache, from the package (`culturesim.shipped_attractors`), or
+        """One calibration from the user cache, from the package (`culturesim.checks.shipped_attractors`), or
         computed with the engine that answers `condition` and cached; `force` always computes.
 
         An injected backend (tests) is not the engine its key names, so it neither reads nor fills the cache."""

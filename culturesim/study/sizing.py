@@ -5,7 +5,7 @@ which would fill any disk long before it finished. Everything here is arithmetic
 the configuration, O(conditions), on Python ints (no floats lose rows, nothing is
 allocated per agent), so a study of any size is sized in milliseconds.
 
-Counts follow `culturesim.model.CultureModel` exactly where it is deterministic (LLM
+Counts follow `culturesim.simulation.model.CultureModel` exactly where it is deterministic (LLM
 agents, learners, recorded rows); where it draws at random (learning outcomes) they
 are expected values, rounded once per condition. Isolated learners, who always copy,
 are ignored: the estimate is then a slight upper bound on a sparse random network.
@@ -22,13 +22,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from culturesim.attractor import study_specs
-from culturesim.config import ConfigError, StudyConfig
-from culturesim.corpus import load_corpus
-from culturesim.metrics import metric_names
-from culturesim.shipped_attractors import shipped_record
+from culturesim.checks.attractor import study_specs
+from culturesim.checks.shipped_attractors import shipped_record
+from culturesim.core.vocabulary import recorded_keys
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.metrics import metric_names
+from culturesim.schema.config import ConfigError, StudyConfig
 from culturesim.study.grid import condition_corpora
-from culturesim.vocabulary import recorded_keys
 
 # Bytes per row, per table, as written by polars (Parquet, zstd). Measured on synthetic tables
 # of realistic shape (1M population rows, 50,000 traits from the built-in corpus, 20,000 requests).
@@ -178,7 +178,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
 
 def calibration_requests(config: StudyConfig) -> int:
     """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)
-    that the package does not ship (`culturesim.shipped_attractors`)."""
+    that the package does not ship (`culturesim.checks.shipped_attractors`)."""
     if not any(condition.uses_llm() for _, condition in config.condition_grid()):
         return 0
     distinct = {spec.key(): spec for spec in study_specs(config, condition_corpora(config)).values()}

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from culturesim.config import StudyConfig
+from culturesim.schema.config import StudyConfig
 
 METRICS_SCHEMA = {
     "run_id": pl.String,

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from culturesim.fingerprint import file_sha256
-from culturesim.model import CultureModel
+from culturesim.core.fingerprint import file_sha256
+from culturesim.parts.vectors import vectors_frame
+from culturesim.simulation.model import CultureModel
 from culturesim.study.store import (
     GENERATIONS_SCHEMA,
     METRICS_SCHEMA,
@@ -26,7 +27,6 @@ from culturesim.study.store import (
     write_json,
     write_parquet,
 )
-from culturesim.vectors import vectors_frame
 
 RUN_TABLES = ("metrics", "traits", "generations", "population", "vectors")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from culturesim.config import stored_config, stored_hash
-from culturesim.fingerprint import file_sha256
+from culturesim.core.fingerprint import file_sha256
+from culturesim.schema.config import stored_config, stored_hash
 from culturesim.study.prereg import CURRENT_LAYOUT, config_hashes
 from culturesim.study.store import finished_runs, load_run_marker, read_manifest, run_folder
 

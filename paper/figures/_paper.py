@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from culturesim.figure_set import NotApplicable, draw_figure, save_figure
+from culturesim.api import NotApplicable, draw_figure, save_figure
 
 BUILD = Path(__file__).resolve().parent.parent / "build"
 FORMATS = ("pdf", "png")  # pdf for LaTeX, png to look at

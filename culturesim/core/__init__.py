@@ -1,0 +1,3 @@
+"""The bottom layer: word lists, settings, progress, and closed-form theory; imports nothing of
+culturesim above it.
+"""

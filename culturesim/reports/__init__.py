@@ -1,0 +1,3 @@
+"""Reports: Markdown/HTML reports, figures, power, the coordination analysis section and the study
+explorer.
+"""
