@@ -24,11 +24,15 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(BIN)/culturesim run studies/quickstart.toml
 
+# MARK picks the tier: CI passes MARK='slow or not slow' to run both in one session (one engine start,
+# one model conversion and one set of session fixtures instead of two).
+MARK ?= not slow
+
 test: lint
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest -m '$(MARK)' --durations=30
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow --durations=30
 
 lint: setup
 	$(BIN)/ruff check culturesim tests benchmarks analysis paper

@@ -81,8 +81,9 @@ class CompletionLog:
         """Append one engine call's entries and a commit line to `name`.jsonl, durably.
 
         A torn tail left by a killed writer is cut off first, so the file stays a
-        sequence of whole, committed calls."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        sequence of whole, committed calls. The log folder is made inside an existing results folder only:
+        a results folder removed mid-run is an error, never silently re-created."""
+        self.folder.mkdir(exist_ok=True)
         path = self.folder / f"{name}{LOG_SUFFIX}"
         if path.exists():
             _, end = _committed(path)
