@@ -152,13 +152,14 @@ def replay(
     from culturesim.simulation.completions import MissingCompletion
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.runner import StudyRunner
+    from culturesim.study.store import StorageError
 
     target = out or results / "replay"
     try:
         config = load_config(study) if study is not None else None
         folder = StudyRunner().replay(results, target, config=config)
     except (ConfigError, FileNotFoundError, FolderHeldError, MissingCalibration, MissingCompletion,
-            MissingVector) as exc:  # fmt: skip
+            MissingVector, StorageError) as exc:  # fmt: skip
         _fail(exc)
     console.print(f"replayed: {folder}")
 

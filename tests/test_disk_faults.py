@@ -336,3 +336,15 @@ def test_ray_tasks_hold_the_folder_and_raise_disk_faults_as_themselves(
             assert (run_folder(folder, run_id) / table).read_bytes() == (
                 run_folder(undisturbed, run_id) / table
             ).read_bytes()
+
+
+@pytest.mark.slow
+@NEEDS_MOUNTS
+def test_a_replay_onto_a_full_disk_is_one_message(undisturbed: Path, tmpfs: Path) -> None:
+    """`culturesim replay` meets a full disk with the same single StorageError line, no traceback."""
+    (tmpfs / "filler").write_bytes(b"\0" * (TMPFS_BYTES - 4096))  # leave too little for the replay's tables
+    result = subprocess.run([*CLI, "replay", str(undisturbed), "--out", str(tmpfs / "replay")],
+                            capture_output=True, text=True, env=FAULT_ENV, timeout=300)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in (result.stdout + result.stderr).splitlines() if "StorageError" in line]
+    assert "the disk is full" in line and str(tmpfs / "replay") in line, line
