@@ -123,6 +123,17 @@ def test_disk_cache_persists_vectors_between_embedders(tmp_path) -> None:
     assert second.encoded == 1
 
 
+def test_a_shard_another_process_is_still_writing_is_not_read(tmp_path) -> None:
+    """Two pool workers share the disk cache: one may open the cache while the other's shard is a
+    half-written `.tmp.npz` that is renamed away a moment later. Only whole shards are read."""
+    first = Embedder(EmbeddingSection(), cache_dir=tmp_path)
+    first.embed(["Soup tastes better the day after."])
+    first.save()
+    [store] = {shard.parent for shard in tmp_path.rglob("*.npz")}
+    (store / "999-0123456789abcdef.tmp.npz").write_bytes(b"PK\x03\x04 half a zip")  # being written
+    assert Embedder(EmbeddingSection(), cache_dir=tmp_path).loaded == 1
+
+
 def test_a_text_alone_equals_the_same_text_in_a_large_call() -> None:
     """Calls of one or two short texts hold fewer token rows than MKL's row-independent kernels
     need; the packed forward tops them up to PACKED_MIN_TOKENS rows."""

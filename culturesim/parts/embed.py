@@ -48,6 +48,8 @@ from culturesim.schema.config import BUILTIN_EMBEDDER, ConfigError, EmbeddingSec
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+TMP_SUFFIX = ".tmp.npz"  # a disk-cache shard still being written (then renamed to .npz)
+
 LENGTH_STEP = 8  # token lengths are padded up to a multiple of this (width-group scheme)
 EMBED_THREADS = 2  # torch intra-op threads of every forward pass (part of the disk-cache key)
 PACKED_MIN_TOKENS = 64  # token rows a packed call is topped up to (row-independent kernels: oneDNN 2+, MKL 12+)
@@ -269,7 +271,10 @@ class Embedder:
     def _load_store(self) -> int:
         if self._store is None:
             return 0
-        for shard in sorted(self._store.glob("*.npz")):
+        # Another process may be writing a shard right now: its `.tmp.npz` is incomplete, and is renamed
+        # away any moment (a glob that includes it fails, as seen with two pool workers). Only whole
+        # shards are read; they are never removed.
+        for shard in sorted(p for p in self._store.glob("*.npz") if not p.name.endswith(TMP_SUFFIX)):
             with np.load(shard) as data:
                 keys, vectors = data["keys"], data["vectors"]
             self._cache.update(zip((bytes(k) for k in keys), vectors, strict=True))
@@ -283,7 +288,7 @@ class Embedder:
         keys = np.array(self._unsaved, dtype="S16")
         vectors = np.stack([self._cache[k] for k in self._unsaved])
         shard = self._store / f"{os.getpid()}-{uuid.uuid4().hex}.npz"
-        tmp = shard.with_suffix(".tmp.npz")
+        tmp = shard.with_suffix(TMP_SUFFIX)
         np.savez(tmp, keys=keys, vectors=vectors)
         os.replace(tmp, shard)
         self._unsaved = []
