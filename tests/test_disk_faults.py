@@ -5,8 +5,10 @@ then finishes the study with the bytes of an undisturbed run.
 
 Each fault strikes right after the manifest update that follows the first finished run (the store is
 patched in the study's process, as tests/test_resume.py does), so the next run's first table is the
-write that fails, whatever the machine's speed. Mounting needs root (CAP_SYS_ADMIN): where it is
-impossible, the tests that need it skip and say why.
+write that fails, whatever the machine's speed. With pool workers the study's process strikes while
+the workers go on, so each worker's writes into runs/ wait, once a run has finished, until the fault has
+struck (WORKER_GATE): otherwise a fast worker could finish every run before the folder turns read-only.
+Mounting needs root (CAP_SYS_ADMIN): where it is impossible, the tests that need it skip and say why.
 """
 
 from __future__ import annotations
@@ -94,11 +96,37 @@ def write_then_strike(path, write):
     if not struck and path.name == "manifest.json" and store.finished_runs(path.parent):
         struck.append(fault)
         {"fill": fill, "readonly": readonly, "remove": remove}[fault](target)
+        if "CULTURESIM_TEST_STRUCK" in os.environ:
+            Path(os.environ["CULTURESIM_TEST_STRUCK"]).touch()
 
 
 store._atomic_write = write_then_strike
 from culturesim.cli import app
 app()
+"""
+
+
+# Loaded as sitecustomize by every process of the faulted CLI; it acts in pool workers only (the study's
+# own process strikes the fault). A worker's write into runs/ waits while a run has finished and the fault
+# has not struck yet (the flag file CULTURESIM_TEST_STRUCK), at most 60 s.
+WORKER_GATE = """
+import multiprocessing, os, time
+from pathlib import Path
+from culturesim.study import store
+
+atomic_write, struck = store._atomic_write, Path(os.environ["CULTURESIM_TEST_STRUCK"])
+
+
+def wait_for_the_fault(path, write):
+    if multiprocessing.parent_process() is not None and "runs" in Path(path).parts:
+        folder = next(parent for parent in Path(path).parents if parent.name == "runs").parent
+        deadline = time.monotonic() + 60
+        while store.finished_runs(folder) and not struck.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    atomic_write(path, write)
+
+
+store._atomic_write = wait_for_the_fault
 """
 
 
@@ -173,11 +201,19 @@ def undisturbed(disk_study: Path, tmp_path_factory) -> Path:
     return results_dir(load_config(disk_study), out)
 
 
-def _cli(study: Path, out: Path, *extra: str, fault: tuple[str, Path] | None = None) -> subprocess.CompletedProcess:
-    """`culturesim run STUDY --out OUT ...`, with `fault` (kind, target) striking after the first run."""
+def _cli(
+    study: Path, out: Path, *extra: str, fault: tuple[str, Path] | None = None, gate: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`culturesim run STUDY --out OUT ...`, with `fault` (kind, target) striking after the first run; with
+    `gate` (an empty folder), pool workers wait for the fault before writing more runs (WORKER_GATE)."""
     head = [sys.executable, "-c", FAULT_AFTER_FIRST_RUN, fault[0], str(fault[1])] if fault else CLI
     command = [*head, "run", str(study), "--out", str(out), *extra]
-    return subprocess.run(command, capture_output=True, text=True, env=FAULT_ENV, timeout=300)
+    env = dict(FAULT_ENV)
+    if gate is not None:
+        (gate / "sitecustomize.py").write_text(WORKER_GATE)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(gate), env.get("PYTHONPATH")]))
+        env["CULTURESIM_TEST_STRUCK"] = str(gate / "struck")
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
 def _one_message(result: subprocess.CompletedProcess, study: Path, folder: Path) -> str:
@@ -264,13 +300,17 @@ def test_full_disk_then_resume(disk_study: Path, undisturbed: Path, tmpfs: Path)
 @NEEDS_MOUNTS
 @pytest.mark.parametrize("workers", [1, 2])
 def test_read_only_folder_then_resume(disk_study: Path, undisturbed: Path, tmp_path: Path, workers: int) -> None:
-    """With 2 workers the write that fails is a pool worker's: its error reaches the driver as itself."""
+    """With 2 workers the write that fails is a pool worker's: its error reaches the driver as itself.
+    (A fresh-clone CI run once saw the 2-worker study finish before the remount; WORKER_GATE orders them.)"""
     folder = results_dir(load_config(disk_study), tmp_path)
     runs = folder / "runs"
     runs.mkdir(parents=True)
     _mount("--bind", str(runs), str(runs))
     try:
-        failed = _cli(disk_study, tmp_path, "--workers", str(workers), fault=("readonly", runs))
+        gate = tmp_path / "gate"
+        gate.mkdir()
+        failed = _cli(disk_study, tmp_path, "--workers", str(workers), fault=("readonly", runs), gate=gate)
+        assert (gate / "struck").exists()
         line = _one_message(failed, disk_study, folder)
         assert "its folder is read-only" in line and "Make the folder writable, then" in line, line
         kept = finished_runs(folder)
