@@ -60,18 +60,26 @@ def _cli(*args: str, prelude: str | None = None, threads: int | None = None) -> 
     return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
-def _commits(folder: Path) -> list[list[dict]]:
-    """The log's engine calls, in order, each a list of entries."""
+def _calls_by_run(folder: Path) -> dict[str, list[list[dict]]]:
+    """Each run's logged engine calls, in the order they were committed."""
+    return {path.stem: _commits_of(path) for path in sorted((folder / "log").glob("*.jsonl"))}
+
+
+def _commits_of(path: Path) -> list[list[dict]]:
     calls, pending = [], []
-    for path in sorted((folder / "log").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if "commit" in record:
-                calls.append(pending)
-                pending = []
-            else:
-                pending.append(record)
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "commit" in record:
+            calls.append(pending)
+            pending = []
+        else:
+            pending.append(record)
     return calls
+
+
+def _commits(folder: Path) -> list[list[dict]]:
+    """The log's engine calls, run after run, each a list of entries."""
+    return [call for calls in _calls_by_run(folder).values() for call in calls]
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +99,30 @@ def whole(study_file: Path, tmp_path_factory) -> Path:
 
 
 def _kill_points(whole: Path) -> dict[str, int]:
-    """Inside generation 1 (before any commit), after the first commit of generation 2, after the
-    first commit of the last generation (its tables are not written yet)."""
+    """Commits in the log at each kill: inside generation 1 (before any commit), after the first commit
+    of generation 2, after the first commit of the last generation (its tables are not written yet)."""
     generations = [call[0]["generation"] for call in _commits(whole)]
     return {"first": 0, "middle": generations.index(2) + 1, "last": generations.index(3) + 1}
 
 
-@pytest.mark.parametrize("point", ["first", "middle", "last"])
-def test_sigkill_then_resume_from_the_log(point: str, study_file: Path, whole: Path, tmp_path: Path) -> None:
-    kill_at = _kill_points(whole)[point]
-    killed = _cli(str(kill_at), "run", str(study_file), "--out", str(tmp_path), prelude=KILLER)
-    assert killed.returncode == -9, killed.stderr
-    [folder] = list((tmp_path / "llmkill").iterdir())
-    assert not (folder / "metrics.parquet").exists() and not list(folder.glob("runs/*/done.json"))
-    logged = sum(len(call) for call in _commits(folder))
-    assert len(_commits(folder)) == kill_at, "a call is in the log whole or not at all"
+def test_sigkill_at_three_points_then_resume_from_the_log(study_file: Path, whole: Path, tmp_path: Path) -> None:
+    """One study killed three times over: the first run at the first point, its resume at the second,
+    that resume at the third; the last resume ends with the uninterrupted run's bytes. Each killed
+    process leaves whole calls only, each the uninterrupted run's call (chained, the three points
+    start 4 engines instead of 6)."""
+    expected = _calls_by_run(whole)
+    committed = logged = 0
+    for point, kill_at in _kill_points(whole).items():
+        resume = ["--resume"] if point != "first" else []
+        args = [str(kill_at - committed), "run", str(study_file), "--out", str(tmp_path), *resume]
+        killed = _cli(*args, prelude=KILLER)
+        assert killed.returncode == -9, (point, killed.stderr[-3000:])
+        [folder] = list((tmp_path / "llmkill").iterdir())
+        assert not (folder / "metrics.parquet").exists() and not list(folder.glob("runs/*/done.json")), point
+        assert len(_commits(folder)) == kill_at, f"{point}: a call is in the log whole or not at all"
+        for run, calls in _calls_by_run(folder).items():
+            assert calls == expected[run][: len(calls)], f"{point}: {run} logged other calls than the whole run"
+        committed, logged = kill_at, sum(len(call) for call in _commits(folder))
 
     resumed = _cli("run", str(study_file), "--out", str(tmp_path), "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -114,9 +131,9 @@ def test_sigkill_then_resume_from_the_log(point: str, study_file: Path, whole: P
     throughput = json.loads((folder / "manifest.json").read_text())["throughput"]
     total_calls = len(_commits(whole))
     assert throughput["llm_from_log"] == logged
-    assert throughput["llm_calls"] == total_calls - kill_at
-    assert len(_commits(folder)) == total_calls
-    print(f"kill {point} after {kill_at} of {total_calls} calls: {logged} requests answered by the log")
+    assert throughput["llm_calls"] == total_calls - committed
+    assert _calls_by_run(folder) == expected
+    print(f"killed after 0, {committed} of {total_calls} calls: {logged} requests answered by the log")
 
 
 @pytest.mark.parametrize("threads", [None, 1], ids=["default-threads", "one-thread"])

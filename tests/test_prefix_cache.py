@@ -43,24 +43,28 @@ def _texts(completions: list[Completion]) -> list[str]:
     return [c.text for c in completions]
 
 
-def probe(prefix_caching: bool) -> dict[str, list[str]]:
-    """In a fresh engine: the target requests on the cold engine, again after other roles and the
-    same neighbour texts under other seeds, and in two reversed halves (caching on); or once with
-    caching off. Run in a subprocess by the slow test, so each engine starts cold."""
+def probe() -> dict[str, dict[str, list[str]]]:
+    """Two fresh engines, one after the other (each starts with an empty cache): with caching on, the
+    target requests on the cold engine, again after other roles and the same neighbour texts under
+    other seeds, and in two reversed halves; with caching off, once. Run in a subprocess by the slow
+    test, so the session's warm engine plays no part."""
     from culturesim.parts.llm.models import resolve_model
     from culturesim.parts.llm.vllm_backend import VLLMBackend
     from culturesim.schema.llm_section import BUILTIN_MODEL
 
-    backend = VLLMBackend(resolve_model(BUILTIN_MODEL), prefix_caching=prefix_caching)
     target = _requests("rewrite", 12, 1000)
-    texts = {"cold": _texts(backend.generate(target))}
-    if prefix_caching:
-        backend.generate(_requests("advise", 6, 5) + _requests("rewrite", 12, 99_999))
-        texts["warm"] = _texts(backend.generate(target))
-        second, first = backend.generate(target[6:]), backend.generate(target[:6])
-        texts["halves"] = _texts(first + second)
-    backend.close()
-    return texts
+    runs = {}
+    for caching in (True, False):
+        backend = VLLMBackend(resolve_model(BUILTIN_MODEL), prefix_caching=caching)
+        texts = {"cold": _texts(backend.generate(target))}
+        if caching:
+            backend.generate(_requests("advise", 6, 5) + _requests("rewrite", 12, 99_999))
+            texts["warm"] = _texts(backend.generate(target))
+            second, first = backend.generate(target[6:]), backend.generate(target[:6])
+            texts["halves"] = _texts(first + second)
+        backend.close()
+        runs[str(caching)] = texts
+    return runs
 
 
 @NEEDS_VLLM
@@ -98,15 +102,13 @@ def test_each_role_computes_little_more_than_its_own_tokens(role: str, vllm_back
 @NEEDS_VLLM
 @pytest.mark.slow
 def test_cold_warm_and_uncached_engines_write_the_same_texts() -> None:
-    runs = {}
-    for caching in (True, False):
-        code = f"import json; from tests.test_prefix_cache import probe; print(json.dumps(probe({caching})))"
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs[caching] = json.loads(done.stdout.strip().splitlines()[-1])
-    reference = runs[False]["cold"]
+    code = "import json; from tests.test_prefix_cache import probe; print(json.dumps(probe()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = runs["False"]["cold"]
     assert len(set(reference)) > 6, "seeded requests over different texts should give different texts"
-    for name, texts in runs[True].items():
+    for name, texts in runs["True"].items():
         assert texts == reference, f"{name} engine with prefix caching wrote other texts than an uncached one"
 
 
