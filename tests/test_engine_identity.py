@@ -212,6 +212,9 @@ def test_the_log_and_the_calibration_name_the_engine_that_ran(ran: Path) -> None
     ]
     [calibration] = manifest["attractors"].values()
     assert calibration["spec"]["engine"] == VLLM_ON_CPU.key()
+    # The manifest's own summary says what ran, beside the setting that asked for it.
+    assert manifest["llm"] == {"model": BUILTIN_MODEL, "backend": "vllm", "backend_setting": "auto"}
+    assert manifest["sessions"][-1]["devices"]["llm"] == "vllm on cpu"
 
 
 def test_a_resume_on_the_same_machine_asks_nothing_logged(ran: Path, tmp_path: Path, embedder) -> None:
@@ -227,7 +230,9 @@ def test_a_replay_without_vllm_uses_the_recorded_identity(ran: Path, tmp_path: P
     with machine(vllm=False, cuda=True):
         replayed = StudyRunner().replay(ran, tmp_path / "replay")
     assert same_tables(replayed, ran)
-    assert json.loads((replayed / "manifest.json").read_text())["throughput"]["llm_calls"] == 0
+    manifest = json.loads((replayed / "manifest.json").read_text())
+    assert manifest["throughput"]["llm_calls"] == 0
+    assert manifest["llm"]["backend"] == "vllm" and manifest["sessions"][-1]["devices"]["llm"] == "vllm on cpu"
 
 
 def make_legacy(folder: Path) -> None:

@@ -7,6 +7,8 @@ import os
 import pytest
 
 from culturesim.core.settings import CACHE_ENV, cache_root, environment_defaults, vllm_cpu_defaults
+from culturesim.parts.engine_identity import StudyEngines
+from culturesim.study.provenance import session_devices
 
 
 def test_defaults_apply_inside_the_block_only_and_never_override_the_user(monkeypatch) -> None:
@@ -51,8 +53,34 @@ def test_devices_resolve_to_the_cpu_here_and_cuda_without_a_gpu_is_a_clear_error
     study = StudyConfig.model_validate(
         {"study": {"name": "d"}, "population": {"llm_share": 0.2}, "llm": {"engine": {"backend": "transformers"}}}
     )
-    assert devices.study_devices(study) == {"embedding": "cuda", "llm": "cuda"}
+    assert session_devices(study, StudyEngines()) == {"embedding": "cuda", "llm": "transformers on cuda"}
     assert "device" not in study.model_dump(mode="json")["embedding"]  # left out at 'auto': hashes unchanged
+
+
+def test_a_session_names_the_backend_that_auto_resolves_to(monkeypatch) -> None:
+    """The manifest says what ran, never 'auto': vLLM where it is installed, else transformers; two
+    conditions on one backend and device name it once; an HTTP server is remote."""
+    import culturesim.parts.llm as llm
+    from culturesim.parts import devices
+    from culturesim.schema.config import StudyConfig
+
+    study = StudyConfig.model_validate(
+        {"study": {"name": "d"}, "population": {"llm_share": 0.2},
+         "conditions": {"llm.engine.dtype": ["float32", "bfloat16"]}}
+    )  # fmt: skip
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    monkeypatch.setattr(llm, "cuda_available", lambda: False)
+    monkeypatch.setattr(llm, "vllm_available", lambda: True)
+    assert session_devices(study, StudyEngines()) == {"embedding": "cpu", "llm": "vllm on cpu"}
+    monkeypatch.setattr(llm, "vllm_available", lambda: False)
+    assert session_devices(study, StudyEngines())["llm"] == "transformers on cpu"
+    openai = StudyConfig.model_validate(
+        {"study": {"name": "o"}, "population": {"llm_share": 0.2},
+         "llm": {"engine": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:8000/v1"}}}
+    )  # fmt: skip
+    assert session_devices(openai, StudyEngines())["llm"] == "openai on remote"
+    human = StudyConfig.model_validate({"study": {"name": "h"}})
+    assert session_devices(human, StudyEngines()) == {"embedding": "cpu"}
 
 
 def test_only_the_settings_module_reads_the_environment() -> None:

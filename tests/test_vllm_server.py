@@ -110,5 +110,5 @@ def test_a_toy_study_runs_through_the_server(vllm_server: str, embedder, tmp_pat
     folder = StudyRunner(embedder=embedder).run(config, out_root=tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["llm"]["backend"] == "openai"
-    assert manifest["sessions"][-1]["devices"]["llm"] == "remote"
+    assert manifest["sessions"][-1]["devices"]["llm"] == "openai on remote"
     assert list((folder / "log").glob("*.jsonl")), "the server's answers are in the completion log"

@@ -8,8 +8,6 @@ and a replay from the completion log and stored vectors reproduces it anywhere.
 
 from __future__ import annotations
 
-from typing import Any
-
 from culturesim.schema.sections import ConfigError
 
 
@@ -27,18 +25,3 @@ def resolve_device(requested: str, *, field: str) -> str:
     if requested == "cuda" and not cuda_available():
         raise ConfigError(f"{field} = 'cuda' but torch sees no CUDA GPU here; set it to 'auto' or 'cpu'")
     return requested
-
-
-def study_devices(config: Any) -> dict[str, str]:
-    """The devices a study's parts run on, for its manifest: the embedder's, and the LLM's where
-    culturesim chooses it (the transformers backend; vLLM reports its own, an HTTP server is remote)."""
-    devices = {"embedding": resolve_device(config.embedding.device, field="embedding.device")}
-    if config.uses_llm():
-        engine = config.llm.engine
-        if engine.backend == "openai":
-            devices["llm"] = "remote"
-        elif engine.backend == "transformers":
-            devices["llm"] = resolve_device(engine.device, field="llm.engine.device")
-        else:
-            devices["llm"] = "vllm on " + ("cuda" if cuda_available() else "cpu")
-    return devices

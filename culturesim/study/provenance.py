@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from culturesim.core.fingerprint import hardware
+from culturesim.parts.devices import resolve_device
+from culturesim.parts.engine_identity import StudyEngines
+from culturesim.schema.config import StudyConfig
 from culturesim.study.store import package_versions
 
 
@@ -30,3 +33,18 @@ def provenance() -> dict[str, Any]:
         "hardware": hardware(),
         "command": sys.argv,
     }
+
+
+def session_devices(config: StudyConfig, engines: StudyEngines) -> dict[str, str]:
+    """Where this session's parts run, resolved (never 'auto'): the embedder's device, and each LLM
+    engine of the study as '<backend> on <device>' ('vllm on cpu', 'openai on remote'), distinct engines
+    joined by ', ' in order of first condition. `engines`: the study's recorded identities, so a
+    resumed study names the engines its log was written with."""
+    devices = {"embedding": resolve_device(config.embedding.device, field="embedding.device")}
+    named = [
+        f"{identity.backend} on {identity.device}"
+        for identity in (engines.identity(cfg.llm.engine) for _, cfg in config.condition_grid() if cfg.uses_llm())
+    ]
+    if named:
+        devices["llm"] = ", ".join(dict.fromkeys(named))
+    return devices

@@ -30,7 +30,6 @@ from culturesim.checks.shipped_attractors import shipped_record
 from culturesim.core.fingerprint import file_sha256
 from culturesim.core.progress import RUN_GENERATIONS, Reporter
 from culturesim.parts.corpus import load_corpus
-from culturesim.parts.devices import study_devices
 from culturesim.parts.embed import Embedder
 from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
 from culturesim.parts.llm import Backend
@@ -44,7 +43,7 @@ from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execu
 from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups, needs_llm, plan_batches, plan_runs
 from culturesim.study.holder import hold_folder
 from culturesim.study.odd import describe
-from culturesim.study.provenance import provenance
+from culturesim.study.provenance import provenance, session_devices
 from culturesim.study.rates import record_calibration_rates, record_run_rates
 from culturesim.study.sizing import StudySize, check_disk, human_bytes, size_study
 from culturesim.study.store import (
@@ -377,8 +376,8 @@ def _start_manifest(
         "deviations": deviations,
         "started": previous.get("started", datetime.now(UTC).isoformat()),
         # Each session (a resume may run elsewhere) records its machine and the devices its parts ran on.
-        "sessions": previous.get("sessions", []) + [{**provenance(), "devices": study_devices(config)}],
-        "llm": {"model": config.llm.engine.model, "backend": config.llm.engine.backend} if needs_llm(config) else None,
+        "sessions": previous.get("sessions", []) + [{**provenance(), "devices": session_devices(config, engines)}],
+        "llm": _llm_entry(config, engines) if needs_llm(config) else None,
         "embedder": config.embedding.model,
         "engines": previous.get("engines", []),
         "engine_identities": engines.to_manifest(),
@@ -388,6 +387,14 @@ def _start_manifest(
     write_json(manifest, path, inside=folder)
     write_text(describe(config), folder / ODD_FILE, inside=folder)
     return manifest
+
+
+def _llm_entry(config: StudyConfig, engines: StudyEngines) -> dict[str, str]:
+    """The study's LLM as it ran: the backend resolved ('auto' in the study file is vLLM wherever it is
+    installed), beside the setting that asked for it. Conditions with other engines are in
+    `engine_identities`."""
+    spec = config.llm.engine
+    return {"model": spec.model, "backend": engines.identity(spec).backend, "backend_setting": spec.backend}
 
 
 def _manifest_run(spec: RunSpec) -> dict[str, Any]:
