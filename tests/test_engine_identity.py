@@ -23,6 +23,7 @@ from culturesim.checks import attractor
 from culturesim.parts import devices, llm
 from culturesim.parts.engine_identity import EngineIdentity, StudyEngines, legacy_key, migrate_entry
 from culturesim.parts.llm.base import Completion, Request
+from culturesim.reports.report import write_report
 from culturesim.schema.config import ConfigError, StudyConfig
 from culturesim.schema.llm_section import BUILTIN_MODEL, EngineSection
 from culturesim.study.runner import StudyRunner
@@ -193,7 +194,7 @@ def copy_study(folder: Path, root: Path) -> Path:
     return copy
 
 
-def test_the_log_and_the_calibration_name_the_engine_that_ran(ran: Path) -> None:
+def test_the_log_and_the_calibration_name_the_engine_that_ran(ran: Path, tmp_path: Path) -> None:
     logged = entries(ran)
     assert logged and {(e["engine_key"], e["backend"], e["device"]) for e in logged} == {
         (VLLM_ON_CPU.key(), "vllm", "cpu")
@@ -215,6 +216,8 @@ def test_the_log_and_the_calibration_name_the_engine_that_ran(ran: Path) -> None
     # The manifest's own summary says what ran, beside the setting that asked for it.
     assert manifest["llm"] == {"model": BUILTIN_MODEL, "backend": "vllm", "backend_setting": "auto"}
     assert manifest["sessions"][-1]["devices"]["llm"] == "vllm on cpu"
+    report = write_report(copy_study(ran, tmp_path))
+    assert "(backend auto, ran as vllm on cpu)" in report.read_text(encoding="utf-8")
 
 
 def test_a_resume_on_the_same_machine_asks_nothing_logged(ran: Path, tmp_path: Path, embedder) -> None:

@@ -76,6 +76,13 @@ def _failures(metrics: pl.DataFrame) -> str:
     return ", ".join(f"{c}: {int(v)}" for c, v in totals.iter_rows()) or "none"
 
 
+def _ran_on(manifest: dict) -> str:
+    """', ran as vllm on cpu': the engines the last session resolved the setting to (older folders: '')."""
+    sessions = manifest.get("sessions") or [{}]
+    ran = sessions[-1].get("devices", {}).get("llm")
+    return f", ran as {ran}" if ran else ""
+
+
 def _lock_line(manifest: dict) -> str:
     lock = manifest.get("lock")
     if lock is None:
@@ -135,7 +142,8 @@ def write_report(folder: Path) -> Path:
         f"- replicates: {config['study']['replicates']}, generations: {config['study']['generations']}, "
         f"agents: {config['population']['size']}, network: {config['network']['kind']}\n"
         f"- conditions: {', '.join(sorted({r['condition'] for r in manifest['runs']}))}\n"
-        f"- LLM: {engine['model']} (backend {engine['backend']}); embedder: {manifest['embedder']}\n\n"
+        f"- LLM: {engine['model']} (backend {engine['backend']}{_ran_on(manifest)}); "
+        f"embedder: {manifest['embedder']}\n\n"
         f"{_deviations(manifest)}{_explorer_link(folder)}"
         f"{body}"
         "## Throughput\n\n"
