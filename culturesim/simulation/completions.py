@@ -83,18 +83,25 @@ class CompletionLog:
         A torn tail left by a killed writer is cut off first, so the file stays a
         sequence of whole, committed calls. The log folder is made inside an existing results folder only:
         a results folder removed mid-run is an error, never silently re-created."""
-        self.folder.mkdir(exist_ok=True)
         path = self.folder / f"{name}{LOG_SUFFIX}"
-        if path.exists():
-            _, end = _committed(path)
-            if end != path.stat().st_size:
-                os.truncate(path, end)
         lines = [json.dumps(e, sort_keys=True, ensure_ascii=False) for e in entries]
         lines.append(json.dumps({"commit": len(entries)}))
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            self.folder.mkdir(exist_ok=True)
+            if path.exists():
+                _, end = _committed(path)
+                if end != path.stat().st_size:
+                    os.truncate(path, end)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            # A write or fsync refused by a full disk names no file; name the log, so the study's one
+            # message can say which file failed.
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def _committed(path: Path) -> tuple[list[dict[str, Any]], int]:

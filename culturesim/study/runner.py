@@ -47,6 +47,7 @@ from culturesim.study.provenance import provenance, session_devices
 from culturesim.study.rates import record_calibration_rates, record_run_rates
 from culturesim.study.sizing import StudySize, check_disk, human_bytes, size_study
 from culturesim.study.store import (
+    STORAGE_PROBLEMS,
     StorageError,
     finished_runs,
     folder_bytes,
@@ -142,7 +143,7 @@ class StudyRunner:
                 if not self.engines.backend_injected and executor == "local" and workers == 1:
                     record_run_rates(config, manifest, *before, done=frozenset(done))
         except OSError as exc:
-            storage = StorageError.of(exc, disk_only=True)  # the store's own, or a full disk anywhere (the log)
+            storage = StorageError.of(exc, disk_only=not _refused_inside(exc, folder))
             if storage is None:
                 raise
             raise _sized(storage, size, folder) from exc
@@ -286,6 +287,16 @@ class StudyRunner:
         if cached is not None:
             write_json(calibration, cached)
         return calibration, "calibrated"
+
+
+def _refused_inside(exc: OSError, folder: Path) -> bool:
+    """Whether the disk refused a file of the results folder (a table, the completion log): there a
+    missing folder or a denied permission is the disk's doing; elsewhere only a full or read-only disk
+    is (a missing file may be the user's mistake)."""
+    name = getattr(exc, "filename", None)
+    if name is None or exc.errno not in STORAGE_PROBLEMS:
+        return False
+    return Path(name).absolute().is_relative_to(Path(folder).absolute())
 
 
 def _sized(error: StorageError, size: StudySize, folder: Path) -> StorageError:
