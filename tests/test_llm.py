@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from culturesim.parts.llm import Request, deduplicated_generate
+from culturesim.parts.llm.convention_prompts import game_messages
 from culturesim.parts.llm.prompts import build_messages
 from culturesim.schema.sampling import Sampling
 
@@ -30,6 +31,22 @@ def test_backend_seeds_decide_text(name: str, request: pytest.FixtureRequest) ->
     assert texts[0] == texts[3], "same seed in one batch must give the same text"
     assert len({texts[0], texts[1], texts[2]}) == 3, "different seeds should give different texts"
     assert [c.text for c in again] == [texts[2], texts[0]], "same seed must give the same text in another batch"
+
+
+@pytest.mark.parametrize("name", ["vllm_backend", "hf_backend"])
+def test_a_move_is_exactly_one_of_its_choices(name: str, request: pytest.FixtureRequest) -> None:
+    """Both engines constrain a coordination move to its options (vLLM: structured outputs; transformers:
+    a token mask): at temperature 1, over 24 seeds and two lists (one-token letters, multi-token words),
+    every answer is exactly one option, more than one option is chosen, and a seed repeats its answer."""
+    backend = request.getfixturevalue(name)
+    for names in (("F", "J", "K", "M"), ("quartz", "mellow", "brindle")):
+        messages = game_messages([(names[0], names[1], -50.0)], names, payoffs=(100.0, -50.0))
+        sampling = Sampling(max_tokens=8, temperature=1.0)
+        requests = [Request(messages, seed=seed, sampling=sampling, choices=names) for seed in range(24)]
+        answers = [c.text for c in backend.generate(requests)]
+        assert set(answers) <= set(names), answers
+        assert len(set(answers)) > 1, answers
+        assert [c.text for c in backend.generate(requests[:3])] == answers[:3]
 
 
 def test_deduplicated_generate_answers_identical_requests_once() -> None:

@@ -11,6 +11,10 @@ and every later batch of the role starts from a copy of it: a batch is laid out 
 [shared prefix][padding][request's own tokens], the padding masked out and positions
 continuing the prefix's. Because the prefix is always computed the same way, a text
 does not depend on whether the engine was cold or warm.
+
+A request with `choices` (a move of the coordination game) is decoded under a constraint, as vLLM's
+structured outputs do it: at each step only the tokens that continue some option are allowed, and
+end-of-text only once the tokens spell a whole option, so every answer is exactly one option.
 """
 
 from __future__ import annotations
@@ -32,6 +36,16 @@ def _nucleus(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     sorted_probs = sorted_probs.masked_fill(outside, 0.0)
     kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return kept / kept.sum(-1, keepdim=True)
+
+
+def _allowed_tokens(options: tuple[tuple[int, ...], ...], generated: list[int], eos: int) -> list[int]:
+    """The tokens that keep `generated` on the way to an option (each option given as its token ids):
+    the next token of every option `generated` begins, and `eos` where it already is a whole option."""
+    step = len(generated)
+    allowed = {option[step] for option in options if len(option) > step and list(option[:step]) == generated}
+    if any(list(option) == generated for option in options):
+        allowed.add(eos)
+    return sorted(allowed)
 
 
 class TransformersBackend:
@@ -123,9 +137,15 @@ class TransformersBackend:
             use_cache=True,
         )
         generated: list[list[int]] = [[] for _ in requests]
+        options = [self._option_tokens(r.choices) for r in requests]
         done = torch.zeros(len(requests), dtype=torch.bool)
         for step in range(int(budget.max())):
             logits = out.logits[:, -1, :].float().cpu()
+            for i, allowed in enumerate(options):
+                if allowed and not done[i]:
+                    keep = torch.full_like(logits[i], float("-inf"))
+                    keep[_allowed_tokens(allowed, generated[i], eos)] = 0.0
+                    logits[i] += keep
             probs = _nucleus(torch.softmax(logits / temperature[:, None], dim=-1), top_p)
             tokens = torch.stack(
                 [torch.multinomial(probs[i], 1, generator=generators[i])[0] for i in range(len(requests))]
@@ -152,6 +172,10 @@ class TransformersBackend:
             Completion(text=t, tokens=len(ids), prompt_tokens=len(prefix) + len(mine), cached_tokens=len(prefix))
             for t, ids, mine in zip(texts, generated, own, strict=True)
         ]
+
+    def _option_tokens(self, choices: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+        """Each option's token ids as the answer starts with it (empty without choices)."""
+        return tuple(tuple(self._tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
 
     def close(self) -> None:
         self._model = None
