@@ -58,6 +58,7 @@ class ProtocolTestServer:
         self.sleep = 0.0
         self.report_usage = True
         self.malformed = False
+        self.version: str | None = None  # set: GET /version answers as `vllm serve` does
         self.in_flight = 0
         self.max_in_flight = 0
         self.httpd = _LoopbackServer(("127.0.0.1", 0), self._handler())
@@ -84,6 +85,12 @@ class ProtocolTestServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                     pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == "/version" and server.version is not None:
+                    self._send(200, {"version": server.version})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -196,6 +203,18 @@ def test_each_request_sends_its_own_seed_and_sampling_settings(server: ProtocolT
             "seed": request.seed,
         }
     assert len({c.text for c in completions}) > 1, "different seeds, different answers"
+
+
+def test_choices_are_constrained_on_a_vllm_server_only(server: ProtocolTestServer) -> None:
+    """A move's options travel as vLLM's `structured_outputs` only where /version says the server is
+    vLLM; another server would refuse the unknown field, so it gets the plain request."""
+    moves = [Request(messages=(("user", "Which name?"),), seed=s, choices=("F", "J")) for s in range(3)]
+    backend_for(server).generate(moves)
+    assert [r["body"].get("structured_outputs") for r in server.received] == [None] * 3
+    server.received.clear()
+    server.version = "0.32.0"
+    backend_for(server).generate([*moves, *make_requests(1)])
+    assert [r["body"].get("structured_outputs") for r in server.received] == [{"choice": ["F", "J"]}] * 3 + [None]
 
 
 def test_tokens_fall_back_to_a_word_count_without_usage(server: ProtocolTestServer) -> None:

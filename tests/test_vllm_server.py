@@ -17,6 +17,7 @@ import pytest
 from culturesim.core.settings import vllm_cpu_defaults
 from culturesim.parts.corpus import load_corpus
 from culturesim.parts.llm.base import Request
+from culturesim.parts.llm.convention_prompts import game_messages
 from culturesim.parts.llm.models import resolve_model
 from culturesim.parts.llm.openai_backend import OpenAIBackend
 from culturesim.parts.llm.prompts import build_messages
@@ -93,6 +94,18 @@ def test_the_server_answers_as_in_process_vllm_at_the_same_seeds(vllm_server: st
     different = [i for i, (a, b) in enumerate(zip(served, local, strict=True)) if a.text != b.text]
     assert not different, f"{len(different)} of {len(requests)} differ, e.g. {served[different[0]].text!r}"
     assert all(a.text.strip() for a in served)
+
+
+def test_moves_through_the_server_are_constrained_as_in_process(vllm_server: str, vllm_backend) -> None:
+    """A coordination move sent to `vllm serve` carries its options as structured outputs: every answer
+    is exactly one name, the in-process engine's at the same seeds."""
+    names = ("F", "J", "K", "M")
+    messages = game_messages([("F", "J", -50.0)], names, payoffs=(100.0, -50.0))
+    sampling = Sampling(max_tokens=8, temperature=1.0)
+    moves = [Request(messages, seed=seed, sampling=sampling, choices=names) for seed in range(16)]
+    served = [c.text for c in OpenAIBackend(vllm_server, SERVED_NAME).generate(moves)]
+    assert set(served) <= set(names), served
+    assert served == [c.text for c in vllm_backend.generate(moves)]
 
 
 def test_a_toy_study_runs_through_the_server(vllm_server: str, embedder, tmp_path: Path) -> None:

@@ -133,9 +133,9 @@ def _submodels(base: StudyConfig) -> str:
         lines += [
             f"- **LLM agents** are told (system message): “{game_rules(game.payoff_match, game.payoff_mismatch)}” "
             f"and then shown their last {game.memory} rounds (their name, their partner's, their points) and the "
-            "names in a random order. vLLM (structured outputs) and the transformers backend (a token mask) "
-            "constrain the answer to the names; an OpenAI-compatible server's answers are parsed (exactly one "
-            f"name) and asked again up to {llm.prompt.retries} times. "
+            "names in a random order. vLLM (structured outputs, also behind `vllm serve`) and the transformers "
+            "backend (a token mask) constrain the answer to the names; another server's answers are parsed "
+            f"(exactly one name) and asked again up to {llm.prompt.retries} times. "
             f"Model `{llm.engine.model}` ({llm.engine.backend}, {llm.engine.dtype}), temperature "
             f"{sampling.temperature}, top-p {sampling.top_p}, at most {sampling.max_tokens} new tokens.",
         ]

@@ -22,8 +22,8 @@ class Request:
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs
     seed: int
     sampling: Sampling = Sampling()
-    # The answers allowed (a move of the coordination game): vLLM (structured outputs) and the
-    # transformers backend (a token mask) constrain decoding to them; an HTTP server's answer is parsed and retried.
+    # The answers allowed (a move of the coordination game): vLLM (in process or `vllm serve`) and the
+    # transformers backend constrain decoding to them; another HTTP server's answer is parsed and retried.
     choices: tuple[str, ...] = ()
 
     @property

@@ -8,9 +8,9 @@ order for every request (drawn from the run's streams), so a model that prefers 
 it reads spreads that preference over all names instead of turning it into a "collective bias".
 
 An answer is a move only if it names exactly one option of the list (`adopt_choice`); vLLM
-(structured outputs) and the transformers backend (a token mask) constrain decoding to the list
-(`Request.choices`), an OpenAI-compatible server's answers are parsed and retried, and an answer
-that stays invalid is no move at all (counted, never guessed).
+(structured outputs, in process or behind `vllm serve`) and the transformers backend (a token mask)
+constrain decoding to the list (`Request.choices`); another OpenAI-compatible server's answers are
+parsed and retried, and an answer that stays invalid is no move at all (counted, never guessed).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ thread per in-flight request (at most `max_concurrency`), bounded retries with
 exponential backoff on connection errors, timeouts, HTTP 429 and 5xx, and no retry on
 other 4xx answers, which mean the request itself is wrong.
 
+A move of the coordination game (`Request.choices`) is constrained to its options where the server
+is a `vllm serve` (found once, from its `/version` answer): the request then carries vLLM's
+`structured_outputs` field. Other servers would refuse an unknown field, so they get the plain
+request, and the answer is parsed and retried like any other.
+
 The API key is read from the environment variable named by `api_key_env` at the moment
 each request is sent; it is never stored on the backend, so it cannot end up in `repr`,
 in a pickle, in a log line or in an exception message (server answers quoted in errors
@@ -97,6 +102,7 @@ class OpenAIBackend:
         # Own opener: proxies are read from the environment now, not whenever urllib first ran.
         self._opener = urllib.request.build_opener()
         self._jitter = random.Random()
+        self._serves_vllm: bool | None = None  # asked once, at the first batch with choices
 
     def __repr__(self) -> str:
         return (
@@ -119,6 +125,8 @@ class OpenAIBackend:
         """Completions in request order; the first request that fails for good fails the batch."""
         if not requests:
             return []
+        if self._serves_vllm is None and any(r.choices for r in requests):
+            self._serves_vllm = self._is_vllm_server()
         abort = threading.Event()
         workers = min(self.max_concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-backend") as pool:
@@ -146,7 +154,20 @@ class OpenAIBackend:
             "top_p": request.sampling.top_p,
             "seed": request.seed,
         }
+        if request.choices and self._serves_vllm:
+            body["structured_outputs"] = {"choice": list(request.choices)}
         return json.dumps(body).encode("utf-8")
+
+    def _is_vllm_server(self) -> bool:
+        """Whether the server is a `vllm serve`: its `/version` (beside `/v1`) answers {"version": ...}.
+        Any other answer, or none within 5 s, means another server."""
+        asked = urllib.request.Request(f"{self.base_url.removesuffix('/v1')}/version", headers=self._headers())
+        try:
+            with self._opener.open(asked, timeout=5) as answer:
+                found = json.loads(answer.read())
+        except (OSError, HTTPException, ValueError):
+            return False
+        return isinstance(found, dict) and isinstance(found.get("version"), str)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
