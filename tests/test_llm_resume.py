@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from culturesim.core.fingerprint import file_sha256
+from culturesim.schema.config import load_config
 from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = [
@@ -90,12 +91,10 @@ def study_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def whole(study_file: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("whole")
-    result = _cli("run", str(study_file), "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    [folder] = list((out / "llmkill").iterdir())
-    return folder
+def whole(study_file: Path, runner, tmp_path_factory) -> Path:
+    """The uninterrupted run, in this process on the session's engine: the killed and resumed command
+    lines, each with its own engine, must give its bytes."""
+    return runner.run(load_config(study_file), out_root=tmp_path_factory.mktemp("whole"))
 
 
 def _kill_points(whole: Path) -> dict[str, int]:
