@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from culturesim.core.fingerprint import file_sha256
-from culturesim.schema.config import load_config
 from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
 pytestmark = [
@@ -21,14 +20,15 @@ STUDY = llm_toy_study("spread", seed=9, replicates=4, generations=2, max_tokens=
 TABLES = ("metrics.parquet", "traits.parquet", "generations.parquet", "population.parquet", "vectors.parquet")
 
 
-def test_two_engine_actors_split_an_llm_study_and_give_the_local_bytes(tmp_path: Path, runner) -> None:
-    """The local reference runs in this process on the session's engine (one engine start less)."""
+def test_two_engine_actors_split_an_llm_study_and_give_the_local_bytes(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install culturesim[ray]")
     study = tmp_path / "spread.toml"
     study.write_text(STUDY, encoding="utf-8")
-    local_folder = runner.run(load_config(study), out_root=tmp_path / "local")
+    local = run_cli(study, tmp_path / "local")
+    assert local.returncode == 0, local.stderr[-3000:]
     spread = run_cli(study, tmp_path / "ray", "--executor", "ray", "--engines", "2")
     assert spread.returncode == 0, spread.stderr[-3000:]
+    [local_folder] = (tmp_path / "local" / "spread").iterdir()
     [ray_folder] = (tmp_path / "ray" / "spread").iterdir()
     digests = {table: file_sha256(ray_folder / table) for table in TABLES}
     assert digests == {table: file_sha256(local_folder / table) for table in TABLES}
