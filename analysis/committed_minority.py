@@ -42,7 +42,8 @@ with pl.Config(tbl_cols=-1, tbl_width_chars=160):
 # ## Tipping points: one logistic curve per LLM share
 #
 # A run is won when the committed name is held by at least `win_share` of the agents after the last
-# round. Where the runs of an arm are separated, no finite p50 exists and `bracket` says where it lies.
+# round. Where the runs of an arm are separated, no finite p50 exists and `bracket` says where it lies;
+# `lr_p` (the curves coincide) is still a test.
 
 # %%
 runs = results.runs

@@ -16,7 +16,8 @@ from culturesim.reports.figure_set import NotApplicable, draw_figure, save_figur
 from culturesim.reports.figures import lineage_tree, trajectories
 from culturesim.schema.analysis_plan import Hypothesis, Preregistration
 from culturesim.schema.config import StudyConfig, load_config, stored_config
-from culturesim.stats.tipping import compare_tipping, fit_tipping, run_table
+from culturesim.stats.tipping import compare_tipping, fit_tipping
+from culturesim.stats.tipping_runs import run_table
 from culturesim.study.runner import StudyRunner
 from culturesim.study.store import Results, latest_results, load_results
 

@@ -11,11 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 import pytest
-from scipy.special import expit
+from scipy.special import expit, xlogy
 
 from culturesim.reports.convention_figures import name_share_figure, name_shares, tipping_figure, won_by_fraction
 from culturesim.reports.convention_report import convention_section, tipping_table
-from culturesim.stats.tipping import compare_tipping, fieller_interval, fit_tipping, run_table
+from culturesim.stats.tipping import compare_tipping, fieller_interval, fit_tipping, sup_loglik
+from culturesim.stats.tipping_runs import run_table
 
 TRUE_P50, TRUE_SLOPE = 0.2, 25.0
 FRACTIONS = np.round(np.arange(0.0, 0.41, 0.05), 2)  # 9 levels around the tipping point
@@ -177,6 +178,50 @@ def test_a_separated_group_gets_no_difference_but_a_reason():
     assert math.isnan(row["difference"]) and "no finite curve" in row["reason"]
 
 
+def test_a_separated_curves_supremum_likelihood_is_the_limit_of_steeper_fits():
+    """Quasi-separated data (none won at 0.1, 2 of 5 at 0.2, all at 0.3): the supremum is each fraction
+    fitted at its own share, approached by ever steeper curves through p = 0.4 at 0.2, never exceeded."""
+    x, y = np.repeat([0.1, 0.2, 0.3], 5), np.array([0] * 5 + [1, 1, 0, 0, 0] + [1] * 5, dtype=float)
+    supremum = sup_loglik(x, y)
+    assert supremum == pytest.approx(5 * (0.4 * math.log(0.4) + 0.6 * math.log(0.6)))
+
+    def loglik(b0: float, b1: float) -> float:
+        p = expit(b0 + b1 * x)
+        return float(np.sum(xlogy(y, p) + xlogy(1 - y, 1 - p)))
+
+    steeper = [loglik(math.log(0.4 / 0.6) - b1 * 0.2, b1) for b1 in (10.0, 100.0, 1000.0)]
+    assert steeper[0] < steeper[1] < steeper[2] <= supremum and steeper[2] == pytest.approx(supremum, abs=1e-9)
+    rng = np.random.default_rng(0)
+    assert all(loglik(b0, b1) <= supremum for b0, b1 in rng.normal(0, 30, size=(500, 2)))
+
+
+def _steep_compare(rng: np.random.Generator, other_p50: float) -> tuple[dict, dict]:
+    """Two groups on curves 60 logit units per unit fraction steep: about half the datasets have a
+    separated curve."""
+    runs = [
+        pl.DataFrame({FRACTION: [json.dumps(float(v)) for v in x], "won": rng.random(x.size) < expit(60 * (x - p50)),
+                      GROUP: [json.dumps(level)] * x.size})
+        for p50, level, x in ((TRUE_P50, 0.0, np.repeat(FRACTIONS, 10)), (other_p50, 0.5, np.repeat(FRACTIONS, 10)))
+    ]  # fmt: skip
+    table = compare_tipping(pl.concat(runs), fraction=FRACTION, group=GROUP)
+    return table.row(0, named=True), table.row(1, named=True)
+
+
+def test_the_curves_equal_test_holds_its_size_and_power_when_a_curve_is_separated():
+    """Where a curve has no finite fit no difference is estimated, but the likelihood-ratio test that
+    the curves coincide still is (supremum likelihoods): under the null it rejects about 5 % of all
+    datasets and not much more of the separated ones; a shift of the p50 from 0.2 to 0.3 it finds."""
+    rng = np.random.default_rng(11)
+    null = [_steep_compare(rng, TRUE_P50) for _ in range(300)]
+    separated = [row for reference, row in null if reference["status"] != "ok" or row["status"] != "ok"]
+    assert len(separated) > 60
+    assert 0.01 <= np.mean([row["lr_p"] < 0.05 for _, row in null]) <= 0.09
+    assert np.mean([row["lr_p"] < 0.05 for row in separated]) <= 0.12
+    assert all(math.isnan(row["difference"]) and "supremum likelihood" in row["reason"] for row in separated)
+    shifted = [row for reference, row in (_steep_compare(rng, 0.3) for _ in range(60)) if reference["status"] != "ok"]
+    assert shifted and np.mean([row["lr_p"] < 0.05 for row in shifted]) >= 0.9
+
+
 @pytest.mark.parametrize(("p50", "side"), [(0.33, "wholly above"), (0.2, "overlap")])
 def test_a_separated_reference_still_orders_a_fitted_group_by_intervals(p50: float, side: str):
     """The reference tips between 0.15 and 0.25 (separated, no finite p50); a group whose p50 CI lies wholly
@@ -185,6 +230,7 @@ def test_a_separated_reference_still_orders_a_fitted_group_by_intervals(p50: flo
     fitted = simulated_runs(np.random.default_rng(3), p50=p50, level=0.5)
     text, _ = tipping_table(pl.concat([separated, fitted]), fraction=FRACTION, group=GROUP)
     assert side in text and ("larger committed minority" in text) == (side == "wholly above")
+    assert ("the likelihood-ratio test that the curves coincide: p = " in text) == (side == "wholly above")
 
 
 # --- figures and report ----------------------------------------------------------------------

@@ -22,7 +22,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from culturesim.reports.figures import COLUMN_WIDTH, _generation_axis, _grid, in_theme
 from culturesim.stats.inference import CI_LEVEL
-from culturesim.stats.tipping import COMMITTED_SHARE, decode_level, factor_values, fit_tipping, group_levels
+from culturesim.stats.tipping import fit_tipping, group_levels
+from culturesim.stats.tipping_runs import COMMITTED_SHARE, decode_level, factor_values
 
 NAME_SHARE_PREFIX = "name_share:"
 FRACTION_FACTOR = "coordination.committed_fraction"
@@ -214,7 +215,7 @@ def tipping_figure(
     and p50's 95 % Fieller CI as a horizontal bar (arrows where it is unbounded). A group without
     a finite fit shows its points and, where the data give one, the bracket holding p50 (hatched).
 
-    `outcomes` is `culturesim.stats.tipping.run_table`'s output (one row per run, with `won`);
+    `outcomes` is `culturesim.stats.tipping_runs.run_table`'s output (one row per run, with `won`);
     `threshold` the share of agents on the committed name that made a run won (for the axis label).
     """
     levels = group_levels(outcomes, group) if group else [ALL_RUNS]

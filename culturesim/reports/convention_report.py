@@ -22,7 +22,8 @@ from culturesim.reports.convention_figures import (
     name_share_figure,
     tipping_figure,
 )
-from culturesim.stats.tipping import compare_tipping, decode_level, factor_values, group_levels, run_table
+from culturesim.stats.tipping import compare_tipping, group_levels
+from culturesim.stats.tipping_runs import decode_level, factor_values, run_table
 from culturesim.study.store import read_manifest, require_files, runs_table
 
 GROUP_FACTOR = "population.llm_share"
@@ -124,7 +125,8 @@ def tipping_table(outcomes: pl.DataFrame, *, fraction: str, group: str | None) -
 def _ordering_notes(comparison: pl.DataFrame, group: str | None) -> list[str]:
     """Where a group has no finite curve (separation) its p50 still lies in a bracket: a non-reference
     level whose curve or bracket lies wholly on one side of the reference's says which needs the larger
-    committed minority, an ordering of intervals rather than a test (no difference can be estimated)."""
+    committed minority, an ordering of intervals rather than a test (no difference can be estimated); the
+    likelihood-ratio test that the curves coincide, which separation leaves defined, is quoted beside it."""
     rows = comparison.to_dicts()
     reference = next((r for r in rows if r["reference"]), None)
     if group is None or reference is None:
@@ -146,9 +148,15 @@ def _ordering_notes(comparison: pl.DataFrame, group: str | None) -> list[str]:
         else:
             notes.append(f"- {label} vs {ref_label}: their p50 ranges overlap; the data do not order them")
             continue
+        test = (
+            ""
+            if math.isnan(row["lr_p"])
+            else f"; the likelihood-ratio test that the curves coincide: p = {_p(row['lr_p'])}"
+        )
         notes.append(
             f"- {label} vs {ref_label}: p50 of {label} lies in [{_num(mine[0])}, {_num(mine[1])}], wholly {side} "
-            f"[{_num(theirs[0])}, {_num(theirs[1])}] for {ref_label}: {meaning} (an ordering of intervals, not a test)"
+            f"[{_num(theirs[0])}, {_num(theirs[1])}] for {ref_label}: {meaning} (an ordering of intervals, "
+            f"not a test of the p50s{test})"
         )
     return notes
 

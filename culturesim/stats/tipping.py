@@ -1,9 +1,10 @@
 """The committed-minority analysis of a coordination study: does a committed minority tip the
 population to its name, from what size, and does that size depend on who else is in the population?
 
-Each run becomes one Bernoulli outcome (`run_table`: did the committed name hold at least a
-threshold share of the agents at the horizon T? The study's `[coordination] win_share`, half the
-population by default), and the share of runs won is modelled as a logistic curve of the committed fraction
+Each run becomes one Bernoulli outcome (`culturesim.stats.tipping_runs.run_table`: did the
+committed name hold at least a threshold share of the agents at the horizon T? The study's
+`[coordination] win_share`, half the population by default), and the share of runs won is modelled
+as a logistic curve of the committed fraction
 (`fit_tipping`, statsmodels GLM Binomial with logit link). The tipping point p50 is the fraction
 where that curve crosses 1/2: p50 = -b0/b1 (a share of agents, 0..1). Its 95 % CI is Fieller's
 interval (the set of θ for which b0 + θ·b1 = 0 is not rejected by a Wald test); it is the one
@@ -19,7 +20,10 @@ fraction that never won and the smallest that always won.
 `compare_tipping` fits one curve per level of a grouping factor (e.g. population.llm_share) and
 compares each level with a reference level: the difference of p50 with a delta-method CI from the
 joint GLM `won ~ fraction * C(group)`, and 2-df Wald and likelihood-ratio tests that the group's
-intercept and slope shifts are both zero (the curves coincide). The delta method rather than a
+intercept and slope shifts are both zero (the curves coincide). Where a group's curve has no finite
+fit (separation), no difference can be estimated, but the likelihood-ratio test still can be: its
+statistic needs only the supremum of each likelihood, which separated data reach in the limit of an
+infinitely steep curve (`sup_loglik`). The delta method rather than a
 bootstrap over runs: it is exact to first order for the joint GLM's asymptotically normal
 coefficients, costs one fit (the tests check its size on hundreds of simulated datasets), and does
 not break down where the bootstrap does: with a handful of runs per fraction many resamples are
@@ -28,108 +32,22 @@ perfectly separated and have no finite p50 at all.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
 import statsmodels.api as sm
 from scipy import stats as sps
+from scipy.special import xlogy
 
 from culturesim.stats.inference import CI_LEVEL, FIT_ERRORS, recording
+from culturesim.stats.tipping_runs import decode_level, factor_values
 
-COMMITTED_SHARE = "committed_share"
-CONSENSUS = "consensus"
 INF = float("inf")
 NAN = float("nan")
 # The reasons a curve has no finite fit; "ok" is a finite fit.
 STATUSES = ("ok", "no_runs", "all_won", "none_won", "one_level", "separation", "fit_failed")
-
-
-# --- per-run outcomes ------------------------------------------------------------------
-
-
-def run_table(metrics: pl.DataFrame, runs: pl.DataFrame, *, horizon: int, threshold: float) -> pl.DataFrame:
-    """One row per run of `runs`: its columns (run_id, condition, replicate, factor levels as
-    stored), then
-
-    - `committed_share`: share of agents whose current name is the committed name at `horizon`;
-    - `won` (bool): committed_share at `horizon` >= `threshold`, i.e. the committed name holds
-      consensus at T;
-    - `consensus_at_horizon` (bool): consensus on any name at `horizon`;
-    - `generations_to_consensus`: first generation with consensus on any name (null if never);
-    - `committed_generations_to_consensus`: first generation with committed_share >= threshold
-      (null if never).
-
-    The first-passage times look at every recorded generation, also after `horizon`. Raises
-    ValueError, naming the runs, when a run has no finite committed_share at `horizon` (a study
-    without a committed name, or one that has not reached T).
-    """
-    metric = pl.col("metric")
-    committed = metrics.filter(metric == COMMITTED_SHARE).select("run_id", "generation", pl.col("value").cast(float))
-    if committed.is_empty():
-        raise ValueError("metrics has no committed_share rows: not a coordination study with a committed name")
-    at_horizon = committed.filter(pl.col("generation") == horizon).select("run_id", committed_share="value")
-    table = runs.join(at_horizon, on="run_id", how="left", maintain_order="left")
-    missing = table.filter(~pl.col("committed_share").is_finite().fill_null(False))["run_id"].to_list()
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ValueError(
-            f"no finite committed_share at generation {horizon} for run(s) {shown}: a condition without "
-            "coordination.committed_name, or a run that did not reach that generation"
-        )
-    consensus = metrics.filter(metric == CONSENSUS).select("run_id", "generation", pl.col("value").cast(float))
-    first_consensus = _first_generation(consensus.filter(pl.col("value") == 1.0), "generations_to_consensus")
-    first_committed = _first_generation(
-        committed.filter(pl.col("value") >= threshold), "committed_generations_to_consensus"
-    )
-    now = consensus.filter(pl.col("generation") == horizon).select(
-        "run_id", consensus_at_horizon=pl.col("value") == 1.0
-    )
-    return (
-        table.join(now, on="run_id", how="left", maintain_order="left")
-        .join(first_consensus, on="run_id", how="left", maintain_order="left")
-        .join(first_committed, on="run_id", how="left", maintain_order="left")
-        .with_columns(
-            won=pl.col("committed_share") >= threshold,
-            consensus_at_horizon=pl.col("consensus_at_horizon").fill_null(False),
-        )
-        .select(
-            *runs.columns,
-            "committed_share",
-            "won",
-            "consensus_at_horizon",
-            "generations_to_consensus",
-            "committed_generations_to_consensus",
-        )
-    )
-
-
-def _first_generation(rows: pl.DataFrame, name: str) -> pl.DataFrame:
-    return rows.group_by("run_id").agg(pl.col("generation").min().alias(name))
-
-
-def decode_level(value: Any) -> Any:
-    """A factor level as stored by `runs_table` (JSON text, "0.25") back to its value; other values pass."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def factor_values(runs: pl.DataFrame, factor: str) -> np.ndarray:
-    """A numeric factor's levels per run as floats (NaN where missing)."""
-    if factor not in runs.columns:
-        raise ValueError(f"runs table has no column {factor!r}; columns: {runs.columns}")
-    values = [decode_level(v) for v in runs[factor].to_list()]
-    bad = sorted({str(v) for v in values if v is not None and not isinstance(v, (int, float))})
-    if bad:
-        raise ValueError(f"factor {factor!r} must be numeric; got levels {bad}")
-    return np.array([NAN if v is None else float(v) for v in values], dtype=float)
 
 
 # --- one curve ----------------------------------------------------------------------------
@@ -273,6 +191,40 @@ def glm_logit(y: np.ndarray, design: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return params, cov, float(result.llf), caught
 
 
+def sup_loglik(x: np.ndarray, y: np.ndarray) -> float | None:
+    """The supremum of the logistic curve's log-likelihood on fractions `x` and outcomes `y` (nats).
+
+    A finite fit's is the GLM's maximum. Data with no finite fit (separation, every run or none won,
+    one fraction) reach their supremum in a limit (an infinitely steep or a flat curve) where each
+    fraction's runs are fitted at that fraction's own share of wins: the per-fraction binomial
+    log-likelihood. None where no supremum is known (no runs, a GLM that failed)."""
+    degenerate = _degenerate(x, y)
+    if degenerate is None:
+        try:
+            return glm_logit(y, sm.add_constant(x, has_constant="add"))[2]
+        except FIT_ERRORS:
+            return None
+    if degenerate.status == "no_runs":
+        return None
+    total = 0.0
+    for level in np.unique(x):
+        outcomes = y[x == level]
+        share = float(outcomes.mean())
+        total += float(xlogy(outcomes.sum(), share) + xlogy(outcomes.size - outcomes.sum(), 1.0 - share))
+    return total
+
+
+def curves_coincide_lr_p(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]) -> float:
+    """p of the 2-df likelihood-ratio test that two groups' (fractions, outcomes) share one curve, from
+    the supremum log-likelihoods (`sup_loglik`) of each group and of the pooled runs, so that a group
+    with no finite curve still takes part; NaN where a supremum is unknown."""
+    pooled = (np.concatenate([reference[0], other[0]]), np.concatenate([reference[1], other[1]]))
+    parts = [sup_loglik(*reference), sup_loglik(*other), sup_loglik(*pooled)]
+    if any(part is None for part in parts):
+        return NAN
+    return float(sps.chi2.sf(max(2 * (parts[0] + parts[1] - parts[2]), 0.0), df=2))
+
+
 def fit_tipping(runs: pl.DataFrame, *, fraction: str, won: str = "won") -> TippingFit:
     """The logistic curve of `won` on the committed fraction across runs (GLM Binomial, logit).
 
@@ -371,6 +323,15 @@ def p50_difference(reference: tuple[np.ndarray, np.ndarray], other: tuple[np.nda
     )
 
 
+def _without_difference(broken: list[str], pair: tuple[tuple[np.ndarray, np.ndarray], ...]) -> Difference:
+    """The comparison where a curve has no finite fit: no difference, but the likelihood-ratio test."""
+    lr_p = curves_coincide_lr_p(*pair)
+    reason = "; ".join(broken)
+    if math.isfinite(lr_p):
+        reason += "; the likelihood-ratio test that the curves coincide uses that curve's supremum likelihood"
+    return Difference(reason=reason, lr_p=lr_p)
+
+
 COMPARISON_SCHEMA = {
     "group": pl.String,
     "level": pl.String,
@@ -436,11 +397,8 @@ def compare_tipping(
                 for name in (reference, level)
                 if not fits[name].finite
             ]
-            difference = (
-                Difference(reason="; ".join(broken))
-                if broken
-                else p50_difference(_clean(subsets[reference], fraction, won), _clean(subsets[level], fraction, won))
-            )
+            pair = (_clean(subsets[reference], fraction, won), _clean(subsets[level], fraction, won))
+            difference = p50_difference(*pair) if not broken else _without_difference(broken, pair)
         bracket = fit.bracket or (NAN, NAN)
         rows.append(
             {
