@@ -113,3 +113,17 @@ def runner(embedder, vllm_backend):
     from culturesim.study.runner import StudyRunner
 
     return StudyRunner(embedder=embedder, backend=vllm_backend)
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """A small tmpfs of `tests.mounts.TMPFS_BYTES`, unmounted after the test (mark the test NEEDS_MOUNTS)."""
+    from tests.mounts import TMPFS_BYTES, mount, unmount
+
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    mount("-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(folder))
+    try:
+        yield folder
+    finally:
+        unmount(folder)

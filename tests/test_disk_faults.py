@@ -8,7 +8,8 @@ patched in the study's process, as tests/test_resume.py does), so the next run's
 write that fails, whatever the machine's speed. With pool workers the study's process strikes while
 the workers go on, so each worker's writes into runs/ wait, once a run has finished, until the fault has
 struck (WORKER_GATE): otherwise a fast worker could finish every run before the folder turns read-only.
-Mounting needs root (CAP_SYS_ADMIN): where it is impossible, the tests that need it skip and say why.
+Mounts come from `tests/mounts.py` (the tmpfs fixture from conftest): where mounting is impossible, the
+tests that need it skip and say why.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -36,6 +35,7 @@ from culturesim.study.holder import FolderHeldError, hold_folder
 from culturesim.study.sizing import human_bytes, size_study
 from culturesim.study.store import StorageError, finished_runs, results_dir, run_folder, write_json, write_parquet
 from tests.helpers import CLI, ENV
+from tests.mounts import NEEDS_MOUNTS, TMPFS_BYTES, mount, unmount
 
 # A human-only study of 3 runs, one per batch (so each is written as soon as it ends): seconds a run.
 DISK_STUDY = """
@@ -54,7 +54,6 @@ TABLES = ("metrics.parquet", "traits.parquet", "population.parquet", "vectors.pa
 # The embedding disk cache (in the session's own cache folder, never on the disks faulted here) saves a
 # few seconds a run; vectors are bit-identical with or without it.
 FAULT_ENV = {name: value for name, value in ENV.items() if name != "CULTURESIM_NO_DISK_CACHE"}
-TMPFS_BYTES = 8 * 1024 * 1024  # the study's plan (about 1 MB) fits, so `culturesim run` starts
 
 # The CLI with the store patched: once the manifest has been rewritten after the first finished run,
 # the fault (fill | readonly | remove) strikes TARGET, before the next run writes anything.
@@ -128,61 +127,6 @@ def wait_for_the_fault(path, write):
 
 store._atomic_write = wait_for_the_fault
 """
-
-
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
-
-
-def _unmount(folder: Path) -> None:
-    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def _why_no_mounts() -> str | None:
-    """None where this process can mount a tmpfs and remount a bind mount read-only, else why not."""
-    if not shutil.which("mount") or os.geteuid() != 0:
-        return "mounting a tmpfs or a read-only bind mount needs root and mount(8)"
-    folder = Path(tempfile.mkdtemp(prefix="culturesim-mount-probe-"))
-    try:
-        _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder))
-        _unmount(folder)
-        _mount("--bind", str(folder), str(folder))
-        try:
-            _mount("-o", "remount,ro,bind", str(folder))
-            if os.access(folder, os.W_OK) and _writable(folder):
-                return "a read-only bind mount is still writable here"
-        finally:
-            _unmount(folder)
-    except subprocess.CalledProcessError as exc:
-        return f"cannot mount here: {exc.stderr.strip() or exc}"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return None
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        (folder / "probe").write_text("x")
-    except OSError:
-        return False
-    return True
-
-
-NO_MOUNTS = _why_no_mounts()
-NEEDS_MOUNTS = pytest.mark.skipif(NO_MOUNTS is not None, reason=str(NO_MOUNTS))
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A small tmpfs of TMPFS_BYTES, unmounted after the test."""
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    _mount("-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(folder))
-    try:
-        yield folder
-    finally:
-        _unmount(folder)
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +249,7 @@ def test_read_only_folder_then_resume(disk_study: Path, undisturbed: Path, tmp_p
     folder = results_dir(load_config(disk_study), tmp_path)
     runs = folder / "runs"
     runs.mkdir(parents=True)
-    _mount("--bind", str(runs), str(runs))
+    mount("--bind", str(runs), str(runs))
     try:
         gate = tmp_path / "gate"
         gate.mkdir()
@@ -315,11 +259,11 @@ def test_read_only_folder_then_resume(disk_study: Path, undisturbed: Path, tmp_p
         assert "its folder is read-only" in line and "Make the folder writable, then" in line, line
         kept = finished_runs(folder)
         assert 1 <= len(kept) < 3, kept
-        _mount("-o", "remount,rw,bind", str(runs))
+        mount("-o", "remount,rw,bind", str(runs))
         resumed = _cli(disk_study, tmp_path, "--resume", "--workers", str(workers))
         assert resumed.returncode == 0, resumed.stderr
     finally:
-        _unmount(runs)
+        unmount(runs)
     _same_as(folder, undisturbed)
 
 
@@ -359,13 +303,13 @@ def test_ray_tasks_hold_the_folder_and_raise_disk_faults_as_themselves(
             with pytest.raises(FolderHeldError, match="no longer held by the study that started this worker"):
                 list(run_on_ray(config, group, batches[:1], folder, set(), log, address=None, session="stale"))
             assert list(runs.iterdir()) == []
-            _mount("--bind", str(runs), str(runs))
+            mount("--bind", str(runs), str(runs))
             try:
-                _mount("-o", "remount,ro,bind", str(runs))
+                mount("-o", "remount,ro,bind", str(runs))
                 with pytest.raises(StorageError) as raised:
                     list(run_on_ray(config, group, batches[:1], folder, set(), log, address=None, session=session))
             finally:
-                _unmount(runs)
+                unmount(runs)
             assert raised.value.errno == errno.EROFS and raised.value.path.parent.parent == runs, raised.value
             list(run_on_ray(config, group, batches, folder, set(), log, address=None, session=session))
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ from culturesim.schema.config import load_config
 from culturesim.simulation.completions import CompletionLog
 from culturesim.study.store import StorageError, finished_runs, results_dir
 from tests.helpers import NEEDS_VLLM, llm_toy_study
-from tests.test_disk_faults import NEEDS_MOUNTS, TABLES, TMPFS_BYTES, _mount, _unmount
+from tests.mounts import NEEDS_MOUNTS
+from tests.test_disk_faults import TABLES
 
 pytestmark = [pytest.mark.slow, NEEDS_VLLM]
 
@@ -32,17 +32,6 @@ def study(tmp_path_factory):
 @pytest.fixture(scope="module")
 def undisturbed(study, runner, tmp_path_factory) -> Path:
     return runner.run(study, out_root=tmp_path_factory.mktemp("undisturbed"))
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    _mount("-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(folder))
-    try:
-        yield folder
-    finally:
-        _unmount(folder)
 
 
 def _fill(path: Path) -> None:
