@@ -18,6 +18,7 @@ from culturesim.schema.analysis_plan import Hypothesis, Preregistration
 from culturesim.schema.config import StudyConfig, load_config, stored_config
 from culturesim.stats.tipping import compare_tipping, fit_tipping
 from culturesim.stats.tipping_runs import run_table
+from culturesim.study.planner import StudyPlan, plan_study
 from culturesim.study.runner import StudyRunner
 from culturesim.study.store import Results, latest_results, load_results
 
@@ -27,6 +28,7 @@ __all__ = [
     "Preregistration",
     "Results",
     "StudyConfig",
+    "StudyPlan",
     "StudyRunner",
     "ancestry",
     "compare_tipping",
@@ -38,6 +40,7 @@ __all__ = [
     "load_results",
     "most_widespread",
     "name_share_figure",
+    "plan_study",
     "run_table",
     "save_figure",
     "stored_config",

@@ -65,9 +65,8 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
     from culturesim.reports.report import write_report
     from culturesim.study.holder import FolderHeldError
     from culturesim.study.prereg import check_lock, read_lock
-    from culturesim.study.rates import describe_wall
     from culturesim.study.runner import StudyRunner
-    from culturesim.study.sizing import check_disk, plan_table, size_study
+    from culturesim.study.sizing import check_disk, plan_table
     from culturesim.study.store import StorageError
 
     runner = StudyRunner()
@@ -78,9 +77,9 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
             config, deviation_record = config.toy(), None
         else:
             deviation_record = check_lock(config, study, deviation=deviation or None)
-        size = size_study(config)
-        console.print(plan_table(size, wall_time=describe_wall(config, size)))
-        check_disk(size, out)
+        plan = runner.plan(config, out_root=out, batch_runs=batch_runs or None)  # what the run below executes
+        console.print(plan_table(plan.size, wall_time=plan.estimate.describe()))
+        check_disk(plan.size, out)
         if dry_run:
             return
         with progress_display(sys.stderr, quiet=not verbose) as progress:
@@ -97,6 +96,7 @@ def _run(study, out, resume, workers, batch_runs, executor, address, engines, de
                 lock={k: v for k, v in lock.items() if k != "config"} if lock and not toy else None,
                 toy=toy,
                 progress=progress,
+                plan=plan,
             )
         write_run_explorer(folder, config)  # before the report, which links it
         report = write_report(folder)
@@ -128,9 +128,10 @@ def describe(
 ) -> None:
     """The study's ODD protocol description (Grimm et al. 2020) as Markdown; `run` writes it as odd.md."""
     from culturesim.study.odd import describe as odd
+    from culturesim.study.planner import plan_study
 
     try:
-        text = odd(load_config(study))
+        text = odd(plan_study(load_config(study)))
     except ConfigError as exc:
         _fail(exc)
     if out is None:
@@ -147,7 +148,7 @@ def replay(
     study: Path = typer.Option(None, "--study", help="a study file to replay instead of the recorded config"),
 ) -> None:
     """Recompute a study from its completion log and stored vectors, with no LLM or embedder loaded."""
-    from culturesim.checks.attractor import MissingCalibration
+    from culturesim.calibration.attractor import MissingCalibration
     from culturesim.parts.vectors import MissingVector
     from culturesim.simulation.completions import MissingCompletion
     from culturesim.study.holder import FolderHeldError
@@ -179,9 +180,11 @@ def calibrate(
     with quiet_third_party(enabled=not verbose):
         from culturesim.study.runner import StudyRunner
 
+        runner = StudyRunner()
         try:
+            plan = runner.plan(load_config(study), force=force)
             with progress_display(sys.stderr, quiet=not verbose) as progress:
-                found = StudyRunner().calibrate(load_config(study), force=force, progress=progress)
+                found = runner.calibrate(plan, progress=progress)
         except ConfigError as exc:
             _fail(exc)
     if not found:
@@ -248,6 +251,12 @@ def status(results: Path = typer.Argument(..., help="a results folder results/<s
         f"{len(done)} finished, {missing} missing"
         + ("; finish with `culturesim run STUDY --resume`" if missing else "")
     )
+    plan = manifest.get("plan")  # the plan the study ran by (`culturesim.study.planner.StudyPlan.summary`)
+    if plan:
+        batches = sum(len(group["batches"]) for group in plan["groups"])
+        typer.echo(f"plan: {plan['runs']} runs in {len(plan['groups'])} engine group(s), {batches} lockstep batch(es)")
+        for item in plan["calibrations"]:
+            typer.echo(f"calibration {item['key']} ({item['role']}): from {item['from']}")
     for item in manifest.get("deviations", []):
         typer.echo(f"deviation: {item['reason']} (changed: {', '.join(item['changed_fields'])})")
 

@@ -1,4 +1,4 @@
-"""The LLM's attractor (culturesim.checks.attractor): calibration keys, which conditions share one, that
+"""The LLM's attractor (culturesim.calibration.attractor): calibration keys, which conditions share one, that
 fresh chains move toward it, and that every LLM study records the distance and its calibration."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from culturesim.checks import attractor
-from culturesim.checks.chains import run_chains
+from culturesim.calibration import attractor
+from culturesim.calibration.chains import run_chains
 from culturesim.parts.corpus import load_corpus
 from culturesim.parts.llm.models import BUILTIN_MODEL, resolve_model
 from culturesim.schema.config import CorpusSection, StudyConfig

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from culturesim.calibration.chains import run_chains
 from culturesim.checks import chains as ch
 from culturesim.checks import validate as v
 from culturesim.parts.llm.base import Completion
@@ -65,8 +66,8 @@ def test_chains_structure(llm_backend, embedder):
 def test_chains_are_reproducible_from_their_seeds(llm_backend):
     """Same seed, same texts: each request's seed derives from (seed, chain, generation)."""
     initial = ch.corpus_sample(1, rng_seed=3)[:2]
-    first, _ = ch.run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
-    second, _ = ch.run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
+    first, _ = run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
+    second, _ = run_chains(llm_backend, initial, generations=1, sampling=Sampling(max_tokens=8), seed=5)
     assert first == second
 
 
@@ -94,10 +95,10 @@ def test_chain_retries_and_failures_plumbing():
     first_seeds.update(request_seed(0, chain, 1, 0, 0) for chain in range(3))
     initial = ["One text here.", "Another text here.", "A third text here."]
     engine = Scripted()
-    history, failures = ch.run_chains(engine, initial, generations=1, seed=0)
+    history, failures = run_chains(engine, initial, generations=1, seed=0)
     assert history[1] == initial and failures == [0, 3] and engine.calls == [3]
     engine = Scripted()
-    history, failures = ch.run_chains(engine, initial, generations=1, seed=0, prompt=PromptSection(retries=1))
+    history, failures = run_chains(engine, initial, generations=1, seed=0, prompt=PromptSection(retries=1))
     assert all(text.startswith("Retold") for text in history[1]) and failures == [0, 0] and engine.calls == [3, 3]
 
 

@@ -85,10 +85,11 @@ def test_a_parameter_a_human_only_study_never_reads_has_sobol_indices_of_zero(tm
 def test_the_shipped_sensitivity_study_runs_at_toy_size_with_its_indices(tmp_path: Path) -> None:
     from culturesim.schema.config import load_config
     from culturesim.study.odd import describe
+    from culturesim.study.planner import plan_study
 
     config = load_config(Path(__file__).parents[1] / "studies" / "exploratory" / "sensitivity.toml")
     assert len(config.condition_grid()) == 32 * (4 + 2)
-    assert "sobol sample of 192 points" in describe(config)
+    assert "sobol sample of 192 points" in describe(plan_study(config))
     toy = config.toy()
     folder = StudyRunner().run(toy, out_root=tmp_path, toy=True)
     report = write_analysis(folder).read_text()

@@ -30,9 +30,9 @@ from culturesim.schema.config import load_config
 from culturesim.study import store
 from culturesim.study.batch import LogPolicy
 from culturesim.study.executors import run_on_ray
-from culturesim.study.grid import engine_groups, plan_batches, plan_runs
 from culturesim.study.holder import FolderHeldError, hold_folder
-from culturesim.study.sizing import human_bytes, size_study
+from culturesim.study.planner import plan_study
+from culturesim.study.sizing import human_bytes
 from culturesim.study.store import StorageError, finished_runs, results_dir, run_folder, write_json, write_parquet
 from tests.helpers import CLI, ENV
 from tests.mounts import NEEDS_MOUNTS, TMPFS_BYTES, mount, unmount
@@ -167,7 +167,7 @@ def _one_message(result: subprocess.CompletedProcess, study: Path, folder: Path)
     [line] = [line for line in result.stderr.splitlines() if "StorageError" in line]
     assert result.stderr.count("Error") == 1, result.stderr  # nothing raised on top of it
     print(line)
-    total = human_bytes(size_study(load_config(study)).total_bytes)
+    total = human_bytes(plan_study(load_config(study)).size.total_bytes)
     assert re.search(rf"needs about [\d.,]+ k?M?B more by its plan \({re.escape(total)} in all\)", line), line
     assert re.search(rf"the disk of {re.escape(str(folder))} has [\d.,]+ k?M?G?B free", line), line
     assert f"writing {folder}/runs/" in line and "--resume" in line, line
@@ -295,19 +295,20 @@ def test_ray_tasks_hold_the_folder_and_raise_disk_faults_as_themselves(
     folder = results_dir(config, tmp_path)
     runs = folder / "runs"
     runs.mkdir(parents=True)
-    [group] = engine_groups(config, plan_runs(config))
-    batches, log = plan_batches(group, None), LogPolicy(folder / "log")
+    plan = plan_study(config)
+    [group] = plan.groups
+    batches, log = list(group.batches), LogPolicy(folder / "log")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         with hold_folder(folder) as session:
             with pytest.raises(FolderHeldError, match="no longer held by the study that started this worker"):
-                list(run_on_ray(config, group, batches[:1], folder, set(), log, address=None, session="stale"))
+                list(run_on_ray(plan, group, batches[:1], folder, set(), log, address=None, session="stale"))
             assert list(runs.iterdir()) == []
             mount("--bind", str(runs), str(runs))
             try:
                 mount("-o", "remount,ro,bind", str(runs))
                 with pytest.raises(StorageError) as raised:
-                    list(run_on_ray(config, group, batches[:1], folder, set(), log, address=None, session=session))
+                    list(run_on_ray(plan, group, batches[:1], folder, set(), log, address=None, session=session))
             finally:
                 unmount(runs)
             assert raised.value.errno == errno.EROFS and raised.value.path.parent.parent == runs, raised.value

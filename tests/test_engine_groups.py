@@ -11,7 +11,7 @@ import pytest
 
 from culturesim.parts.devices import cuda_available
 from culturesim.schema.config import StudyConfig
-from culturesim.study.grid import engine_groups, plan_runs
+from culturesim.study.planner import plan_study
 from tests.helpers import NEEDS_VLLM, llm_toy_study, run_cli
 
 
@@ -29,13 +29,14 @@ def dtype_study(**conditions) -> StudyConfig:
 
 def test_runs_are_grouped_by_engine_and_lockstep_stays_within_a_group() -> None:
     config = dtype_study()
-    groups = engine_groups(config, plan_runs(config))
+    groups = plan_study(config).groups
     assert [g.config.llm.engine.dtype for g in groups] == ["float32", "bfloat16"]  # in order of first appearance
     assert [len(g.plans) for g in groups] == [4, 4]
     assert all(len({p.condition for p in g.plans}) == 2 for g in groups)
     human_only = dtype_study(**{"population.llm_share": [0.0, 0.25]})
-    groups = engine_groups(human_only, plan_runs(human_only))
-    assert [g.needs_llm for g in groups] == [False, True]
+    groups = plan_study(human_only).groups
+    assert [g.needs_llm for g in groups] == [True, False]  # LLM groups run first: they make the calibration
+    assert [len(g.batches) for g in groups] == [1, 2]  # an LLM group is one lockstep batch, a human run its own
 
 
 DTYPE_STUDY = llm_toy_study(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from culturesim.checks import attractor
+from culturesim.calibration import attractor
 from culturesim.parts import devices, llm
 from culturesim.parts.engine_identity import EngineIdentity, StudyEngines, legacy_key, migrate_entry
 from culturesim.parts.llm.base import Completion, Request

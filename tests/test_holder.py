@@ -16,8 +16,8 @@ import pytest
 from culturesim.schema.config import StudyConfig
 from culturesim.study.batch import LogPolicy
 from culturesim.study.executors import _run_batch_in_worker
-from culturesim.study.grid import plan_runs
 from culturesim.study.holder import HOLDER_FILE, FolderHeldError, hold_as_worker, hold_folder
+from culturesim.study.planner import plan_study
 
 HOLD_AND_SLEEP = (
     "import sys, time\n"
@@ -123,7 +123,7 @@ def test_a_pool_worker_of_a_stale_session_writes_nothing(tmp_path: Path) -> None
     config = StudyConfig.model_validate({"study": {"name": "stale", "replicates": 1, "generations": 2}})
     folder = tmp_path / "f"
     with hold_folder(folder), pytest.raises(FolderHeldError, match="the worker wrote nothing"):
-        _run_batch_in_worker(
-            config.model_dump_json(), plan_runs(config), str(folder), set(), LogPolicy(folder / "log"), "old"
-        )
+        plan = plan_study(config)
+        [group] = plan.groups
+        _run_batch_in_worker(plan, group, plan.runs, str(folder), set(), LogPolicy(folder / "log"), "old")
     assert not (folder / "runs").exists()

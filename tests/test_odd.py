@@ -12,6 +12,7 @@ from culturesim.core.vocabulary import BIASES, NETWORK_KINDS
 from culturesim.parts.llm.prompts import ROLE_INSTRUCTIONS
 from culturesim.schema.config import StudyConfig, load_config
 from culturesim.study import odd
+from culturesim.study.planner import plan_study
 
 SECTIONS = (
     "Purpose and patterns",
@@ -27,7 +28,7 @@ STUDIES = sorted(Path("studies").glob("*.toml"))
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_every_shipped_study_is_described_in_the_seven_odd_sections(path: Path) -> None:
-    text = odd.describe(load_config(path))
+    text = odd.describe(plan_study(load_config(path)))
     headings = [line.removeprefix("## ").split(". ", 1)[1] for line in text.splitlines() if line.startswith("## ")]
     assert headings == list(SECTIONS)
     assert "{" not in text.replace("∈ {", "")  # every placeholder was filled
@@ -35,7 +36,7 @@ def test_every_shipped_study_is_described_in_the_seven_odd_sections(path: Path) 
 
 def test_the_quickstart_description_carries_its_numbers_and_rules() -> None:
     config = load_config("studies/quickstart.toml")
-    text = odd.describe(config)
+    text = odd.describe(plan_study(config))
     assert "60 per run" in text and "A share 0.5 of the humans" in text and "n^2.0" in text
     assert "`population.llm_share` ∈ {0.0, 0.2}" in text  # the factor the conditions vary
     assert "Retell it in your own words as one or two sentences." in text  # the prompt, verbatim
@@ -51,7 +52,7 @@ def test_the_quickstart_description_carries_its_numbers_and_rules() -> None:
 def test_every_bias_and_network_kind_has_a_description(bias: str, kind: str) -> None:
     humans = {"bias": bias, "content_axis": ["Share.", "Hoard."]} if bias == "content" else {"bias": bias}
     config = StudyConfig.model_validate({"study": {"name": "x"}, "humans": humans, "network": {"kind": kind}})
-    text = odd.describe(config)
+    text = odd.describe(plan_study(config))
     assert odd.BIAS_RULES[bias].split(" ")[0] in text and "{" not in text
 
 

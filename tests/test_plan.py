@@ -9,7 +9,6 @@ import pytest
 
 import culturesim.schema.config as config_module
 from culturesim.schema.config import StudyConfig
-from culturesim.study.sizing import size_study
 from tests.helpers import llm_toy_study
 
 
@@ -34,8 +33,8 @@ def test_a_run_validates_each_condition_once(runner, validations: list[str], tmp
     extra = '[conditions]\n"population.llm_share" = [0.0, 0.25, 0.5]\n'
     text = llm_toy_study("planned", seed=3, replicates=1, generations=2, max_tokens=8, extra=extra)
     config = StudyConfig.model_validate(tomllib.loads(text))
-    size_study(config)
-    runner.run(config, out_root=tmp_path)
+    plan = runner.plan(config, out_root=tmp_path)
+    runner.run(config, out_root=tmp_path, plan=plan)
     assert sorted(validations) == sorted(f"condition llm_share={v}" for v in ("0.0", "0.25", "0.5"))
 
 

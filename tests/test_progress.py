@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from culturesim.checks import attractor
-from culturesim.checks.chains import run_chains
+from culturesim.calibration import attractor
+from culturesim.calibration.chains import run_chains
 from culturesim.core.progress import (
     RUN_GENERATIONS,
     PlainReporter,

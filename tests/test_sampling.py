@@ -6,7 +6,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from culturesim.checks.attractor import CalibrationSpec
+from culturesim.calibration.attractor import CalibrationSpec
 from culturesim.parts.llm.base import Request
 from culturesim.schema.config import StudyConfig
 from culturesim.schema.llm_section import LLMSection

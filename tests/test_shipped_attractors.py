@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from culturesim.checks import attractor
-from culturesim.checks.shipped_attractors import (
+from culturesim.calibration import attractor
+from culturesim.calibration.shipped import (
     SHIPPED_ROLES,
     attractor_sampling_error,
     cpu_kind,
@@ -32,10 +32,10 @@ SAMPLING_ERROR_QUANTILE = 0.99  # of the bootstrap distances; two calibrations d
 def test_every_role_ships_a_current_calibration(role: str) -> None:
     """Where the default engine is vLLM on the CPU, each role's default spec has a shipped record made
     with the package's own prompt wording (a changed prompt or default must regenerate them:
-    `python -m culturesim.checks.shipped_attractors`)."""
+    `python -m culturesim.calibration.shipped`)."""
     spec = default_spec(role)
     path = shipped_folder() / f"{spec.key()}.json"
-    assert path.exists(), f"no shipped calibration for {role}: run python -m culturesim.checks.shipped_attractors"
+    assert path.exists(), f"no shipped calibration for {role}: run python -m culturesim.calibration.shipped"
     record = json.loads(path.read_text())
     assert record["prompt_digest"] == prompt_digest(role), f"{role}'s prompt changed since its calibration"
     assert record["spec"] == spec.as_dict()
@@ -47,20 +47,22 @@ def test_a_changed_prompt_is_not_answered_by_a_shipped_calibration(monkeypatch) 
     spec = default_spec("rewrite")
     if shipped_record(spec) is None:
         pytest.skip("no calibration ships for this machine's default engine")
-    monkeypatch.setattr("culturesim.checks.shipped_attractors.prompt_digest", lambda role: "changed")
+    monkeypatch.setattr("culturesim.calibration.shipped.prompt_digest", lambda role: "changed")
     assert shipped_record(spec) is None
 
 
 @NEEDS_VLLM
 def test_a_default_study_takes_its_attractor_from_the_package(tmp_path) -> None:
     """The runner's lookup (user cache, then package) finds the shipped record and says so."""
-    from culturesim.study.grid import engine_groups, plan_runs
     from culturesim.study.runner import StudyRunner
 
     condition = default_condition("advise")
     spec = default_spec("advise")
     runner = StudyRunner()
-    record, origin = runner._cached_or_calibrated(condition, spec, engine_groups(condition, plan_runs(condition)))
+    plan = runner.plan(condition)
+    assert [(c.spec, c.source, c.requests) for c in plan.calibrations] == [(spec, "shipped", 0)]
+    assert plan.size.calibration_requests == 0
+    [(record, origin)] = runner.calibrate(plan)
     assert origin == "shipped"
     assert record == shipped_record(spec)
     assert not attractor.cache_path(spec.key()).exists()

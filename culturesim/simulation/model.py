@@ -16,7 +16,7 @@ The generation number `g` is always passed explicitly (agentpy's clock `t` is no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import agentpy as ap
@@ -52,8 +52,9 @@ class RunSpec:
     """Identity of one run of a study: its condition, replicate and seed material.
 
     `condition` is the condition's label, `condition_index` its place in the study's condition
-    grid (which config the run uses) and `levels` its factor levels (as the manifest records
-    them); a run outside a study grid (validation, benchmarks) is condition 0 with no factors.
+    grid (which config the run uses) and `levels` its factor levels as (field, level) pairs in grid
+    order (the manifest records them as an object; a tuple keeps a planned run immutable); a run
+    outside a study grid (validation, benchmarks) is condition 0 with no factors.
     The run's random streams derive from (`study_seed`, `replicate`) only, so replicate k of
     every condition shares common random numbers."""
 
@@ -62,7 +63,7 @@ class RunSpec:
     replicate: int
     study_seed: int
     condition_index: int = 0
-    levels: dict[str, Any] = field(default_factory=dict)
+    levels: tuple[tuple[str, Any], ...] = ()
 
 
 def request_seed(study_seed: int, replicate: int, generation: int, agent: int, purpose: int) -> int:
@@ -87,7 +88,7 @@ class CultureModel(ap.Model):
 
     Parameters (agentpy `p`): `config` (StudyConfig of one condition), `spec` (RunSpec),
     `corpus` (list of seed texts), `dim` (embedding size), `norm_axes` (name -> axis),
-    `attractor` (the LLM's attractor, `culturesim.checks.attractor`, or None in a human-only study).
+    `attractor` (the LLM's attractor, `culturesim.calibration.attractor`, or None in a human-only study).
     """
 
     def setup(self) -> None:

@@ -13,10 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from culturesim.checks.attractor import load_attractors
+from culturesim.calibration.attractor import load_attractors
 from culturesim.core.fingerprint import weights_digest
 from culturesim.core.settings import cache_root, disk_cache_enabled
-from culturesim.parts.corpus import load_corpus
 from culturesim.parts.embed import Embedder, resolve_embedder
 from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
 from culturesim.parts.llm.base import Backend
@@ -25,7 +24,7 @@ from culturesim.simulation.completions import CompletionLog, CompletionSource
 from culturesim.simulation.conventions import build_convention_run
 from culturesim.simulation.generation import Throughput, VectorSource, run_generations
 from culturesim.simulation.model import CultureModel, RunSpec, build_run
-from culturesim.study.grid import condition_corpora, needs_llm
+from culturesim.study.planner import StudyPlan
 from culturesim.study.tables import run_vectors, write_run
 
 ProgressFn = Callable[[int], None]  # called with the number of run-generations just completed
@@ -51,8 +50,8 @@ def group_embedder(spec: EmbeddingSection) -> Embedder:
 
 
 def run_batch(
-    config: StudyConfig,
-    plans: list[RunSpec],
+    plan: StudyPlan,
+    plans: tuple[RunSpec, ...] | list[RunSpec],
     folder: Path,
     *,
     vectors: VectorSource,
@@ -61,20 +60,21 @@ def run_batch(
     skip: set[str] = frozenset(),
     on_progress: ProgressFn | None = None,
 ) -> dict[str, float]:
-    """Advance the runs together, then write each unfinished run's tables and done marker.
+    """Advance the runs `plans` of `plan` (one lockstep batch of one engine group) together, then write
+    each unfinished run's tables and done marker.
 
     `engine` starts (or returns) the batch's LLM engine when the log lacks an answer; None
     means the log must answer everything (replay)."""
-    grid = config.condition_grid()
-    group = grid[plans[0].condition_index][1]
-    source = _source(group, plans, log, engine) if any(needs_llm(grid[p.condition_index][1]) for p in plans) else None
+    group = plan.condition(plans[0].condition_index)
+    uses_llm = any(plan.condition(run.condition_index).uses_llm() for run in plans)
+    source = _source(group, plans, log, engine) if uses_llm else None
     stats = Throughput()
-    conditions = {p.condition_index for p in plans}
-    attractors = load_attractors(config, folder, condition_corpora(config), conditions, log.engines)
-    models, poles = _build_models(config, plans, vectors, attractors)
+    conditions = {run.condition_index for run in plans}
+    specs = {i: c.spec for i in conditions if (c := plan.calibration_of(i)) is not None}
+    models, poles = _build_models(plan, plans, vectors, load_attractors(folder, specs))
     logs = run_generations(
         models,
-        config.study.generations,
+        plan.config.study.generations,
         source=source,
         vectors=vectors,
         stats=stats,
@@ -106,15 +106,14 @@ def _source(group: StudyConfig, plans: list[RunSpec], policy: LogPolicy, engine)
 
 
 def _build_models(
-    config: StudyConfig, plans: list[RunSpec], vectors: VectorSource, attractors: dict[int, Any]
+    plan: StudyPlan, runs: tuple[RunSpec, ...] | list[RunSpec], vectors: VectorSource, attractors: dict[int, Any]
 ) -> tuple[list[CultureModel], list[list[str]]]:
     """The batch's runs, and per run the pole sentences its axes were embedded from."""
-    grid = config.condition_grid()
     models, poles = [], []
-    for plan in plans:
-        condition = grid[plan.condition_index][1]
+    for run in runs:
+        condition = plan.condition(run.condition_index)
         if condition.study.interaction == "coordination":
-            models.append(build_convention_run(condition, plan, dim=vectors.dim))
+            models.append(build_convention_run(condition, run, dim=vectors.dim))
             poles.append([])
             continue
         axes = {name: p for name, p in condition.metrics.norm_axes.items()}
@@ -122,12 +121,12 @@ def _build_models(
         models.append(
             build_run(
                 condition,
-                plan,
-                corpus=load_corpus(condition.corpus)["text"].to_list(),
+                run,
+                corpus=list(plan.corpora[run.condition_index]),
                 dim=vectors.dim,
                 content_axis=_axis(vectors, content),
                 norm_axes={name: _axis(vectors, p) for name, p in axes.items()},
-                attractor=attractors.get(plan.condition_index),
+                attractor=attractors.get(run.condition_index),
             )
         )
         poles.append([t for pair in [content, *axes.values()] if pair is not None for t in pair])

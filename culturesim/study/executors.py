@@ -31,13 +31,14 @@ from culturesim.core.progress import Reporter
 from culturesim.parts.embed import Embedder
 from culturesim.parts.llm import create_backend
 from culturesim.parts.llm.base import Backend, Completion, Request
-from culturesim.schema.config import ConfigError, StudyConfig
+from culturesim.schema.config import ConfigError
 from culturesim.schema.llm_section import EngineSection
 from culturesim.simulation.generation import VectorSource
 from culturesim.simulation.model import RunSpec
 from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_batch
-from culturesim.study.grid import EngineGroup, engine_groups
+from culturesim.study.grid import EngineGroup
 from culturesim.study.holder import FolderHeldError, hold_as_worker
+from culturesim.study.planner import StudyPlan
 
 EXECUTORS = ("local", "ray")
 TASK_RETRIES = 3
@@ -54,15 +55,12 @@ class Execution:
 
     folder: Path
     log: LogPolicy
-    done: frozenset[str] = frozenset()
     vectors: VectorSource | None = None
     workers: int = 1
-    batch_runs: int | None = None
     executor: str = "local"
     address: str | None = None
     engines: int | None = None  # Ray engine actors for an LLM group (None: one per GPU, one on a CPU cluster)
     on_progress: ProgressFn | None = None
-    calibrations_from: Path | None = None  # a replay copies the source folder's calibrations
     session: str | None = None  # the driver's hold on `folder` (study.holder), which its workers check
 
 
@@ -119,21 +117,18 @@ class GroupEngines:
 
 
 def execute(
-    config: StudyConfig,
-    group: EngineGroup,
-    batches: list[list[RunSpec]],
-    execution: Execution,
-    engines: GroupEngines,
+    plan: StudyPlan, group: EngineGroup, execution: Execution, engines: GroupEngines
 ) -> Iterator[dict[str, float]]:
-    """Yield each finished batch's throughput counters, running batches here, in a pool or on Ray.
+    """Yield each finished batch's throughput counters, running the group's pending batches (those
+    with an unfinished run, `StudyPlan.pending`) here, in a pool or on Ray.
 
     A batch with any unfinished run is rerun whole (its logged requests come from the log)
     and only its unfinished runs are written. `engines` serve the batches run here."""
-    folder, done, log, progress = execution.folder, set(execution.done), execution.log, execution.on_progress
-    generations = config.study.generations
+    folder, done, log, progress = execution.folder, set(plan.done), execution.log, execution.on_progress
+    generations, batches = plan.config.study.generations, plan.pending(group)
     if execution.executor == "ray":
         ray_batches = run_on_ray(
-            config,
+            plan,
             group,
             batches,
             folder,
@@ -153,14 +148,14 @@ def execute(
         engine = None if execution.vectors is not None else engines.starter(group)
         for batch in batches:
             yield run_batch(
-                config, batch, folder, vectors=vectors, log=log, engine=engine, skip=done, on_progress=progress
+                plan, batch, folder, vectors=vectors, log=log, engine=engine, skip=done, on_progress=progress
             )
         return
     context = multiprocessing.get_context("spawn")
-    config_json, session = config.model_dump_json(), execution.session
+    session = execution.session
     with ProcessPoolExecutor(max_workers=execution.workers, mp_context=context) as pool:
         futures = {
-            pool.submit(_run_batch_in_worker, config_json, batch, str(folder), done, log, session): batch
+            pool.submit(_run_batch_in_worker, plan, group, batch, str(folder), done, log, session): batch
             for batch in batches
         }
         try:
@@ -174,17 +169,21 @@ def execute(
 
 
 def _run_batch_in_worker(
-    config_json: str, plans: list[RunSpec], folder: str, skip: set[str], log: LogPolicy, session: str | None
+    plan: StudyPlan,
+    group: EngineGroup,
+    plans: tuple[RunSpec, ...],
+    folder: str,
+    skip: set[str],
+    log: LogPolicy,
+    session: str | None,
 ) -> dict[str, float]:
-    """Process-pool entry point: fresh engines (the worker's own) for one batch, written while the
-    study that sent it (`session`) still holds the folder."""
-    config = StudyConfig.model_validate_json(config_json)
-    [group] = engine_groups(config, plans)
+    """Process-pool entry point: fresh engines (the worker's own) for one batch of `group`, written
+    while the study that sent it (`session`) still holds the folder."""
     engines = GroupEngines()
     try:
         with hold_as_worker(Path(folder), session):
             return run_batch(
-                config,
+                plan,
                 plans,
                 Path(folder),
                 vectors=engines.embedder(group),
@@ -236,22 +235,21 @@ class EngineHost:
 
 
 def _run_batch_task(
-    config_json: str,
-    plans: list[RunSpec],
+    plan: StudyPlan,
+    group: EngineGroup,
+    plans: tuple[RunSpec, ...],
     folder: str,
     skip: set[str],
     log: LogPolicy,
     engine: Any,
     session: str | None,
 ) -> dict[str, float]:
-    """Ray task body: one batch, its LLM calls to the engine actor `engine` (None: a human-only group),
-    written while the study that sent it (`session`) still holds the folder."""
-    config = StudyConfig.model_validate_json(config_json)
-    [group] = engine_groups(config, plans)
+    """Ray task body: one batch of `group`, its LLM calls to the engine actor `engine` (None: a
+    human-only group), written while the study that sent it (`session`) still holds the folder."""
     with hold_as_worker(Path(folder), session):
         proxy = None if engine is None else EngineProxy(engine, *_ray().get(engine.identity.remote()))
         return run_batch(
-            config,
+            plan,
             plans,
             Path(folder),
             vectors=group_embedder(group.config.embedding),
@@ -262,9 +260,9 @@ def _run_batch_task(
 
 
 def run_on_ray(
-    config: StudyConfig,
+    plan: StudyPlan,
     group: EngineGroup,
-    batches: list[list[RunSpec]],
+    batches: list[tuple[RunSpec, ...]],
     folder: Path,
     skip: set[str],
     log: LogPolicy,
@@ -300,14 +298,14 @@ def run_on_ray(
             gpus = int(ray.cluster_resources().get("GPU", 0))
             count = engines or max(gpus, 1)
             host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
-            actors = [host.remote(group.config.llm.engine, config.study.seed) for _ in range(count)]
+            actors = [host.remote(group.config.llm.engine, plan.config.study.seed) for _ in range(count)]
             if len(batches) == 1 and count > 1:
                 batches = split_batch(batches[0], count)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)
-        config_json = config.model_dump_json()
+        shared = ray.put(plan)  # sent once, not once per task
         pending = {
             task.remote(
-                config_json, batch, str(folder), skip, log, actors[i % len(actors)] if actors else None, session
+                shared, group, batch, str(folder), skip, log, actors[i % len(actors)] if actors else None, session
             ): batch
             for i, batch in enumerate(batches)
         }
@@ -335,7 +333,7 @@ def _task_result(ray: Any, ref: Any) -> dict[str, float]:
         raise
 
 
-def split_batch(batch: list[RunSpec], parts: int) -> list[list[RunSpec]]:
+def split_batch(batch: tuple[RunSpec, ...], parts: int) -> list[tuple[RunSpec, ...]]:
     """`batch` cut into at most `parts` contiguous lockstep batches of near-equal size, in run order."""
     size = -(-len(batch) // parts)
     return [batch[i : i + size] for i in range(0, len(batch), size)]

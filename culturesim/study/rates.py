@@ -9,7 +9,8 @@ Rates live in `culturesim.core.settings.cache_root() / "rates.json"`, under a fi
 machine (CPU model, cores, architecture, GPU: `machine`), as running totals, so that every
 finished session adds its work and its seconds and bigger studies weigh more:
 
-    llm          per engine key: generated tokens, first-attempt requests, engine seconds
+    llm          per engine key and request kind (text, coordination): generated tokens, first-attempt
+                 requests, engine calls, engine seconds
     embedding    per embedding model: texts embedded, seconds
     calibration  per engine key: attractor-calibration requests, seconds (chains and their embedding)
     engine_start per engine key: starts, seconds from asking for the engine to its being ready
@@ -18,9 +19,8 @@ finished session adds its work and its seconds and bigger studies weigh more:
 Each entry also carries its rate (tokens/s, requests/s, texts/s, s/request, s/start,
 s/agent-generation) for a reader of the file. The estimate assumes `--workers 1`, a fresh run
 and no text in the embedding cache (a rerun of a study embeds almost nothing). LLM requests per
-second depend on how many requests one engine call batches, so rates measured on `--toy` runs (a
-handful per call) make a large study's estimate high: where a study batches more than twice the
-requests per engine call that were measured, the plan says "at most".
+second grow with the requests one engine call batches, then saturate: a rate measured on small
+calls (a `--toy` run, the quickstart) is carried to a study's call size by `batch_speedup`.
 """
 
 from __future__ import annotations
@@ -31,21 +31,20 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from culturesim.checks import attractor
-from culturesim.checks.shipped_attractors import shipped_record
 from culturesim.core.fingerprint import hardware
 from culturesim.core.progress import duration
 from culturesim.core.settings import cache_root
-from culturesim.parts.engine_identity import EngineIdentity
-from culturesim.schema.config import ConfigError, StudyConfig
-from culturesim.study.grid import condition_corpora, plan_runs
+from culturesim.schema.config import StudyConfig
 from culturesim.study.sizing import StudySize
 from culturesim.study.store import write_json
 
+if TYPE_CHECKING:  # the planner reads this module's estimate; the rates read its plans
+    from culturesim.study.planner import StudyPlan
+
 RATES_FILE = "rates.json"
-RATES_VERSION = 1
+RATES_VERSION = 2  # 2: LLM rates kept per engine and request kind
 # Category -> (rate name, numerator total, denominator total): the rates kept next to the totals.
 DERIVED = {
     "llm": (
@@ -59,7 +58,10 @@ DERIVED = {
     "simulation": (("seconds_per_agent_generation", "seconds", "agent_generations"),),
 }
 SIMULATION = "all"  # the simulation category has one entry
-BATCH_MARGIN = 2  # a study batching more than this times the measured requests per call gets "at most"
+# Requests per engine call at which a batched engine answers at half its saturated throughput: the fit of
+# r(b) = R b / (b + K) to the float32 vLLM batch scan on a 2-core CPU (shared/DESIGN.md: 1, 16, 64, 128,
+# 256 requests gave 21, 137, 199, 224, 235 tokens/s; the fit R = 247, K = 12.8 is within 4 % at 16-256).
+HALF_SATURATION_REQUESTS = 12.8
 
 
 def rates_path() -> Path:
@@ -132,17 +134,18 @@ def session_sample(
     before: dict[str, float],
     after: dict[str, float],
     *,
-    config: StudyConfig,
-    done: frozenset[str] | set[str],
+    plan: StudyPlan,
     starts: list[dict[str, str]],
     calibrations: list[dict[str, Any]],
 ) -> RateSample:
     """What one session of `run` measured: `before` and `after` are the manifest's throughput at its
-    start and end (it accumulates over sessions), `done` the runs finished before it, `starts` the
+    start and end (it accumulates over sessions), `plan` the session's (its `done`: the runs finished
+    before it), `starts` the
     engines it started (manifest "engines" entries with "started" and "ready"), `calibrations` the
     calibrations it computed (records, or manifest "attractors" entries: "spec", "requests", "seconds").
     LLM rates are kept only for a session that started one engine: its requests are that engine's."""
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    ran = [run for run in plan.runs if run.run_id not in plan.done]
     sample = RateSample()
     other = _starts_and_calibrations(sample, starts, calibrations)
     engines = {start["engine"] for start in starts}
@@ -150,13 +153,14 @@ def session_sample(
     asked = delta.get("llm_requests", 0) * (attempts - from_log) / attempts if attempts else 0  # by the engine
     if len(engines) == 1 and delta.get("llm_seconds", 0) > 0 and asked > 0:
         tokens, calls = delta.get("llm_tokens", 0), delta.get("llm_calls", 0)
-        sample.add("llm", engines.pop(), tokens=tokens, requests=asked, seconds=delta["llm_seconds"], calls=calls)
-    models = {condition.embedding.model for _, condition in config.condition_grid()}
+        kinds = {request_kind(plan.condition(run.condition_index)) for run in ran}
+        key = llm_key(engines.pop(), kinds.pop() if len(kinds) == 1 else "text")
+        sample.add("llm", key, tokens=tokens, requests=asked, seconds=delta["llm_seconds"], calls=calls)
+    models = {condition.embedding.model for _, condition in plan.conditions}
     if len(models) == 1 and delta.get("embed_seconds", 0) > 0 and delta.get("embedded_texts", 0) > 0:
         sample.add("embedding", models.pop(), texts=delta["embedded_texts"], seconds=delta["embed_seconds"])
-    grid = config.condition_grid()
-    agent_generations = config.study.generations * sum(
-        grid[plan.condition_index][1].population.size for plan in plan_runs(config) if plan.run_id not in done
+    agent_generations = plan.config.study.generations * sum(
+        plan.condition(run.condition_index).population.size for run in ran
     )
     wall = delta.get("wall_seconds", 0)
     if agent_generations and wall > 0:
@@ -184,14 +188,9 @@ def _starts_and_calibrations(
 
 
 def record_run_rates(
-    config: StudyConfig,
-    manifest: dict[str, Any],
-    throughput_before: dict[str, float],
-    engines_before: int,
-    *,
-    done: frozenset[str] = frozenset(),
+    plan: StudyPlan, manifest: dict[str, Any], throughput_before: dict[str, float], engines_before: int
 ) -> None:
-    """Add what a finished session of `run` measured (its manifest, whose throughput was
+    """Add what a finished session of `run` with `plan` measured (its manifest, whose throughput was
     `throughput_before` and which listed `engines_before` engines when it began) to this machine's
     rates. Call it only for a session whose times are one engine's and one process's (no injected
     backend, `--workers 1`, local executor). A cache that cannot be written costs the estimate only."""
@@ -199,8 +198,7 @@ def record_run_rates(
     sample = session_sample(
         throughput_before,
         manifest.get("throughput", {}),
-        config=config,
-        done=done,
+        plan=plan,
         starts=manifest.get("engines", [])[engines_before:],
         calibrations=calibrations,
     )
@@ -220,14 +218,15 @@ def record_calibration_rates(starts: list[dict[str, str]], calibrations: list[di
 class WallEstimate:
     """The expected wall time of a fresh run here, in seconds (None: unknown), its parts, what was
     missing for it, and what it leaves out: embedding, when every text of the runs measured so far
-    came from the embedding cache (small next to the LLM; no reason to call the whole time unknown)."""
+    came from the embedding cache (small next to the LLM; no reason to call the whole time unknown).
+    `borrowed`: request kinds this machine has not measured, estimated from another kind's rate."""
 
     seconds: float | None
     parts: tuple[tuple[str, float], ...] = ()
     missing: tuple[str, ...] = ()
     sessions: int = 0
     left_out: tuple[str, ...] = ()
-    upper_bound: bool = False  # the study batches more requests per engine call than were measured
+    borrowed: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for the plan, e.g. '~12 min (LLM 8 min, ...; rates of 3 runs here)' or 'unknown (...)'."""
@@ -239,91 +238,102 @@ class WallEstimate:
         runs = f"rates of {self.sessions} run{'s' if self.sessions != 1 else ''} here"
         if self.left_out:
             runs += f"; without {', '.join(self.left_out)}: not measured here yet"
-        if self.upper_bound:
-            runs += "; measured on smaller engine batches than this study's, which answer slower per request"
-        total = f"{'at most ' if self.upper_bound else ''}~{duration(self.seconds)}"
-        return f"{total} ({parts}; {runs})" if parts else f"{total} ({runs})"
+        if self.borrowed:
+            runs += f"; {', '.join(self.borrowed)} not measured here yet, estimated from the other kind's rate"
+        return f"~{duration(self.seconds)} ({parts}; {runs})" if parts else f"~{duration(self.seconds)} ({runs})"
 
 
-def estimate_wall(config: StudyConfig, size: StudySize, rates: dict[str, Any] | None = None) -> WallEstimate:
-    """The wall time of `config` (sized as `size`) from this machine's rates (`machine_rates()` by
-    default): engine starts, the calibrations not in the cache, LLM requests, embedding the study's
-    distinct texts, and the simulation itself."""
-    rates = machine_rates() if rates is None else rates
+def batch_speedup(measured_per_call: float, per_call: float) -> float:
+    """How much faster per request an engine answers calls of `per_call` requests than the calls of
+    `measured_per_call` its rate was measured on: the ratio of r(b) = R b / (b + K) at the two sizes,
+    with K = `HALF_SATURATION_REQUESTS` (a batched engine's throughput grows with the batch, then
+    saturates; see that constant). 1 where either size is unknown."""
+    if measured_per_call <= 0 or per_call <= 0:
+        return 1.0
+    k = HALF_SATURATION_REQUESTS
+    return (per_call / (per_call + k)) / (measured_per_call / (measured_per_call + k))
+
+
+def request_kind(condition: StudyConfig) -> str:
+    """What a condition's LLM requests are: 'coordination' moves (one name out of a few, long memory
+    prompts) or 'text' (a written trait); the two run at different rates on one engine."""
+    return "coordination" if condition.study.interaction == "coordination" else "text"
+
+
+def estimate_wall(
+    config: StudyConfig,
+    size: StudySize,
+    *,
+    engine_keys: dict[int, str],
+    calibrations: list[tuple[Any, int]],
+    rates: dict[str, Any],
+) -> WallEstimate:
+    """The wall time of `config` (sized as `size`) from this machine's `rates` (`machine_rates()`):
+    engine starts, the calibrations it computes (`calibrations`: (spec, requests), requests 0 where one
+    is found, not computed), LLM requests at the batch sizes the study sends (`batch_speedup`),
+    embedding the study's distinct texts, and the simulation itself. `engine_keys`: the engine key
+    of each LLM condition (grid index). The planner (`culturesim.study.planner`) is its one caller."""
     if not rates:
         return WallEstimate(None)
     grid = config.condition_grid()
-    needs: dict[str, dict[str, float]] = {"llm": {}, "calibration": {}, "engine_start": {}}
-    labels: dict[str, str] = {}
-    for (_, condition), requests in zip(grid, size.condition_requests, strict=False):
-        if requests:
-            key, labels[key] = _engine(condition)
-            needs["llm"][key] = needs["llm"].get(key, 0) + requests
-    if size.calibration_requests:
-        specs = {spec.key(): spec for spec in attractor.study_specs(config, condition_corpora(config)).values()}
-        for key, spec in specs.items():
-            if not attractor.cache_path(key).exists() and shipped_record(spec) is None:
-                requests = needs["calibration"].get(spec.engine, 0) + spec.chains * spec.generations
-                needs["calibration"][spec.engine] = requests
-                labels.setdefault(spec.engine, spec.engine.split("#")[0])
-    for key in {*needs["llm"], *needs["calibration"]}:
-        needs["engine_start"][key] = 1
+    llm: dict[tuple[str, str], float] = {}
+    for index, requests in enumerate(size.condition_requests):
+        if requests and index in engine_keys:
+            key = (engine_keys[index], request_kind(grid[index][1]))
+            llm[key] = llm.get(key, 0) + requests
+    computed = [(spec, requests) for spec, requests in calibrations if requests]
+    starts = {engine for engine, _ in llm} | {spec.engine for spec, _ in computed}
     parts: dict[str, float] = {}
     missing: list[str] = []
-    per_call = {  # requests the study sends an engine per call: a generation's, or a calibration's chains
-        "llm": {key: requests / config.study.generations for key, requests in needs["llm"].items()},
-        "calibration": {spec.engine: spec.chains for spec in specs.values()} if size.calibration_requests else {},
-    }
-    upper = any(
-        per_call[category][key] > BATCH_MARGIN * rates.get(category, {}).get(key, {}).get("requests_per_call", 1e9)
-        for category in per_call
-        for key in needs[category]
-    )
+    borrowed: list[str] = []
 
-    def rate(category: str, key: str, name: str, what: str) -> float | None:
-        value = rates.get(category, {}).get(key, {}).get(name)
-        if value is None:
+    def rate(category: str, key: str, what: str) -> dict[str, float] | None:
+        found = rates.get(category, {}).get(key)
+        if found is None:
             missing.append(what)
-        return value
+        return found
 
-    for key, starts in needs["engine_start"].items():
-        if (per := rate("engine_start", key, "seconds_per_start", f"engine start of {labels[key]}")) is not None:
-            parts["engine start"] = parts.get("engine start", 0) + starts * per
-    for key, requests in needs["calibration"].items():
-        if (per := rate("calibration", key, "seconds_per_request", f"calibration with {labels[key]}")) is not None:
-            parts["calibration"] = parts.get("calibration", 0) + requests * per
-    for key, requests in needs["llm"].items():
-        if (per_s := rate("llm", key, "requests_per_second", f"LLM {labels[key]}")) is not None:
-            parts["LLM"] = parts.get("LLM", 0) + requests / per_s
+    for engine in starts:
+        if (found := rate("engine_start", engine, f"engine start of {_label(engine)}")) is not None:
+            parts["engine start"] = parts.get("engine start", 0) + found["seconds_per_start"]
+    for spec, requests in computed:
+        if (found := rate("calibration", spec.engine, f"calibration with {_label(spec.engine)}")) is not None:
+            speedup = batch_speedup(found.get("requests_per_call", 0), spec.chains)
+            parts["calibration"] = parts.get("calibration", 0) + requests * found["seconds_per_request"] / speedup
+    for (engine, kind), requests in llm.items():
+        found = rates.get("llm", {}).get(llm_key(engine, kind))
+        if found is None:  # the other kind on the same engine, said so, rather than no estimate
+            other = next((k for k in ("text", "coordination") if k != kind), kind)
+            found = rates.get("llm", {}).get(llm_key(engine, other))
+            if found is not None:
+                borrowed.append(f"{kind} requests")
+        if found is None:
+            missing.append(f"LLM {_label(engine)} ({kind} requests)")
+            continue
+        per_call = requests / config.study.generations  # lockstep: one call per generation of a group
+        speedup = batch_speedup(found.get("requests_per_call", 0), per_call)
+        parts["LLM"] = parts.get("LLM", 0) + requests / (found["requests_per_second"] * speedup)
     texts = size.table("vectors").rows
     models = sorted({condition.embedding.model for _, condition in grid})
     speeds = [rates.get("embedding", {}).get(model, {}).get("texts_per_second") for model in models]
     left_out = () if all(speed is not None for speed in speeds) else ("embedding",)
     if texts and not left_out:
         parts["uncached embedding"] = texts / min(speeds)  # over embedders: the slowest for all (an upper bound)
-    if (per := rate("simulation", SIMULATION, "seconds_per_agent_generation", "simulation")) is not None:
-        parts["simulation"] = size.agent_generations * per
+    if (found := rate("simulation", SIMULATION, "simulation")) is not None:
+        parts["simulation"] = size.agent_generations * found["seconds_per_agent_generation"]
     sessions = int(rates.get("sessions", 0))
     if missing:
         return WallEstimate(None, missing=tuple(missing), sessions=sessions)
-    total = sum(parts.values())
-    return WallEstimate(total, tuple(parts.items()), sessions=sessions, left_out=left_out, upper_bound=upper)
+    return WallEstimate(
+        sum(parts.values()), tuple(parts.items()), sessions=sessions, left_out=left_out, borrowed=tuple(borrowed)
+    )
 
 
-def _engine(condition: StudyConfig) -> tuple[str, str]:
-    """The engine key a condition's requests go to on this machine, and a short label for it."""
-    try:
-        identity = EngineIdentity.of(condition.llm.engine)
-    except ConfigError:
-        label = f"{condition.llm.engine.backend}/{condition.llm.engine.model}"
-        return f"unresolved:{label}", label
-    return identity.key(), f"{identity.backend}/{identity.model}"
+def llm_key(engine: str, kind: str) -> str:
+    """The rates file's key of an engine's LLM rate for one request kind (`request_kind`)."""
+    return f"{engine} {kind}"
 
 
-def describe_wall(config: StudyConfig, size: StudySize) -> str:
-    """The plan's wall-time line for `config`: `estimate_wall` described, or why there is none
-    (a setting this machine cannot resolve is reported where the study would start its engine)."""
-    try:
-        return estimate_wall(config, size).describe()
-    except ConfigError as exc:
-        return f"unknown ({exc})"
+def _label(engine: str) -> str:
+    """A short label of an engine key: backend/model."""
+    return "/".join(engine.split("#")[0].split("/")[:2])

@@ -19,33 +19,30 @@ from __future__ import annotations
 import errno
 import time
 from contextlib import suppress
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim.checks import attractor
-from culturesim.checks.attractor import study_specs
-from culturesim.checks.shipped_attractors import shipped_record
+from culturesim.calibration import attractor
+from culturesim.calibration.sources import CALIBRATED, RESULTS_FOLDER, read_located
 from culturesim.core.fingerprint import file_sha256
 from culturesim.core.progress import RUN_GENERATIONS, Reporter
-from culturesim.parts.corpus import load_corpus
 from culturesim.parts.embed import Embedder
-from culturesim.parts.engine_identity import EngineIdentity, StudyEngines
+from culturesim.parts.engine_identity import StudyEngines
 from culturesim.parts.llm import Backend
 from culturesim.parts.vectors import StoredVectors
 from culturesim.schema.config import ConfigError, StudyConfig, stored_config
-from culturesim.simulation.completions import CompletionLog
 from culturesim.simulation.generation import Throughput
 from culturesim.simulation.model import RunSpec
 from culturesim.study.batch import LogPolicy, ProgressFn
 from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execute
-from culturesim.study.grid import EngineGroup, condition_corpora, engine_groups, needs_llm, plan_batches, plan_runs
 from culturesim.study.holder import hold_folder
 from culturesim.study.odd import describe
+from culturesim.study.planner import LOG_FOLDER, PlannedCalibration, StudyPlan, plan_study
 from culturesim.study.provenance import provenance, session_devices
 from culturesim.study.rates import record_calibration_rates, record_run_rates
-from culturesim.study.sizing import StudySize, check_disk, human_bytes, size_study
+from culturesim.study.sizing import StudySize, check_disk, human_bytes
 from culturesim.study.store import (
     STORAGE_PROBLEMS,
     StorageError,
@@ -58,17 +55,18 @@ from culturesim.study.store import (
 )
 from culturesim.study.tables import RUN_TABLES, combine_runs
 
-LOG_FOLDER = "log"
 ODD_FILE = "odd.md"  # the study's ODD protocol description (culturesim.study.odd)
 RESUME = "then `culturesim run STUDY --resume` continues where it stopped"
 
 
 class StudyRunner:
-    """Runs a study's engine groups one after another, calibrating each group's attractors with the
-    engines (`GroupEngines`) its batches then run on, and keeps the manifest.
+    """Runs a study's plan (`culturesim.study.planner.StudyPlan`): its engine groups one after another,
+    each group's calibrations obtained with the engines (`GroupEngines`) its batches then run on,
+    and keeps the manifest.
 
     An injected `embedder` or `backend` (tests share one per session) is used for every group
-    and never closed here."""
+    and never closed here; an injected backend is not the engine its key names, so its plans
+    neither read nor fill the user's calibration cache."""
 
     def __init__(self, *, embedder: Embedder | None = None, backend: Backend | None = None) -> None:
         self.engines = GroupEngines(embedder=embedder, backend=backend)
@@ -81,6 +79,15 @@ class StudyRunner:
     def close(self) -> None:
         """Stop the running group's engine, if any."""
         self.engines.close()
+
+    def plan(
+        self, config: StudyConfig, *, out_root: Path | None = None, batch_runs: int | None = None, force: bool = False
+    ) -> StudyPlan:
+        """The plan of `config` for its results folder under `out_root` (None: a plan with no folder, as
+        `culturesim calibrate` makes); `force` computes every calibration anew."""
+        folder = None if out_root is None else results_dir(config, out_root)
+        use_cache = not self.engines.backend_injected
+        return plan_study(config, folder=folder, batch_runs=batch_runs, use_cache=use_cache, force_calibration=force)
 
     # -- a whole study -------------------------------------------------------------------------
     def run(
@@ -99,13 +106,15 @@ class StudyRunner:
         toy: bool = False,
         on_progress: ProgressFn | None = None,
         progress: Reporter | None = None,
+        plan: StudyPlan | None = None,
     ) -> Path:
-        """Run every pending condition x replicate and write the results folder; returns its path.
+        """Plan `config` (or take `plan`, made by `StudyRunner.plan` for it), run every pending condition x
+        replicate and write the results folder; returns its path.
 
         `executor`, `address` and `engines` choose where batches run (`culturesim.study.executors.Execution`).
         `progress` is told of calibrations, engine starts and run-generations (`culturesim.core.progress`);
         `on_progress(n)` of each n run-generations done. A finished session adds what it measured to
-        this machine's rates (`culturesim.study.rates`), from which `culturesim run` estimates wall time.
+        this machine's rates (`culturesim.study.rates`), from which the plan estimates wall time.
         """
         self._report_to(progress)
         if workers < 1:
@@ -114,24 +123,28 @@ class StudyRunner:
             raise ConfigError(f"--executor must be one of {EXECUTORS} (got {executor!r})")
         if engines is not None and executor != "ray":
             raise ConfigError(f"--engines {engines} sets Ray's engine actors: add --executor ray")
-        folder, size = results_dir(config, out_root), size_study(config)
+        folder = results_dir(config, out_root)
+        plan = plan or self.plan(config, out_root=out_root, batch_runs=batch_runs)
+        if plan.config != config or plan.folder != folder:
+            raise ValueError("the plan handed to StudyRunner.run was made for another study or results folder")
         try:
             with hold_folder(folder) as session:
-                done = finished_runs(folder)
-                if done and not resume:
+                if frozenset(finished_runs(folder)) != plan.done:
                     raise ConfigError(
-                        f"{folder} already holds {len(done)} finished run(s); pass --resume to finish the study "
+                        f"{folder} changed after the study was planned (another process finished runs there); "
+                        "run the command again"
+                    )
+                if plan.done and not resume:
+                    raise ConfigError(
+                        f"{folder} already holds {len(plan.done)} finished run(s); pass --resume to finish the study "
                         "or delete the folder to start again"
                     )
-                check_disk(size, out_root)
-                identities = _study_engines(config, folder)
-                manifest = _start_manifest(folder, config, deviation=deviation, lock=lock, toy=toy, engines=identities)
+                check_disk(plan.size, out_root)
+                manifest = _start_manifest(folder, plan, deviation=deviation, lock=lock, toy=toy)
                 execution = Execution(
                     folder,
-                    LogPolicy(folder / LOG_FOLDER, engines=identities),
-                    frozenset(done),
+                    LogPolicy(folder / LOG_FOLDER, engines=plan.engines),
                     workers=workers,
-                    batch_runs=batch_runs,
                     executor=executor,
                     address=address,
                     engines=engines,
@@ -139,14 +152,14 @@ class StudyRunner:
                     session=session,
                 )
                 before = (dict(manifest["throughput"]), len(manifest["engines"]))
-                self._run_groups(config, manifest, execution)
+                self._run_groups(plan, manifest, execution)
                 if not self.engines.backend_injected and executor == "local" and workers == 1:
-                    record_run_rates(config, manifest, *before, done=frozenset(done))
+                    record_run_rates(plan, manifest, *before)
         except OSError as exc:
             storage = StorageError.of(exc, disk_only=not _refused_inside(exc, folder))
             if storage is None:
                 raise
-            raise _sized(storage, size, folder) from exc
+            raise _sized(storage, plan.size, folder) from exc
         return folder
 
     def replay(self, source: Path, out: Path, *, config: StudyConfig | None = None) -> Path:
@@ -160,42 +173,37 @@ class StudyRunner:
         with hold_folder(out) as session:
             if finished_runs(out):
                 raise ConfigError(f"{out} already holds a replay; delete it or choose another --out")
-            engines = _study_engines(config, source)  # never resolved again: vLLM may be missing here
-            lock = manifest_in.get("lock")
-            manifest = _start_manifest(out, config, deviation=None, lock=lock, toy=False, engines=engines)
+            # The study's engines and calibrations, never resolved or computed again: vLLM may be missing here.
+            plan = plan_study(config, folder=out, replay_of=source, use_cache=False)
+            manifest = _start_manifest(out, plan, deviation=None, lock=manifest_in.get("lock"), toy=False)
             manifest["replay_of"] = {"folder": str(source), "config_hash": manifest_in["config_hash"]}
             if config == stored_config(manifest_in["config"]):  # the study's own config: its deviations hold
                 manifest["deviations"] = manifest_in.get("deviations", [])
-            log = LogPolicy(source / LOG_FOLDER, append=False, engines=engines)
-            execution = Execution(out, log, vectors=vectors, calibrations_from=source, session=session)
-            self._run_groups(config, manifest, execution)
+            log = LogPolicy(source / LOG_FOLDER, append=False, engines=plan.engines)
+            self._run_groups(plan, manifest, Execution(out, log, vectors=vectors, session=session))
         return out
 
-    def _run_groups(self, config: StudyConfig, manifest: dict[str, Any], execution: Execution) -> None:
-        """Each engine group in turn, with its own engines; then the combined tables."""
-        folder, plans = execution.folder, plan_runs(config)
+    def _run_groups(self, plan: StudyPlan, manifest: dict[str, Any], execution: Execution) -> None:
+        """Each engine group of the plan in turn, with its own engines; then the combined tables."""
+        folder = execution.folder
         self.engines.started = manifest["engines"]
         stats = Throughput(**{k: v for k, v in manifest["throughput"].items() if k in Throughput.__dataclass_fields__})
         started = time.perf_counter() - stats.wall_seconds
         try:
-            # LLM groups first: each calibrates with the engine it then runs on (one start per engine),
-            # and human-only groups, measured against an LLM condition's calibration, find it done.
-            groups = sorted(engine_groups(config, plans, execution.log.engines), key=lambda g: not g.needs_llm)
             manifest["attractors"] = {}
-            for group in groups:
-                execution = _record_engine(execution, manifest, group)
-                self._calibrations(config, groups, execution, manifest["attractors"], engine=group.engine)
+            for index, group in enumerate(plan.groups):
+                for calibration in plan.group_calibrations(index):
+                    manifest["attractors"][calibration.spec.key()] = self._place_calibration(plan, calibration, folder)
                 if execution.executor == "ray" or execution.workers > 1:
                     self.close()  # the workers start their own engines
-                batches = plan_batches(group, execution.batch_runs)
-                todo = [batch for batch in batches if any(p.run_id not in execution.done for p in batch)]
-                skipped = None if RUN_GENERATIONS in self.progress.phases else _skipped(groups, execution)
-                self.progress.phase(RUN_GENERATIONS, total=len(plans) * config.study.generations, done=skipped)
-                for batch_stats in execute(config, group, todo, execution, self.engines):
+                skipped = None if RUN_GENERATIONS in self.progress.phases else plan.skipped_run_generations()
+                total = len(plan.runs) * plan.config.study.generations
+                self.progress.phase(RUN_GENERATIONS, total=total, done=skipped)
+                for batch_stats in execute(plan, group, execution, self.engines):
                     stats.add(batch_stats)
                     _update_manifest(folder, manifest, stats, started, status="running")
             self.close()
-            combine_runs(folder, [p.run_id for p in plans])
+            combine_runs(folder, [run.run_id for run in plan.runs])
             manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
         except BaseException:
             # Keep the error that brought us here: a cleanup that fails as well (the manifest on a full
@@ -207,86 +215,51 @@ class StudyRunner:
             raise
         _update_manifest(folder, manifest, stats, started, status="complete")
 
-    def calibrate(
-        self, config: StudyConfig, *, force: bool = False, progress: Reporter | None = None
-    ) -> list[tuple[dict[str, Any], str]]:
-        """Each distinct calibration of a study, from the cache or computed now (always, with
-        `force`), as (record, where it came from); `culturesim calibrate`. `progress` as in `run`."""
+    def calibrate(self, plan: StudyPlan, *, progress: Reporter | None = None) -> list[tuple[dict[str, Any], str]]:
+        """Each distinct calibration of a plan (`StudyRunner.plan`, `force` to compute every one anew),
+        from where the plan found it or computed now, as (record, where it came from); `culturesim calibrate`.
+        `progress` as in `run`."""
         self._report_to(progress)
-        groups = engine_groups(config, plan_runs(config))
-        grid = config.condition_grid()
-        found: dict[str, tuple[dict[str, Any], str]] = {}
-        for index, spec in study_specs(config, condition_corpora(config)).items():
-            if spec.key() not in found:
-                found[spec.key()] = self._cached_or_calibrated(grid[index][1], spec, groups, force=force)
+        found = [self._obtain(plan, calibration) for calibration in plan.calibrations]
         self.close()
         if not self.engines.backend_injected:
-            made = [record for record, origin in found.values() if origin == "calibrated"]
+            made = [record for record, origin in found if origin == CALIBRATED]
             record_calibration_rates(self.engines.started, made)
-        return list(found.values())
+        return found
 
-    def _calibrations(
-        self,
-        config: StudyConfig,
-        groups: list[EngineGroup],
-        execution: Execution,
-        record: dict[str, Any],
-        *,
-        engine: EngineIdentity | None,
-    ) -> None:
-        """Put into the results folder, before a group runs, the calibrations made with its `engine`
-        (all that are left, for a human-only group): from the folder itself (a resume), the replayed
-        folder, the cache, or by calibrating now. `record` (the manifest's) gains an entry for each."""
-        grid = config.condition_grid()
-        for index, spec in study_specs(config, condition_corpora(config), execution.log.engines).items():
-            key, label = spec.key(), grid[index][0]
-            if key in record:
-                if label not in record[key]["conditions"]:
-                    record[key]["conditions"].append(label)
-                continue
-            if engine is not None and spec.engine != engine.key():
-                continue  # the group with that engine calibrates it
-            target = attractor.find_record(execution.folder, spec) or attractor.folder_path(execution.folder, key)
-            origin = "results folder"
-            if target.exists():
-                calibration = attractor.read_record(target)
-            elif execution.calibrations_from is not None:
-                calibration, origin = attractor.read_record(_replayed(execution.calibrations_from, spec)), "replayed"
-            else:
-                calibration, origin = self._cached_or_calibrated(grid[index][1], spec, groups)
-            if origin != "results folder":
-                write_json(calibration, target, inside=execution.folder)
-            record[key] = {
-                "file": f"{attractor.ATTRACTOR_FOLDER}/{target.name}",
-                "from": origin,
-                "spec": calibration["spec"],
-                "requests": calibration["requests"],
-                "seconds": calibration["seconds"],
-                "conditions": [label],
-            }
+    def _place_calibration(self, plan: StudyPlan, calibration: PlannedCalibration, folder: Path) -> dict[str, Any]:
+        """Put one calibration into the results folder before the group that uses it runs (unless the
+        folder holds it); returns its manifest entry, which names where it really came from."""
+        record, origin = self._obtain(plan, calibration)
+        target = attractor.find_record(folder, calibration.spec) or attractor.folder_path(
+            folder, calibration.spec.key()
+        )
+        if origin != RESULTS_FOLDER:
+            write_json(record, target, inside=folder)
+        return {
+            "file": f"{attractor.ATTRACTOR_FOLDER}/{target.name}",
+            "from": origin,
+            "spec": record["spec"],
+            "requests": record["requests"],
+            "seconds": record["seconds"],
+            "conditions": [plan.conditions[i][0] for i in calibration.conditions],
+        }
 
-    def _cached_or_calibrated(
-        self, condition: StudyConfig, spec: attractor.CalibrationSpec, groups: list[EngineGroup], *, force=False
-    ) -> tuple[dict[str, Any], str]:
-        """One calibration from the user cache, from the package (`culturesim.checks.shipped_attractors`), or
-        computed with the engine that answers `condition` and cached; `force` always computes.
-
-        An injected backend (tests) is not the engine its key names, so it neither reads nor fills the cache."""
-        cached = attractor.cache_path(spec.key()) if not self.engines.backend_injected else None
-        if cached is not None and cached.exists() and not force:
-            return attractor.read_record(cached), "cache"
-        shipped = shipped_record(spec) if cached is not None and not force else None
-        if shipped is not None:
-            return shipped, "shipped"
-        group = next((g for g in groups if g.engine is not None and g.engine.key() == spec.engine), None)
-        group = group or EngineGroup(condition, EngineIdentity.of(condition.llm.engine), ())
-        texts = load_corpus(condition.corpus)["text"].to_list()
+    def _obtain(self, plan: StudyPlan, calibration: PlannedCalibration) -> tuple[dict[str, Any], str]:
+        """One calibration from where the plan found it, else computed with the engine of the group that
+        makes it (and cached, unless the plan keeps out of the cache)."""
+        spec = calibration.spec
+        found = read_located(spec, calibration.source, folder=plan.folder, replay_of=plan.replay_of)
+        if found is not None:
+            return found, calibration.source
+        group = plan.groups[calibration.group]
         backend, vectors = self.engines.backend(group), self.engines.embedder(group)
         self.progress.phase(f"calibrating attractor {spec.role}", total=spec.generations, unit="generation", done=0)
-        calibration = attractor.calibrate(spec, backend, vectors, texts, on_generation=self.progress.update)
-        if cached is not None:
-            write_json(calibration, cached)
-        return calibration, "calibrated"
+        texts = list(plan.corpora[calibration.condition])
+        record = attractor.calibrate(spec, backend, vectors, texts, on_generation=self.progress.update)
+        if plan.use_cache:
+            write_json(record, attractor.cache_path(spec.key()))
+        return record, CALIBRATED
 
 
 def _refused_inside(exc: OSError, folder: Path) -> bool:
@@ -327,54 +300,10 @@ def _counted(progress: Reporter, also: ProgressFn | None) -> ProgressFn:
     return counted
 
 
-def _skipped(groups: list[EngineGroup], execution: Execution) -> int:
-    """Run-generations a resume skips: those of batches whose runs are all finished."""
-    generations = groups[0].config.study.generations  # a study-wide setting: equal in every group
-    batches = [b for g in groups for b in plan_batches(g, execution.batch_runs)]
-    return generations * sum(len(b) for b in batches if all(p.run_id in execution.done for p in b))
-
-
-def _replayed(source: Path, spec: attractor.CalibrationSpec) -> Path:
-    """A calibration of the replayed folder (a replay never calibrates: it has no engine)."""
-    path = attractor.find_record(source, spec)
-    if path is None:
-        raise attractor.MissingCalibration(
-            f"{source} holds no calibration {spec.key()} ({spec.role}, {spec.engine}): a replay measures the "
-            "attractor distance only against the study's own calibrations"
-        )
-    return path
-
-
-def _study_engines(config: StudyConfig, folder: Path) -> StudyEngines:
-    """The engine identities the study in `folder` recorded (none in a new folder); a folder written
-    before they were recorded gets those its log entries have by the migration rule."""
-    if not (folder / "manifest.json").exists():
-        return StudyEngines()
-    manifest = read_manifest(folder)
-    engines = StudyEngines.from_manifest(manifest)
-    if "engine_identities" not in manifest:
-        specs = [condition.llm.engine for _, condition in config.condition_grid() if condition.uses_llm()]
-        engines = engines.with_legacy(CompletionLog(folder / LOG_FOLDER).load().values(), specs)
-    return engines
-
-
-def _record_engine(execution: Execution, manifest: dict[str, Any], group: EngineGroup) -> Execution:
-    """Record in the manifest, before a group runs, the engine identity this machine resolves for it
-    (a resume that resolves otherwise adds its own), so that a replay never has to resolve it. A
-    replay, a human-only group and a group whose runs are all done record nothing."""
-    pending = any(plan.run_id not in execution.done for plan in group.plans)
-    if not (group.needs_llm and execution.log.append and pending):
-        return execution
-    spec = group.config.llm.engine
-    engines = execution.log.engines.with_identity(spec, EngineIdentity.of(spec))
-    manifest["engine_identities"] = engines.to_manifest()
-    write_json(manifest, execution.folder / "manifest.json", inside=execution.folder)
-    return replace(execution, log=replace(execution.log, engines=engines))
-
-
-def _start_manifest(
-    folder: Path, config: StudyConfig, *, deviation, lock, toy, engines: StudyEngines
-) -> dict[str, Any]:
+def _start_manifest(folder: Path, plan: StudyPlan, *, deviation, lock, toy) -> dict[str, Any]:
+    """The manifest of a session of `plan`: what an earlier session of the folder recorded, and this
+    session's machine, plan and engine identities; written with the ODD description."""
+    config, engines = plan.config, plan.engines
     path = folder / "manifest.json"
     previous = read_manifest(folder) if path.exists() else {}
     deviations = previous.get("deviations", []) + ([deviation] if deviation else [])
@@ -388,15 +317,16 @@ def _start_manifest(
         "started": previous.get("started", datetime.now(UTC).isoformat()),
         # Each session (a resume may run elsewhere) records its machine and the devices its parts ran on.
         "sessions": previous.get("sessions", []) + [{**provenance(), "devices": session_devices(config, engines)}],
-        "llm": _llm_entry(config, engines) if needs_llm(config) else None,
+        "llm": _llm_entry(config, engines) if plan.needs_llm else None,
         "embedder": config.embedding.model,
         "engines": previous.get("engines", []),
         "engine_identities": engines.to_manifest(),
-        "runs": [_manifest_run(spec) for spec in plan_runs(config)],
+        "runs": [_manifest_run(spec) for spec in plan.runs],
+        "plan": plan.summary(),
         "throughput": previous.get("throughput", {}),
     }
     write_json(manifest, path, inside=folder)
-    write_text(describe(config), folder / ODD_FILE, inside=folder)
+    write_text(describe(plan), folder / ODD_FILE, inside=folder)
     return manifest
 
 
@@ -411,6 +341,7 @@ def _llm_entry(config: StudyConfig, engines: StudyEngines) -> dict[str, str]:
 def _manifest_run(spec: RunSpec) -> dict[str, Any]:
     """A run's manifest entry: its identity, with the seed as the SeedSequence that makes its streams."""
     entry = asdict(spec)
+    entry["levels"] = dict(spec.levels)
     entry["seed"] = {"entropy": entry.pop("study_seed"), "spawn_key": [spec.replicate]}
     return entry
 

@@ -14,6 +14,7 @@ are ignored: the estimate is then a slight upper bound on a sparse random networ
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,13 +23,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from culturesim.checks.attractor import study_specs
-from culturesim.checks.shipped_attractors import shipped_record
 from culturesim.core.vocabulary import recorded_keys
-from culturesim.parts.corpus import load_corpus
 from culturesim.parts.metrics import metric_names
 from culturesim.schema.config import ConfigError, StudyConfig
-from culturesim.study.grid import condition_corpora
 
 # Bytes per row, per table, as written by polars (Parquet, zstd). Measured on synthetic tables
 # of realistic shape (1M population rows, 50,000 traits from the built-in corpus, 20,000 requests).
@@ -93,15 +90,23 @@ class StudySize:
         raise KeyError(f"no table {name!r}; tables: {[t.name for t in self.tables]}")
 
 
-def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DIM) -> StudySize:
-    """Counts and bytes of a whole study, summed over its conditions; `embedding_dim` in floats."""
+def size_study(
+    config: StudyConfig,
+    *,
+    corpora: Mapping[int, tuple[str, ...]],
+    calibration_requests: int = 0,
+    embedding_dim: int = DEFAULT_EMBEDDING_DIM,
+) -> StudySize:
+    """Counts and bytes of a whole study, summed over its conditions; `corpora`: each condition's corpus
+    texts (grid order); `calibration_requests`: first attempts of the calibrations it will compute (the
+    planner's, `culturesim.study.planner`); `embedding_dim` in floats."""
     replicates, generations = config.study.replicates, config.study.generations
     runs = agent_generations = metrics_rows = population_rows = 0
     traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
     corpus_texts = 0
     by_condition: list[int] = []
     study_uses_llm = any(condition.uses_llm() for _, condition in config.condition_grid())
-    for _, condition in config.condition_grid():
+    for index, (_, condition) in enumerate(config.condition_grid()):
         population, humans = condition.population, condition.humans
         n = population.size
         n_llm = round(population.llm_share * n)  # as CultureModel.setup, banker's rounding included
@@ -142,7 +147,7 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         traits_rows += replicates * seeds + run_generations * (learners * (err + innovate) + per_generation)
         # Distinct texts (one vector each): seeds and innovations are corpus draws, so at most the
         # corpus; copying errors and completions are new texts; plus the axes' pole sentences.
-        corpus = corpus_size(condition)
+        corpus = len(corpora[index])
         poles = 2 * (len(condition.metrics.norm_axes) + (condition.humans.content_axis is not None))
         drawn = min(Fraction(corpus), seeds + generations * learners * innovate)
         new = generations * (learners * err + per_generation)
@@ -171,23 +176,9 @@ def size_study(config: StudyConfig, *, embedding_dim: int = DEFAULT_EMBEDDING_DI
         first,
         most,
         tables,
-        calibration_requests(config),
+        calibration_requests,
         tuple(by_condition),
     )
-
-
-def calibration_requests(config: StudyConfig) -> int:
-    """First-attempt requests of the study's distinct attractor calibrations (chains x generations each)
-    that the package does not ship (`culturesim.checks.shipped_attractors`)."""
-    if not any(condition.uses_llm() for _, condition in config.condition_grid()):
-        return 0
-    distinct = {spec.key(): spec for spec in study_specs(config, condition_corpora(config)).values()}
-    return sum(spec.chains * spec.generations for spec in distinct.values() if shipped_record(spec) is None)
-
-
-def corpus_size(condition: StudyConfig) -> int:
-    """Texts in a condition's corpus (read once per distinct corpus setting, as a run reads it)."""
-    return load_corpus(condition.corpus).height
 
 
 def _run_table(name: str, rows: int, row_bytes: int, runs: int) -> TableSize:
@@ -207,7 +198,7 @@ def human_bytes(n: int) -> str:
 
 def plan_table(size: StudySize, *, wall_time: str | None = None) -> RenderableType:
     """A readable plan: runs, agent-generations, LLM requests, then rows and bytes per table, and
-    under it `wall_time`, the estimated wall time (`culturesim.study.rates.describe_wall`)."""
+    under it `wall_time`, the estimated wall time (`culturesim.study.planner.StudyPlan.estimate`)."""
     table = Table(title=f"study {size.study}: {size.runs:,} runs x {size.generations:,} generations")
     table.add_column("")
     table.add_column("rows", justify="right")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from culturesim.checks.chains import run_chains
+from culturesim.calibration.chains import run_chains
 from culturesim.core.settings import cache_root
 from culturesim.parts.engine_identity import EngineIdentity, StudyEngines, legacy_key
 from culturesim.parts.llm.base import Backend
@@ -198,19 +198,11 @@ def find_record(folder: Path, spec: CalibrationSpec) -> Path | None:
     return None
 
 
-def load_attractors(
-    config: StudyConfig,
-    folder: Path,
-    corpora: dict[int, list[str]],
-    conditions: set[int],
-    engines: StudyEngines | None = None,
-) -> dict[int, np.ndarray]:
-    """Condition index -> attractor for `conditions`, from the calibrations in a results folder
-    (the runner writes them before the batches that need them); `engines` as in `study_specs`."""
+def load_attractors(folder: Path, specs: dict[int, CalibrationSpec]) -> dict[int, np.ndarray]:
+    """Condition index -> attractor, for the calibrations `specs` (condition index -> spec, from the
+    study's plan) as a results folder holds them (the runner writes them before the batches that need them)."""
     attractors = {}
-    for index, spec in study_specs(config, corpora, engines).items():
-        if index not in conditions:
-            continue
+    for index, spec in specs.items():
         path = find_record(folder, spec)
         if path is None:
             raise MissingCalibration(

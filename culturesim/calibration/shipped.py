@@ -14,7 +14,7 @@ over 10 generations); `tests/test_shipped_attractors.py` recomputes one calibrat
 it is byte-identical on the CPU kind it was made on, and within the calibration's own sampling
 error (a bootstrap over its chains) elsewhere.
 
-Maintainers regenerate them with `python -m culturesim.checks.shipped_attractors` (about 20 minutes on 2 cores),
+Maintainers regenerate them with `python -m culturesim.calibration.shipped` (about 20 minutes on 2 cores),
 or only their embedding floats with `--reembed` after a change of the embedder's arithmetic.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from culturesim.checks.attractor import CalibrationSpec, calibrate, calibration_spec, chain_geometry
+from culturesim.calibration.attractor import CalibrationSpec, calibrate, calibration_spec, chain_geometry
 from culturesim.core.fingerprint import hardware
 from culturesim.parts.corpus import load_corpus
 from culturesim.schema.config import StudyConfig
