@@ -14,14 +14,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from culturesim.core.convention_theory import ROUND_IN_MEAN_FIELD_UNITS, binary_agreement_rhs
 from culturesim.parts.llm.base import Request
 from culturesim.parts.llm.convention_prompts import adopt_choice, game_messages
 from culturesim.schema.config import ConfigError, StudyConfig, load_config
 from culturesim.schema.sampling import Sampling
 from culturesim.simulation.conventions import ConventionModel, build_convention_run
 from culturesim.simulation.model import RunSpec
+from culturesim.study.planner import plan_study
 from culturesim.study.runner import StudyRunner
-from culturesim.study.sizing import size_study
 from tests.helpers import NEEDS_VLLM
 
 NAMES = ("F", "J", "K", "M", "Q", "R", "V", "W", "X", "Z")
@@ -39,6 +40,15 @@ def game(**coordination) -> StudyConfig:
             "coordination": settings,
         }
     )
+
+
+def binary_agreement(committed: float, llm_share: float = 0.0) -> StudyConfig:
+    """Xie et al. 2011's setting: 24 agents on a complete graph playing the naming game, everyone
+    holding only B, a committed fraction on A."""
+    return game(
+        names=("A", "B"), rule="naming_game", committed_name="A", committed_fraction=committed,
+        established_name="B", established_rounds=1, population={"size": 24, "llm_share": llm_share},
+    )  # fmt: skip
 
 
 def run(config: StudyConfig, replicate: int = 0) -> ConventionModel:
@@ -103,6 +113,10 @@ def test_hypotheses_may_name_the_coordination_outcomes() -> None:
     config = game()
     assert {"name_share:Z", "committed_share", "consensus", "llm_valid_share"} <= set(config.recorded_keys())
     assert "semantic_diversity" not in config.recorded_keys()
+    assert not any(key.startswith("held") for key in config.recorded_keys())  # best response keeps no inventory
+    naming = binary_agreement(0.25)
+    assert {"held_only:A", "held_only:B", "held_mixed"} <= set(naming.recorded_keys())
+    assert set(play(run(naming), 1).record(1)) == set(naming.recorded_keys())  # what a run records, all of it
 
 
 # -- a run ----------------------------------------------------------------------------------
@@ -196,6 +210,56 @@ def test_a_run_is_a_pure_function_of_its_seeds() -> None:
     assert first.records != play(run(config, 4), 8, answer).records
 
 
+@pytest.mark.parametrize(("llm_share", "keepers"), [(0.0, 24), (0.5, 12)])
+def test_held_only_counts_the_inventories_of_the_agents_that_keep_one(llm_share: float, keepers: int) -> None:
+    """Generation 0 of the binary agreement: the 6 committed agents hold only A, every other agent that
+    keeps an inventory only B (LLM agents answer from memory and keep none, so they are not counted)."""
+    values = run(binary_agreement(0.25, llm_share)).record(0)
+    assert values["held_only:A"] == pytest.approx(6 / keepers)
+    assert values["held_only:B"] == pytest.approx((keepers - 6) / keepers) and values["held_mixed"] == 0.0
+
+
+def test_held_only_after_one_round_is_what_the_pairs_imply_and_theory_predicts() -> None:
+    """From all-B with committed A on a complete graph, round 1 changes one thing: a B-listener of a
+    committed speaker fails and adds A. So held_only:A stays p, held_mixed is those pairs' share, and
+    the shares still sum to 1. Over replicates the mean of held_only:B is the round map's step
+    n_B + ½ dn_B/dt (`convention_theory`), ×N/(N−1) for a finite matching (a committed agent's partner
+    is one of the N−1 others)."""
+    config = binary_agreement(0.25)
+    n, committed = 24, 6
+    final = []
+    for replicate in range(300):
+        model = play(run(config, replicate), 1)
+        values = model.record(1)
+        speakers, listeners = model.last_round.pairs.T
+        converted = (model.committed[speakers] & ~model.committed[listeners]).sum()
+        assert values["held_only:A"] == pytest.approx(committed / n)
+        assert values["held_mixed"] == pytest.approx(converted / n)
+        assert values["held_only:A"] + values["held_only:B"] + values["held_mixed"] == pytest.approx(1.0)
+        final.append(values["held_only:B"])
+    p = committed / n
+    expected = (1 - p) + ROUND_IN_MEAN_FIELD_UNITS * binary_agreement_rhs(0.0, 1 - p, p)[1] * n / (n - 1)
+    assert abs(np.mean(final) - expected) < 4 * np.std(final) / np.sqrt(len(final))
+    assert expected == pytest.approx(1 - p - committed * (n - committed) / (2 * n * (n - 1)))
+
+
+def test_a_first_naming_game_round_gives_every_agent_one_name() -> None:
+    """Without a convention, inventories start empty (no held_only share, no mixed one); after round 1
+    on a complete graph of even size every speaker holds the name it invented and every listener the
+    name it heard, so the held_only shares sum to 1 and each is twice the share of pairs saying it."""
+    config = game(names=("A", "B", "C"), rule="naming_game", established_name=None, established_rounds=0,
+                  committed_name=None)  # fmt: skip
+    model = run(config)
+    start = model.record(0)
+    assert all(start[f"held_only:{name}"] == 0.0 for name in "ABC") and start["held_mixed"] == 0.0
+    requests = model.plan(1)
+    model.step(1, [""] * len(requests))
+    values = model.record(1)
+    said = np.bincount(model.last_round.plays[model.last_round.pairs[:, 0]], minlength=3)
+    assert [values[f"held_only:{name}"] for name in "ABC"] == pytest.approx(2 * said / 24)
+    assert values["held_mixed"] == 0.0
+
+
 def test_the_dry_run_counts_the_requests_a_run_makes() -> None:
     config = game(committed_fraction=0.2, population={"size": 24, "llm_share": 0.5})
     model = run(config)
@@ -205,7 +269,7 @@ def test_the_dry_run_counts_the_requests_a_run_makes() -> None:
         requests = model.plan(g)
         asked += len(requests)
         model.step(g, ["F"] * len(requests))
-    assert size_study(config).llm_requests == asked * config.study.replicates
+    assert plan_study(config).size.llm_requests == asked * config.study.replicates
 
 
 # -- the LLM's answers ------------------------------------------------------------------------
@@ -258,8 +322,18 @@ def test_vllm_answers_only_with_names_and_the_study_replays(runner, tmp_path: Pa
 def test_the_odd_describes_the_game_with_its_sources_and_the_prompt_verbatim() -> None:
     from culturesim.study.odd import describe
 
-    text = describe(game(committed_fraction=0.2, population={"size": 24, "llm_share": 0.5}))
+    text = describe(plan_study(game(committed_fraction=0.2, population={"size": 24, "llm_share": 0.5})))
     assert "random matching over the network" in text and "Centola, Becker, Brackbill & Baronchelli 2018" in text
     assert "If you both choose the same name, you each get +100 points." in text  # the system message, verbatim
     assert "always play `Z`" in text and "starts with `F`" in text
     assert "Transmission bias" not in text and "seed text" not in text
+
+
+def test_the_odd_says_what_name_share_and_held_only_measure() -> None:
+    from culturesim.study.odd_conventions import coordination_sections
+
+    naming, best = binary_agreement(0.25), game()
+    text = "\n".join(coordination_sections(naming, naming))
+    assert "`name_share:<name>`, the share of the names played in the last round" in text
+    assert "plays the name it heard when it knows it" in text and "`held_only:<name>`" in text
+    assert "held_only" not in "\n".join(coordination_sections(best, best))  # best response keeps no inventory

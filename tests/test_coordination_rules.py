@@ -113,6 +113,8 @@ def test_best_response_is_the_most_frequent_partner_name():
     rng = np.random.default_rng(0)
     for _ in range(20):
         assert memory.best_response(np.array([0, 1]), 5, rng).tolist() == [2, 3]
+    # what best response maximises: each name's count among the remembered partners (agent 2: none)
+    assert memory.counts(np.array([1, 0, 2]), 5).tolist() == [[0, 1, 0, 4, 0], [1, 1, 3, 0, 0], [0] * 5]
 
 
 def test_best_response_breaks_ties_uniformly():

@@ -2,6 +2,8 @@
 headless Chromium (driven over the DevTools protocol on a pipe): no console errors, no network, the
 network, texts and lineage views drawn, hovering shows an agent's text, and a click on an LLM-written
 text shows its lineage (as `culturesim.parts.lineage.ancestry` has it) with the request that wrote it.
+For a coordination study: the round's pairs, the LLM agents' moves and best responses and the agents'
+memories and inventories agree with what the run recorded, and a click on an agent shows its memory.
 
 Screenshots go to $CULTURESIM_TEST_ARTEFACTS when set, else to the test's tmp_path."""
 
@@ -16,15 +18,18 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from culturesim.cli import app
 from culturesim.parts.lineage import ancestry
+from culturesim.parts.llm.convention_prompts import adopt_choice
 from culturesim.parts.traits import MACHINE_KINDS
-from culturesim.reports.explore import EXPLORER_FILE, page, write_explorer
-from culturesim.reports.explore_data import Limits, coordination_shares, explorer_data
+from culturesim.reports.explore import EXPLORER_FILE, write_explorer
+from culturesim.reports.explore_coordination import coordination_shares
+from culturesim.reports.explore_data import Limits, explorer_data
 from culturesim.reports.report import write_report
 from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
@@ -55,14 +60,48 @@ norm_axes = { warmth = ["Be kind and generous to everyone you meet.", "Look out 
 ).replace("size = 12", "size = 20")
 
 
-@pytest.fixture(scope="module")
-def study_folder(embedder, vllm_backend, tmp_path_factory) -> Path:
-    """The toy study, run once for the module, with its explorer page written."""
-    config = StudyConfig.model_validate(tomllib.loads(STUDY))
-    runner = StudyRunner(embedder=embedder, backend=vllm_backend)
-    folder = runner.run(config, out_root=tmp_path_factory.mktemp("results"))
+# The naming game with a committed minority (Z) against an established convention (F) and 3 LLM agents
+# among 12: every view of a coordination page has something to show, inventories included.
+NAMES = ("F", "J", "Z")
+GAME = """
+population = {size = 12, llm_share = 0.25}
+network = {kind = "complete"}
+llm = {engine = {backend = "vllm"}, sampling = {max_tokens = 4}, prompt = {retries = 0}}
+[study]
+name = "gametoy"
+interaction = "coordination"
+seed = 7
+replicates = 2
+generations = 4
+[coordination]
+names = ["F", "J", "Z"]
+rule = "naming_game"
+committed_name = "Z"
+committed_fraction = 0.25
+established_name = "F"
+established_rounds = 1
+"""
+
+
+def _results(study: str, embedder, backend, root: Path) -> Path:
+    """A study run on the session's engines, with its explorer page written."""
+    folder = StudyRunner(embedder=embedder, backend=backend).run(
+        StudyConfig.model_validate(tomllib.loads(study)), out_root=root
+    )
     write_explorer(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def study_folder(embedder, vllm_backend, tmp_path_factory) -> Path:
+    """The toy study, run once for the module."""
+    return _results(STUDY, embedder, vllm_backend, tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def game_folder(embedder, vllm_backend, tmp_path_factory) -> Path:
+    """The toy naming game, run once for the module."""
+    return _results(GAME, embedder, vllm_backend, tmp_path_factory.mktemp("game"))
 
 
 def test_the_page_is_one_self_contained_file(study_folder: Path, tmp_path: Path) -> None:
@@ -111,9 +150,9 @@ def test_a_study_past_the_limits_is_sampled_and_says_so(study_folder: Path) -> N
     assert data["runs"][0]["x"] == run["x"] and data["runs"][0]["edges"] == run["edges"]
 
 
-def test_coordination_shares_from_name_share_metrics() -> None:
+def test_coordination_shares_from_name_share_and_held_only_metrics() -> None:
     rows = [
-        (run_id, condition, generation, f"name_share:{name}", share)
+        (run_id, condition, generation, f"{prefix}:{name}", share)
         for run_id, condition, shares in (
             ("c0-r0", "committed=0.1", [(0.5, 0.5), (0.7, 0.3), (1.0, 0.0)]),
             ("c0-r1", "committed=0.1", [(0.5, 0.5), (0.5, 0.5), (0.6, 0.4)]),
@@ -121,14 +160,91 @@ def test_coordination_shares_from_name_share_metrics() -> None:
         )
         for generation, pair in enumerate(shares)
         for name, share in zip(("zib", "wug"), pair)
+        for prefix in ("name_share", "held_only")
     ]
     metrics = pl.DataFrame(rows, schema=["run_id", "condition", "generation", "metric", "value"], orient="row")
     other = pl.DataFrame([("c0-r0", "committed=0.1", 0, "consensus", 0.0)], schema=metrics.columns, orient="row")
-    shares = coordination_shares(pl.concat([metrics, other]))
+    config = StudyConfig.model_validate(tomllib.loads(GAME))
+    shares = coordination_shares(pl.concat([metrics, other]), config, generations=[0, 1, 2])
     assert shares["names"] == ["zib", "wug"] and shares["generations"] == [0, 1, 2]
-    assert shares["conditions"]["committed=0.1"]["zib"] == [0.5, 0.6, 0.8]
-    assert shares["runs"]["c1-r0"]["wug"] == [0.8, 0.9, 1.0]
-    assert coordination_shares(other) is None
+    assert shares["played"]["conditions"]["committed=0.1"]["zib"] == [0.5, 0.6, 0.8]
+    assert shares["held"]["runs"]["c1-r0"]["wug"] == [0.8, 0.9, 1.0]
+    assert shares["rule"] == "naming_game" and shares["payoffs"] == [100.0, -50.0] and shares["memory"] == 5
+    older = metrics.filter(pl.col("metric").str.starts_with("name_share"))  # a folder without held_only values
+    assert coordination_shares(older, config, generations=[0, 2])["held"] is None
+    assert coordination_shares(other, config, generations=[0]) is None
+
+
+def test_the_game_views_agree_with_what_the_run_recorded(game_folder: Path) -> None:
+    """The page's rounds are the run played again; here each is held against the run's own tables: plays
+    against population.parquet, matches against success_rate, LLM moves against the logged answers and
+    llm_best_response_share, memories against the rounds, inventories against held_only."""
+    data = explorer_data(game_folder)
+    population = pl.read_parquet(game_folder / "population.parquet")
+    metrics = pl.read_parquet(game_folder / "metrics.parquet").select("run_id", "generation", "metric", "value")
+    value = {(run_id, g, metric): v for run_id, g, metric, v in metrics.iter_rows()}
+    log = pl.read_parquet(game_folder / "generations.parquet")
+    assert data["coordination"]["held"] is not None and data["coordination"]["names"] == list(NAMES)
+    for run in data["runs"]:
+        game, run_id = run["game"], run["id"]
+        assert "note" not in game and run["gens"] == [0, 1, 2, 3, 4] and run["drawn"] is None
+        assert len(game["committed"]) == 3 and len(game["asks"]) == 3 and game["committed_name"] == 2
+        plays = population.filter(run_id=run_id).sort("generation", "agent")["trait_id"].to_numpy().reshape(5, 12)
+        assert game["memory"][0] == game["memory"][1] == [[0, 0]] * 12  # the established convention, F
+        for g in range(1, 5):
+            pairs = np.array(game["rounds"][g]["pairs"]).reshape(-1, 2)
+            played = np.array(game["rounds"][g]["plays"]).reshape(-1, 2)
+            outcome = np.array(game["rounds"][g]["outcome"])
+            assert sorted(pairs.ravel().tolist()) == list(range(12))  # complete graph, even size: everyone plays
+            valid = outcome >= 0
+            assert np.array_equal(played[valid], plays[g][pairs[valid]])
+            assert np.array_equal(outcome[valid] == 1, played[valid, 0] == played[valid, 1])
+            assert outcome[valid].mean() == pytest.approx(value[run_id, g, "success_rate"])
+            assert all(plays[g][a] == 2 for a in game["committed"])
+            if g < 4:  # the memory before the next round: this round's game added, the oldest of 5 dropped
+                games = {}  # each agent's game of the round as it remembers it: [own play, partner's play]
+                for (a, b), (x, y) in zip(pairs[valid].tolist(), played[valid].tolist(), strict=True):
+                    games[a], games[b] = [x, y], [y, x]
+                for agent in range(12):
+                    expected = (game["memory"][g][agent] + games.get(agent, []))[-10:]
+                    assert game["memory"][g + 1][agent] == expected
+            asked = log.filter(run_id=run_id, generation=g).select("agent", "completion").iter_rows()
+            moves = {a: NAMES.index(m) if (m := adopt_choice(c, NAMES).text) else -1 for a, c in asked}
+            assert {a: m for a, m, _, _ in game["moves"][g]} == moves
+            best = [m in [x for x, c in seen if c == max(c for _, c in seen)] for _, m, seen, _ in game["moves"][g]
+                    if m >= 0]  # fmt: skip
+            assert np.mean(best) == pytest.approx(value[run_id, g, "llm_best_response_share"])
+            keepers = [names for agent, names in enumerate(game["inventory"][g]) if agent not in game["asks"]]
+            for x, name in enumerate(NAMES):
+                held = sum(names == [x] for names in keepers) / len(keepers)
+                assert held == pytest.approx(value[run_id, g, f"held_only:{name}"])
+            assert game["inventory_before"][g] == game["inventory"][g - 1]
+
+
+def test_a_folder_the_rules_cannot_replay_gets_a_note_not_an_error(game_folder: Path, tmp_path: Path) -> None:
+    """Rounds that the run's tables do not confirm are never shown: a play changed in population.parquet (a
+    folder written by other rules) or a missing LLM answer gives the run a note; a folder written before
+    held_only was recorded shows name shares without it."""
+    folder = tmp_path / "older"
+    shutil.copytree(game_folder, folder)
+    population = pl.read_parquet(folder / "population.parquet")
+    other = (pl.col("run_id") == "c0-r0") & (pl.col("generation") == 3) & (pl.col("agent") == 0)
+    population.with_columns(
+        trait_id=pl.when(other).then((pl.col("trait_id") + 1) % 3).otherwise("trait_id")
+    ).write_parquet(folder / "population.parquet")
+    log = pl.read_parquet(folder / "generations.parquet")
+    log.filter((pl.col("run_id") != "c0-r1") | (pl.col("generation") != 2)).write_parquet(
+        folder / "generations.parquet"
+    )
+    metrics = pl.read_parquet(folder / "metrics.parquet")
+    metrics.filter(~pl.col("metric").str.starts_with("held")).write_parquet(folder / "metrics.parquet")
+    data = explorer_data(folder)
+    first, second = (run["game"] for run in data["runs"])
+    assert "rounds" not in first and "generation 3, where population.parquet records" in first["note"]
+    assert "rounds" not in second and "holds no answer of LLM agent" in second["note"]
+    assert len(first["committed"]) == 3  # who is committed comes from the seeds alone: still marked
+    assert data["coordination"]["held"] is None and data["coordination"]["played"]["runs"]["c0-r0"]
+    assert write_explorer(folder).exists()
 
 
 # -- in a real browser ---------------------------------------------------------------------------
@@ -323,25 +439,57 @@ def test_chromium_draws_the_views_and_a_click_shows_the_lineage(study_folder: Pa
     assert browser.problems() == []
 
 
-def test_chromium_draws_the_coordination_view(study_folder: Path, browser: Browser, tmp_path: Path) -> None:
-    """A coordination study's name shares (hand-made here: that study kind is new) get their own view."""
-    data = explorer_data(study_folder)
-    metrics = pl.DataFrame(
-        [
-            (run["id"], run["condition"], g, f"name_share:{name}", share)
-            for run in data["runs"]
-            for g in range(5)
-            for name, share in (("zib", g / 4), ("wug", 1 - g / 4))
-        ],
-        schema=["run_id", "condition", "generation", "metric", "value"],
-        orient="row",
-    )
-    data["coordination"] = coordination_shares(metrics)
-    path = tmp_path / "coordination.html"
-    from plotly.offline import get_plotlyjs
+def test_chromium_shows_the_game_and_a_click_shows_an_agents_memory(
+    game_folder: Path, browser: Browser, tmp_path: Path
+) -> None:
+    """A coordination page draws the round's pairs and the LLM agents' moves instead of texts and lineages;
+    a real click on a model human in the network, then on an LLM agent in the pairs, shows that agent's
+    memory as the data hold it, with its inventory and its LLM answer."""
+    artefacts = _artefacts(tmp_path)
+    browser.open((game_folder / EXPLORER_FILE).resolve().as_uri())
+    for view in ("network", "pairs", "moves", "curves"):
+        assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
+    assert browser.js("document.querySelectorAll('#coordination .scatterlayer .js-line').length") == len(NAMES)
+    assert browser.js("['texts-view', 'lineage-view'].every((id) => document.getElementById(id).hidden)")
+    assert browser.js("document.getElementById('pairs').data.at(-1).x.length") == 12  # 6 pairs, both partners
+    run_index, gen = browser.js("[window.explorer.state.run, window.explorer.state.gen]")
+    data = explorer_data(game_folder)
+    game = data["runs"][run_index]["game"]
 
-    path.write_text(page(data, get_plotlyjs()), encoding="utf-8")
-    browser.open(path.as_uri())
-    assert browser.js("document.getElementById('coordination-view').hidden") is False
-    assert browser.js("document.getElementById('coordination').data.map(t => t.name)") == ["zib", "wug"]
+    def memory(agent: int) -> list[str]:
+        games = game["memory"][gen][agent]
+        return [f"{own},{other}" for own, other in zip(games[::2], games[1::2], strict=True)]
+
+    shown = "[...document.querySelectorAll('#memory li')].map((li) => li.dataset.game)"
+    text = "document.getElementById('memory').textContent"
+    title = "document.getElementById('memory-title').textContent.startsWith('Memory of agent {} ')"
+
+    # A model human in the network (the first circle of the first name's trace).
+    trace, index, agent = browser.js("""(() => { const data = document.getElementById('network').data;
+      for (const [c, d] of data.entries()) if (d.customdata && Array.isArray(d.marker.symbol)) {
+        const k = d.marker.symbol.indexOf('circle'); if (k >= 0) return [c, k, d.customdata[k]]; } })()""")
+    point = f"'#network .scatterlayer .trace:nth-child({trace + 1}) .point'"
+    browser.mouse(*browser.js(CENTRE.format(selector=point, index=index)), click=True)
+    assert browser.wait(title.format(agent)), browser.js("document.getElementById('memory-title').textContent")
+    assert browser.js(shown) == memory(agent) and memory(agent)
+    assert "model human" in browser.js(text) and "Inventory before the round" in browser.js(text)
+
+    # An LLM agent in the pairs view.
+    index, agent = browser.js("""(() => { const d = document.getElementById('pairs').data.at(-1);
+      const k = d.marker.symbol.indexOf('triangle-up'); return [k, d.customdata[k]]; })()""")
+    point = "'#pairs .scatterlayer .trace:last-child .point'"
+    browser.mouse(*browser.js(CENTRE.format(selector=point, index=index)), click=True)
+    assert browser.wait(title.format(agent)), browser.js("document.getElementById('memory-title').textContent")
+    assert browser.js(shown) == memory(agent)
+    answer = next(answer for who, _, _, answer in game["moves"][gen] if who == agent)
+    assert f"It asked the LLM, which answered “{answer}”" in browser.js(text)
+    browser.screenshot(artefacts / "explorer_game.png")
+
+    # The share view switched to what the inventories hold.
+    browser.js(
+        "(e => { e.value = 'held'; e.dispatchEvent(new Event('change')); })(document.getElementById('share-kind'))"
+    )
+    held = data["coordination"]["held"]["runs"][data["runs"][run_index]["id"]]
+    assert browser.js("document.getElementById('coordination').data.map((t) => t.y)") == [held[n] for n in NAMES]
+    assert browser.js("window.explorer.errors.length") == 0
     assert browser.problems() == []

@@ -49,8 +49,9 @@ MULTI_KEY_METRICS = {
 }
 # Values every run records besides its configured metrics.
 BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
-# Values a coordination run records each generation (besides `name_share:<name>` for every name and
-# the bookkeeping keys); `culturesim.simulation.conventions` computes them.
+# Values a coordination run records each generation (besides `name_share:<name>` for every name, the
+# share of the names played in the last round, and the bookkeeping keys);
+# `culturesim.simulation.conventions` computes them.
 COORDINATION_KEYS = (
     "dominant_share",
     "consensus",
@@ -65,9 +66,17 @@ COORDINATION_KEYS = (
 )
 
 
-def coordination_keys(names: Sequence[str]) -> list[str]:
-    """The value names a coordination run with this name list records."""
-    return [f"name_share:{name}" for name in names] + list(COORDINATION_KEYS) + list(BOOKKEEPING_KEYS)
+# Values a coordination run whose model humans keep inventories (rule "naming_game") records besides:
+# `held_only:<name>` for every name, the share of agents whose inventory holds only that name, and these.
+INVENTORY_KEYS = ("held_mixed",)
+
+
+def coordination_keys(names: Sequence[str], *, inventories: bool = False) -> list[str]:
+    """The value names a coordination run with this name list records (`inventories`: its rule keeps them)."""
+    keys = [f"name_share:{name}" for name in names]
+    if inventories:
+        keys += [f"held_only:{name}" for name in names] + list(INVENTORY_KEYS)
+    return keys + list(COORDINATION_KEYS) + list(BOOKKEEPING_KEYS)
 
 
 def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:

@@ -122,14 +122,20 @@ class Memory:
             )
         ]
 
-    def best_response(self, agents: np.ndarray, n_names: int, rng: np.random.Generator) -> np.ndarray:
-        """The name each agent's partners played most often in its memory; ties (an empty memory:
-        all names) broken uniformly at random. Draws one uniform per (agent, name)."""
+    def counts(self, agents: np.ndarray, n_names: int) -> np.ndarray:
+        """(A, n_names) int64: how often each agent's remembered partners played each name (a partner
+        without a name counts for none): what best response maximises."""
         agents = np.asarray(agents, dtype=np.int64)
         seen = self.partner[agents]
         rows, cols = np.nonzero((seen >= 0) & (seen < n_names))
         counts = np.bincount(rows * n_names + seen[rows, cols], minlength=agents.size * n_names)
-        counts = counts.reshape(agents.size, n_names)
+        return counts.reshape(agents.size, n_names)
+
+    def best_response(self, agents: np.ndarray, n_names: int, rng: np.random.Generator) -> np.ndarray:
+        """The name each agent's partners played most often in its memory; ties (an empty memory:
+        all names) broken uniformly at random. Draws one uniform per (agent, name)."""
+        agents = np.asarray(agents, dtype=np.int64)
+        counts = self.counts(agents, n_names)
         tiebreak = rng.random((agents.size, n_names))
         return np.where(counts == counts.max(axis=1, keepdims=True), tiebreak, -1.0).argmax(axis=1)
 

@@ -13,7 +13,9 @@ are inlined, and a short page script switches run and generation and follows cli
 - curves: each metric over generations per condition (mean and range of its runs), the run
   dashed, the generation marked;
 - norms (where the study has norm axes): each agent's position on every axis;
-- coordination (where metrics hold `name_share:<name>`): name shares over generations.
+- coordination (where metrics hold `name_share:<name>`): name shares over generations, and for a
+  coordination study, in place of texts and lineages, the round's pairs, the LLM agents' moves
+  beside their best response, and a clicked agent's memory (`culturesim.reports.explore_coordination`).
 
 The same data give the same bytes (no timestamps; layouts and samples are seeded). Plotly's
 JavaScript is 4.8 MB of every page; past `explore_data.Limits` the data are sampled, and the page
@@ -27,13 +29,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from culturesim.reports.explore_coordination import GAME_BODY, GAME_SCRIPT, GAME_STYLE, SHARES_BODY
 from culturesim.reports.explore_data import DEFAULT_LIMITS, Limits, explorer_data
 from culturesim.schema.config import StudyConfig
 from culturesim.study.store import write_text
 
 EXPLORER_FILE = "explorer.html"
 
-STYLE = """
+STYLE = (
+    """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 1.2em 2em;color:#222;background:#fafafa}
 h1{font-size:1.4em;margin:.6em 0 .2em} h2{font-size:1.05em;margin:.2em 0}
 .note{color:#555;margin:.2em 0} #errors{color:#b00;font-weight:bold;white-space:pre-wrap}
@@ -48,8 +52,11 @@ section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6em}
 .request{background:#f3f3f3;border-left:3px solid #D55E00;padding:.3em .6em;margin:.3em 0;font-size:.9em}
 .request pre{white-space:pre-wrap;margin:.2em 0;font-size:.95em}
 """
+    + GAME_STYLE
+)
 
-BODY = """
+BODY = (
+    """
 <h1 id="title"></h1><p class="note" id="description"></p><p class="note" id="limits"></p>
 <p id="errors"></p>
 <div id="controls">
@@ -68,17 +75,22 @@ BODY = """
  <section id="texts-view"><h2>Texts held by the most agents</h2><p class="note">Click a text for its lineage.</p>
   <div id="texts" class="plot"></div></section>
  <section id="lineage-view"><h2 id="lineage-title">Lineage</h2><div id="lineage" class="plot"></div>
-  <ol id="lineage-steps"></ol></section>
+  <ol id="lineage-steps"></ol></section>"""
+    + GAME_BODY
+    + """
  <section id="curves-view"><h2>Metrics over generations</h2><label>metric <select id="metric"></select></label>
   <div id="curves" class="plot"></div></section>
  <section id="norm-view" hidden><h2>Positions on the norm axes</h2><p class="note" id="norm-note"></p>
   <div id="norms" class="plot"></div></section>
- <section id="coordination-view" hidden><h2>Name shares (coordination)</h2><div id="coordination" class="plot">
-  </div></section>
+"""
+    + SHARES_BODY
+    + """
 </main>
 """
+)
 
-SCRIPT = r"""
+SCRIPT = (
+    r"""
 (function () {
 "use strict";
 const errors = [];
@@ -87,7 +99,7 @@ window.addEventListener("error", (e) => report("page error: " + e.message));
 const D = JSON.parse(document.getElementById("explorer-data").textContent);
 const $ = (id) => document.getElementById(id);
 const CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"]};
-const state = {run: 0, gen: 0, colour: "kind", trait: null, timer: null};
+const state = {run: 0, gen: 0, colour: "kind", trait: null, agent: null, timer: null};
 const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 const cut = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
 function wrap(s, width) {
@@ -109,9 +121,13 @@ const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9
 const genNumber = () => run().gens[state.gen];
 const KIND_ORDER = Object.keys(D.kinds);  // the legend's order: seed, human kinds, machine kinds
 const byKey = (groups) => [...groups.keys()].sort((a, b) => a - b).map((key) => groups.get(key));
+"""
+    + GAME_SCRIPT
+    + r"""
 
 function category(r, t) {
-  if (t < 0) return {key: 999, label: "no text yet", colour: "#dddddd"};
+  if (t < 0) return {key: 999, label: GAME ? "no name yet" : "no text yet", colour: "#dddddd"};
+  if (GAME) return {key: r.traits.id[t], label: textOf(r, t), colour: nameColour(r.traits.id[t])};  // a name's index
   if (state.colour === "cluster" && r.traits.cluster) {
     const c = r.traits.cluster[t];
     return {key: c, label: "cluster " + (c + 1) + ": " + cut(D.texts[r.traits.clusters[c]], 28),
@@ -136,8 +152,8 @@ function clickable(id) {  // after the first Plotly call on the div: only then h
   if (div.dataset.clickable) return;
   div.dataset.clickable = "1";
   div.on("plotly_click", (ev) => {
-    const t = ev.points[0].customdata;
-    if (typeof t === "number") showLineage(t);
+    const t = ev.points[0].customdata;  // an agent in a coordination study, else a text
+    if (typeof t === "number") (GAME ? showAgent : showLineage)(t);
   });
 }
 
@@ -153,18 +169,19 @@ function drawNetwork() {
   const groups = new Map();
   held.forEach((t, i) => {
     const c = category(r, t);
-    if (!groups.has(c.key)) groups.set(c.key, {c, x: [], y: [], text: [], symbol: [], custom: []});
+    if (!groups.has(c.key)) groups.set(c.key, {c, x: [], y: [], text: [], symbol: [], custom: [], width: [], size: []});
     const g = groups.get(c.key), agent = r.drawn ? r.drawn[i] : i;
-    g.x.push(r.x[i]); g.y.push(r.y[i]); g.custom.push(t);
-    g.symbol.push(llm.has(i) ? "triangle-up" : "circle");
-    g.text.push("<b>agent " + agent + (llm.has(i) ? " (LLM agent)" : "") + "</b><br>" +
-                (t < 0 ? "no text yet" : traitHover(r, t)));
+    const m = GAME ? agentMark(r, i, t) : {symbol: llm.has(i) ? "triangle-up" : "circle", size: 1, width: 0.6,
+      custom: t, hover: "<b>agent " + agent + (llm.has(i) ? " (LLM agent)" : "") + "</b><br>" +
+             (t < 0 ? "no text yet" : traitHover(r, t))};
+    g.x.push(r.x[i]); g.y.push(r.y[i]); g.custom.push(m.custom); g.symbol.push(m.symbol); g.width.push(m.width);
+    g.size.push(10 * m.size); g.text.push(m.hover);
   });
   const legend = [];  // legend-only entries drawn as circles (a group's first agent may be an LLM agent's ▲)
   for (const g of byKey(groups)) {
     traces.push({type: "scatter", mode: "markers", name: g.c.label, x: g.x, y: g.y, customdata: g.custom,
                  hovertext: g.text, hoverinfo: "text", legendgroup: g.c.label, showlegend: false,
-                 marker: {color: g.c.colour, size: 10, symbol: g.symbol, line: {color: "#333", width: 0.6}}});
+                 marker: {color: g.c.colour, size: g.size, symbol: g.symbol, line: {color: "#333", width: g.width}}});
     legend.push({type: "scatter", mode: "markers", name: g.c.label, x: [null], y: [null], legendgroup: g.c.label,
                  hoverinfo: "skip", marker: {color: g.c.colour, size: 10, line: {color: "#333", width: 0.6}}});
   }
@@ -173,8 +190,10 @@ function drawNetwork() {
     xaxis: {visible: false}, yaxis: {visible: false, scaleanchor: "x"}, legend: {orientation: "h", y: -0.02},
     paper_bgcolor: "#fff", plot_bgcolor: "#fff"}, CONFIG);
   clickable("network");
-  $("network-note").textContent = "● human, ▲ LLM agent; " + (r.drawn ? r.drawn.length + " of " + r.agents +
-    " agents drawn (a seeded snowball sample)" : r.agents + " agents") + ". Click an agent for its text's lineage.";
+  $("network-note").textContent = (GAME ? "● model human, ▲ LLM agent, ★ committed agent; colour: the name each " +
+    "played last; " : "● human, ▲ LLM agent; ") + (r.drawn ? r.drawn.length + " of " + r.agents +
+    " agents drawn (a seeded snowball sample)" : r.agents + " agents") + ". Click an agent for " +
+    (GAME ? "its memory." : "its text's lineage.");
 }
 
 function drawTexts() {
@@ -315,24 +334,12 @@ function drawNorms() {
     "” (−)").join("; ");
 }
 
-function drawCoordination() {
-  const C = D.coordination;
-  if (!C) return;
-  $("coordination-view").hidden = false;
-  const r = run(), own = C.runs[r.id], series = own || C.conditions[r.condition] || {};
-  const traces = C.names.map((name, i) => ({x: C.generations, y: series[name] || [], mode: "lines", name,
-                                             line: {color: PALETTE[i % PALETTE.length], width: 2}}));
-  Plotly.react("coordination", traces, {margin: {l: 50, r: 10, t: 5, b: 40}, hovermode: "x unified",
-    xaxis: {title: {text: "generation"}}, yaxis: {title: {text: own ? "share (run " + r.id + ")" :
-    "mean share (" + r.condition + ")"}, range: [0, 1.02]}, shapes: r.gens.length ? marker(genNumber()) : [],
-    legend: {orientation: "h", y: -0.2}, paper_bgcolor: "#fff", plot_bgcolor: "#fff"}, CONFIG);
-}
-
 function drawGeneration() {
   const r = run();
   if (!r.gens.length) return;
   $("generation-label").textContent = genNumber() + " of " + r.gens[r.gens.length - 1];
-  drawNetwork(); drawTexts(); drawNorms();
+  drawNetwork(); drawNorms();
+  if (GAME) drawGame(); else drawTexts();
   for (const id of ["curves", "coordination"]) {
     const div = $(id);
     if (div.layout) Plotly.relayout(div, {shapes: marker(genNumber())});
@@ -342,7 +349,11 @@ function drawGeneration() {
 function selectRun(index) {
   state.run = index;
   const r = run();
-  $("network-view").hidden = $("texts-view").hidden = $("lineage-view").hidden = !r.gens.length;
+  state.agent = null;
+  $("network-view").hidden = !r.gens.length;
+  $("texts-view").hidden = $("lineage-view").hidden = GAME || !r.gens.length;
+  $("pairs-view").hidden = $("memory-view").hidden = !GAME || !r.gens.length;
+  if (!r.gens.length) $("moves-view").hidden = true;
   $("limits").textContent = D.limits.text + (r.gens.length ? "" :
     " Run " + r.id + " has no population table (study.save_population = false): only its curves are shown.");
   drawCurves(); drawCoordination();
@@ -352,7 +363,7 @@ function selectRun(index) {
   $("generation").value = state.gen;
   drawGeneration();
   const top = r.top[state.gen];
-  if (top.length) showLineage(top[0][0]);
+  if (!GAME && top.length) showLineage(top[0][0]);
 }
 
 function fillRuns(chosen) {  // the runs of the chosen condition; shows `chosen` (a run index) or its first
@@ -390,19 +401,23 @@ $("metric").addEventListener("change", drawCurves);
 $("colour").addEventListener("change", () => { state.colour = $("colour").value; drawGeneration(); });
 $("generation").addEventListener("input", () => { state.gen = Number($("generation").value); drawGeneration(); });
 $("play").addEventListener("click", play);
-if (D.interaction === "coordination") $("colour").value = state.colour = "text";  // a name per colour
-// Open on the run with the most LLM-written texts (the first such), at its last generation.
-const requests = (r) => (r.traits ? r.traits.requests.length : -1);
+$("share-kind").addEventListener("change", drawCoordination);
+if (GAME) $("colour").parentElement.hidden = true;  // agents take their name's colour
+// Open on the run with the most LLM-written texts (a coordination study: the most LLM and committed agents; the
+// first such), at its last generation.
+const requests = (r) => (GAME ? (r.game ? r.game.asks.length + r.game.committed.length : -1) :
+  r.traits ? r.traits.requests.length : -1);
 const first = D.runs.reduce((best, r, i) => (requests(r) > requests(D.runs[best]) ? i : best), 0);
 if (D.runs.length) {
   $("condition").value = D.runs[first].condition;
   state.gen = Math.max(0, D.runs[first].gens.length - 1);
   fillRuns(first);
 }
-window.explorer = {data: D, state, showLineage, errors, selectRun};  // for scripts and tests
+window.explorer = {data: D, state, showLineage, showAgent, errors, selectRun};  // for scripts and tests
 document.body.dataset.ready = "1";
 })();
 """
+)
 
 
 def page(data: dict[str, Any], plotly_js: str) -> str:

@@ -26,12 +26,13 @@ import polars as pl
 
 from culturesim.parts.network import Network
 from culturesim.parts.traits import AUTHOR_KINDS, MACHINE_KINDS
+from culturesim.reports.explore_coordination import SHARE_PREFIXES, coordination_shares, game_data
 from culturesim.reports.figures import farthest_point_prototypes
 from culturesim.schema.config import StudyConfig, stored_config
+from culturesim.simulation.conventions import convention_streams
 from culturesim.simulation.model import run_network, run_streams
 from culturesim.study.store import read_manifest, require_files
 
-NAME_SHARE = "name_share:"  # a coordination study's metric prefix: the share of agents playing each name
 KIND_LABELS = {
     "seed": "seed",
     "human": "human",
@@ -125,9 +126,7 @@ def drawn_agents(network: Network, limit: int) -> np.ndarray:
 
 def rebuilt_network(config: StudyConfig, replicate: int) -> Network:
     """A run's network, rebuilt from its network stream as the run built it (`model.run_network`)."""
-    if getattr(config.study, "interaction", "transmission") == "coordination":
-        from culturesim.simulation.conventions import convention_streams  # a coordination run seeds its own streams
-
+    if getattr(config.study, "interaction", "transmission") == "coordination":  # it seeds its own streams
         rng = convention_streams(config.study.seed, replicate)["network"]
     else:
         rng = run_streams(config.study.seed, replicate)["network"]
@@ -195,38 +194,11 @@ def llm_requests(machine: pl.DataFrame, population: pl.DataFrame, log: pl.DataFr
     return pl.concat([by_agent, by_text]).sort("trait_id")
 
 
-def coordination_shares(metrics: pl.DataFrame, *, points: int = DEFAULT_LIMITS.curve_points) -> dict[str, Any] | None:
-    """The coordination view's data, from `name_share:<name>` metric rows (None when there are none):
-    the names, the generations, and each name's share (0..1) per generation, as the mean over each
-    condition's runs and per run."""
-    shares = metrics.filter(pl.col("metric").str.starts_with(NAME_SHARE))
-    if shares.is_empty():
-        return None
-    shares = shares.with_columns(name=pl.col("metric").str.strip_prefix(NAME_SHARE))
-    names = shares["name"].unique(maintain_order=True).to_list()
-    generations = spaced(sorted(shares["generation"].unique().to_list()), points)
-    shares = shares.filter(pl.col("generation").is_in(generations))
-
-    def series(frame: pl.DataFrame, key: str) -> dict[str, dict[str, list[float | None]]]:
-        means = frame.group_by(key, "name", "generation").agg(pl.col("value").mean()).sort(key)
-        out: dict[str, dict[str, list[float | None]]] = {}
-        for (group,), part in means.partition_by(key, as_dict=True, maintain_order=True).items():
-            values = {(n, g): v for n, g, v in part.select("name", "generation", "value").iter_rows()}
-            out[str(group)] = {n: [_num(values.get((n, g))) for g in generations] for n in names}
-        return out
-
-    return {
-        "names": names,
-        "generations": generations,
-        "conditions": series(shares, "condition"),
-        "runs": series(shares, "run_id"),
-    }
-
-
 def metric_curves(metrics: pl.DataFrame, run_ids: list[str], *, points: int) -> dict[str, Any]:
-    """Every recorded metric over generations: per condition the mean, min and max over its runs
-    (every run of the study), and per run of the page its own values."""
-    metrics = metrics.filter(~pl.col("metric").str.starts_with(NAME_SHARE))
+    """Every recorded metric over generations but the per-name shares of a coordination study (its
+    own view draws them): per condition the mean, min and max over its runs (every run of the
+    study), and per run of the page its own values."""
+    metrics = metrics.filter(~pl.any_horizontal(pl.col("metric").str.starts_with(p) for p in SHARE_PREFIXES))
     present = metrics["metric"].unique().to_list()
     names = [m for m in FIRST_METRICS if m in present] + sorted(set(present) - set(FIRST_METRICS))
     generations = spaced(sorted(metrics["generation"].unique().to_list()), points)
@@ -362,6 +334,12 @@ class _Study:
             top=[[[local[t], holders_] for t, holders_ in gen] for gen in top],
             traits=self._traits(rows, local, dict(holders.iter_rows()), population),
         )
+        if getattr(condition.study, "interaction", "transmission") == "coordination":
+            log = self.log.filter(pl.col("run_id") == run_id).collect() if self.log is not None else None
+            metrics = self.metrics.filter(pl.col("run_id") == run_id)
+            entry["game"] = game_data(
+                condition, run, population=population, metrics=metrics, log=log, shown=generations, drawn=drawn
+            )
         return entry
 
     def _traits(
@@ -434,9 +412,11 @@ def explorer_data(folder: str | Path, *, limits: Limits = DEFAULT_LIMITS) -> dic
             "kinds": {k: {"label": KIND_LABELS.get(k, k), "colour": KIND_COLOURS.get(k)} for k in _kinds(folder)},
             "runs": [study.run_data(run) for run in kept],
             "curves": metric_curves(study.metrics, [r["run_id"] for r in kept], points=limits.curve_points),
-            "coordination": coordination_shares(study.metrics, points=limits.curve_points),
             "norm_axes": {name: list(poles) for name, poles in study.axes.items() if name in study.axis_vectors},
         }
+        data["coordination"] = coordination_shares(
+            study.metrics, study.config, generations=data["curves"]["generations"]
+        )
         data["texts"], data["systems"] = study.texts.table(), study.systems.table()
         size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
         if size <= limits.page_mb * 1e6 or len(kept) <= 1:

@@ -166,7 +166,7 @@ class CorpusSection(Section):
 
 
 class AttractorSection(Section):
-    """Size of the attractor calibration (`culturesim.checks.attractor`): pure-LLM reference chains."""
+    """Size of the attractor calibration (`culturesim.calibration.attractor`): pure-LLM reference chains."""
 
     chains: int = Field(default=20, ge=3, le=10_000, description="reference chains, each from one corpus text")
     generations: int = Field(default=10, ge=1, le=1000, description="retellings per reference chain")
@@ -291,7 +291,7 @@ class StudyConfig(Section):
     def recorded_keys(self) -> list[str]:
         """The value names each run of this study records: what a hypothesis may name as outcome."""
         if self.study.interaction == "coordination":
-            return coordination_keys(self.coordination.names)
+            return coordination_keys(self.coordination.names, inventories=self.coordination.rule == "naming_game")
         return recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
 
     def factor_levels(self) -> dict[str, list[Any]]:

@@ -11,7 +11,8 @@ run's LLM requests, the completion log, resume, replay, executors):
 2. `step(g, a)` the answers become moves (an invalid answer is no move: its pair's game is void),
                committed agents play their name, model humans play by their rule, and every pair's
                game is scored and remembered (`coordination_rules.play_round`).
-3. `record(g)` name shares, consensus, the LLM players' diagnostics.
+3. `record(g)` name shares, consensus, the LLM players' diagnostics; under the naming game also
+               what the inventories hold (`held_only:<name>`, `held_mixed`).
 
 The names are the run's traits (trait id = the name's place in the list, author kind "seed"), so
 `population.parquet` says which name each agent last played (-1: none yet) and the results folder
@@ -29,6 +30,7 @@ from culturesim.parts.coordination_rules import (
     NO_NAME,
     Inventory,
     Memory,
+    Round,
     play_round,
     random_matching,
 )
@@ -102,6 +104,7 @@ class ConventionModel(ap.Model):
         self.records: list[dict[str, object]] = []
         self.population: list[np.ndarray] = []
         self.llm_failures = 0
+        self.last_round: Round | None = None  # the round step() played last (pairs, plays, outcomes)
         self._plan: dict[str, np.ndarray] | None = None
         self._round: dict[str, float] = {}
 
@@ -162,6 +165,7 @@ class ConventionModel(ap.Model):
             payoffs=self.payoffs,
             rng=self.play_rng,
         )
+        self.last_round = played
         moved = played.plays >= 0
         self.traits = np.where(moved, played.plays, self.traits)
         valid_games = ~played.void
@@ -190,23 +194,41 @@ class ConventionModel(ap.Model):
             agents, picks = askers[remembered], chosen[remembered]
             last = self.memory.partner[agents, self.memory.filled[agents] - 1]  # newest entry (left-aligned rows)
             result["llm_matches_partner_last"] = float((last == picks).mean())
-            counts = np.zeros((len(agents), len(self.names)), dtype=np.int64)
-            partners = self.memory.partner[agents]
-            rows = np.repeat(np.arange(len(agents)), partners.shape[1])
-            known = partners.ravel() >= 0
-            np.add.at(counts, (rows[known], partners.ravel()[known]), 1)
+            counts = self.memory.counts(agents, len(self.names))
             best = counts[np.arange(len(agents)), picks] == counts.max(axis=1)
             result["llm_best_response_share"] = float(best.mean())
         return result
 
+    def _inventory_shares(self) -> dict[str, float]:
+        """What the naming game's inventories hold, as shares of the agents that keep one (all but
+        the LLM agents that ask; committed agents hold only their name): `held_only:<name>`, the share
+        whose inventory is exactly {name}, and `held_mixed`, the share holding two names or more. These
+        are the densities of Xie et al. 2011's mean-field theory (`core.convention_theory`: n_A + p for
+        the committed name A, n_B, n_AB); the rest of the agents hold no name yet."""
+        known = self.inventory.known[~self.asks_llm]
+        sizes = known.sum(axis=1)
+        only = np.bincount(known[sizes == 1].argmax(axis=1), minlength=len(self.names))
+        keepers = len(known)
+        shares = only / keepers if keepers else np.full(len(self.names), np.nan)
+        values = {f"held_only:{name}": float(share) for name, share in zip(self.names, shares, strict=True)}
+        values["held_mixed"] = float((sizes > 1).sum() / keepers) if keepers else np.nan
+        return values
+
     # -- phase 4 ---------------------------------------------------------------------------
     def record(self, generation: int) -> dict[str, float]:
         """Name shares and consensus of generation `generation` (0: the state before any round),
-        with this round's games and LLM diagnostics (NaN where there were none)."""
+        with this round's games and LLM diagnostics (NaN where there were none).
+
+        `name_share:<name>` is the share of the names played in the last round, among the agents that
+        have played (an agent that sat the round out, or whose game was void, counts with the name it
+        played before). A listener in the naming game plays the name it heard when it knows it, so this
+        is what was said, not what the inventories hold: that is `held_only:<name>`."""
         game = self.config.coordination
         held = self.traits[self.traits >= 0]
         shares = np.bincount(held, minlength=len(self.names)) / len(held) if len(held) else np.zeros(len(self.names))
         values = {f"name_share:{name}": float(share) for name, share in zip(self.names, shares, strict=True)}
+        if self.inventory is not None:
+            values.update(self._inventory_shares())
         dominant = float(shares.max())
         values.update(
             dominant_share=dominant,

@@ -96,7 +96,19 @@ def _design_concepts(base: StudyConfig) -> str:
             "agents of a larger fraction include those of a smaller one (common random numbers). Each LLM "
             "request has its own seed and shows the names in its own random order, so a model's position bias "
             "cannot become a collective bias.",
-            "- **Observation**: " + ", ".join(f"`{key}`" for key in ("name_share:<name>", *COORDINATION_KEYS)) + ".",
+            "- **Observation**: `name_share:<name>`, the share of the names played in the last round (an agent "
+            "that sat the round out, or whose game was void, counts with the name it played before; a listener "
+            "in the naming game plays the name it heard when it knows it)"
+            + (
+                "; `held_only:<name>`, the share of the agents keeping an inventory whose inventory holds only "
+                "that name, and `held_mixed`, the share holding two names or more (the densities of the "
+                "mean-field theory, Xie et al. 2011)"
+                if game.rule == "naming_game"
+                else ""
+            )
+            + "; "
+            + ", ".join(f"`{key}`" for key in COORDINATION_KEYS)
+            + ".",
         ]
     )
 
