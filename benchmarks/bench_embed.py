@@ -4,6 +4,7 @@ Embedder (packed, and the width groups it replaced), and other CPU runtimes, in 
 Sizes: 16, 375 and 1,500 texts per call (20, 2 and 1 calls), texts like a study's: the seed corpus
 and copy-error variants of it (`culturesim.parts.learning._mutate`). Each call is timed 3 times; the best
 counts (other processes share the 2 cores). Every method encodes texts it has never cached.
+`--smoke` shrinks every size (`SMOKE_SIZES`) and measures the study too (`--study`).
 
 Methods (all float32, 2 intra-op threads):
 - raw: `model.encode(texts, batch_size=128)`: length-sorted padded batches, torch/MKL.
@@ -25,18 +26,21 @@ in this process (2048x2048 torch.mm, which is MKL, and the same product by oneDN
 reaches about half of oneDNN, so torch.mm alone would understate the limit), each the best of 20
 runs before and 20 after the timings (other load only ever lowers it).
 
-Run: .venv/bin/python benchmarks/bench_embed.py [--study]  (--study adds a quickstart-like study's
-cache hit rate and embedding rate).
+Run: .venv/bin/python benchmarks/bench_embed.py [--study] [--smoke] [--out FOLDER]  (--study adds a
+quickstart-like study's cache hit rate and embedding rate, as bench_embed_study).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
@@ -44,15 +48,50 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, report  # noqa: E402
+from _common import parse, parser, report  # noqa: E402
 
+from culturesim.core.settings import NO_DISK_CACHE_ENV, environment_defaults  # noqa: E402
 from culturesim.parts.embed import EMBED_THREADS, Embedder, _onednn_linear  # noqa: E402
 from culturesim.parts.learning import _mutate, corpus_vocabulary  # noqa: E402
 from culturesim.schema.config import EmbeddingSection, StudyConfig  # noqa: E402
+from culturesim.study.runner import StudyRunner  # noqa: E402
 
-SIZES = {16: 20, 375: 2, 1500: 1}  # texts per call -> calls timed
-REPEATS = 3
 Encode = Callable[[list[str]], np.ndarray]
+RUNTIMES = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much the benchmark measures."""
+
+    calls: dict[int, int]  # texts per call -> calls timed
+    repeats: int  # timings of each call; the best counts
+    exact_texts: int  # texts of the exactness check
+    exact_batches: int  # random sub-batches of them the check encodes
+    peak_side: int  # side of the square float32 product that measures the CPU's limit
+    peak_repeats: int  # timings of that product, before and after the timings; the best counts
+
+
+FULL_SIZES = Sizes(
+    {16: 20, 375: 2, 1500: 1}, repeats=3, exact_texts=300, exact_batches=12, peak_side=2048, peak_repeats=20
+)
+SMOKE_SIZES = Sizes({4: 2, 16: 1}, repeats=1, exact_texts=8, exact_batches=2, peak_side=256, peak_repeats=2)
+COLUMNS = {
+    "texts_per_call": "texts in each timed call",
+    "method": "what encodes the texts",
+    "texts_per_s": "texts encoded per wall second (best of the repeats, summed over the calls)",
+    "vs_raw": "texts_per_s over raw SentenceTransformer.encode's (the baseline)",
+    "gflop_per_s": "useful GFLOP per wall second (padding not counted)",
+    "exact": "whether a text's vector has the same bits in any batch and at 1 or 2 threads",
+    "cpu_fraction": "gflop_per_s over the CPU's measured float32 limit",
+}
+STUDY_COLUMNS = {
+    "runs": "runs of the human-only study",
+    "embedding_requests": "texts the runs asked the embedder for",
+    "embedded_texts": "texts the embedder computed (the rest came from its memory cache)",
+    "cache_hit_rate": "1 - embedded_texts / embedding_requests",
+    "texts_per_s": "texts computed per wall second of embedding, as the manifest reports",
+}
 
 
 def corpus_texts() -> list[str]:
@@ -73,7 +112,7 @@ def study_texts(count: int, seed: int = 0) -> list[str]:
     return [texts[i] for i in rng.permutation(len(texts))]
 
 
-def best_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+def best_seconds(fn: Callable[[], object], repeats: int) -> float:
     """Shortest wall time of `repeats` calls, seconds."""
     best = float("inf")
     for _ in range(repeats):
@@ -83,18 +122,19 @@ def best_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     return best
 
 
-def peak_gflops() -> dict[str, float]:
-    """GFLOP/s of a 2048x2048 float32 product on EMBED_THREADS threads, by MKL and by oneDNN (best of
-    20: other load only ever lowers it)."""
+def peak_gflops(sizes: Sizes) -> dict[str, float]:
+    """GFLOP/s of a square float32 product on EMBED_THREADS threads, by MKL and by oneDNN (the best of
+    `sizes.peak_repeats`: other load only ever lowers it)."""
     previous = torch.get_num_threads()
     torch._C.set_num_threads(EMBED_THREADS)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    zero = torch.zeros(2048)
-    flops = 2 * 2048**3 / 1e9
+    side = sizes.peak_side
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    zero = torch.zeros(side)
+    flops = 2 * side**3 / 1e9
     try:
         return {
-            "mkl_torch_mm": flops / best_seconds(lambda: torch.mm(a, b), 20),
-            "onednn": flops / best_seconds(lambda: _onednn_linear(a, b, zero), 20),
+            "mkl_torch_mm": flops / best_seconds(lambda: torch.mm(a, b), sizes.peak_repeats),
+            "onednn": flops / best_seconds(lambda: _onednn_linear(a, b, zero), sizes.peak_repeats),
         }
     finally:
         torch._C.set_num_threads(previous)
@@ -159,11 +199,10 @@ def export_onnx(embedder: Embedder, folder: Path) -> Path:
     return path
 
 
-def onnxruntime_forward(path: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
+def onnxruntime_forward(path: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """onnxruntime's CPU session of the exported model, on `threads` intra-op threads."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -173,12 +212,10 @@ def onnxruntime_forward(path: Path, threads: int) -> Callable[[np.ndarray, np.nd
     )[0]
 
 
-def openvino_forward(path: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+def openvino_forward(path: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """OpenVINO at float32: its CPU plugin would run bfloat16 by default on CPUs with AVX512_BF16."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
+    import openvino as ov
+
     core = ov.Core()
     settings = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
     compiled = core.compile_model(core.read_model(str(path)), "CPU", settings | {"PERFORMANCE_HINT": "LATENCY"})
@@ -217,15 +254,15 @@ def runtime_encoders(embedder: Embedder, forward: Callable[[np.ndarray, np.ndarr
     return {"padded": lambda t: run(t, exact=False), "exact": lambda t: run(t, exact=True)}
 
 
-def is_exact(encode: Encode, encode_one_thread: Encode | None, texts: list[str]) -> bool:
-    """Same bits for each text in 12 random sub-batches (sizes 1 to 80) as in one call of all
-    `texts`, and (where given) as at one thread."""
+def is_exact(encode: Encode, encode_one_thread: Encode | None, texts: list[str], batches: int) -> bool:
+    """Same bits for each text in `batches` random sub-batches (sizes 1 to 80, at most all) as in one
+    call of all `texts`, and (where given) as at one thread."""
     reference = encode(texts)
     if encode_one_thread is not None and not np.array_equal(encode_one_thread(texts), reference):
         return False
     rng = np.random.default_rng(1)
-    for _ in range(12):
-        picked = rng.choice(len(texts), size=int(rng.integers(1, 81)), replace=False)
+    for _ in range(batches):
+        picked = rng.choice(len(texts), size=int(rng.integers(1, min(80, len(texts)) + 1)), replace=False)
         if not np.array_equal(encode([texts[i] for i in picked]), reference[picked]):
             return False
     return True
@@ -258,23 +295,25 @@ def methods(embedder: Embedder, folder: Path) -> dict[str, tuple[Encode, Encode 
         "culturesim": (fresh(embedder), at_one_thread(fresh(embedder))),
         "culturesim before (width groups)": (fresh(width_groups), at_one_thread(fresh(width_groups))),
     }
+    installed = [name for name in RUNTIMES if importlib.util.find_spec(name) is not None]
+    for name in sorted(set(RUNTIMES) - set(installed)):
+        print(f"{name}: not installed, skipped")
+    if not installed:
+        return found
     path = export_onnx(embedder, folder)
     for name, make in (("onnxruntime", onnxruntime_forward), ("openvino", openvino_forward)):
-        forward, forward_one = make(path, EMBED_THREADS), make(path, 1)
-        if forward is None or forward_one is None:
-            print(f"{name}: not installed, skipped")
+        if name not in installed:
             continue
-        ours, one = runtime_encoders(embedder, forward), runtime_encoders(embedder, forward_one)
+        ours = runtime_encoders(embedder, make(path, EMBED_THREADS))
+        one = runtime_encoders(embedder, make(path, 1))
         for kind in ("padded", "exact"):
             found[f"{name} {kind}"] = (ours[kind], one[kind])
     return found
 
 
-def study_row() -> dict[str, object]:
-    """A quickstart-like human-only study: embedding requests answered from the text cache, and the
-    embedding rate its manifest reports."""
-    from culturesim.study.runner import StudyRunner
-
+def study_table(args: argparse.Namespace) -> Path:
+    """A quickstart-like human-only study (its toy version with --smoke): the share of embedding
+    requests answered from the text cache, and the embedding rate its manifest reports."""
     config = StudyConfig.model_validate(
         {
             "study": {"name": "embed-bench", "seed": 3, "replicates": 3, "generations": 8},
@@ -283,37 +322,54 @@ def study_row() -> dict[str, object]:
             "conditions": {"network.kind": ["small_world", "scale_free"]},
         }
     )
-    os.environ["CULTURESIM_NO_DISK_CACHE"] = "1"
-    with tempfile.TemporaryDirectory() as out:
-        folder = StudyRunner().run(config, out_root=Path(out))
-        throughput = json.loads((folder / "manifest.json").read_text())["throughput"]
+    if args.smoke:
+        config = config.toy()
+    # Without the disk cache every text reaches the embedder, as on a first run.
+    with tempfile.TemporaryDirectory() as out, environment_defaults({NO_DISK_CACHE_ENV: "1"}):
+        folder = StudyRunner().run(config, out_root=Path(out), toy=args.smoke)
+        manifest = json.loads((folder / "manifest.json").read_text())
+    throughput = manifest["throughput"]
     requested, encoded = throughput["embedding_requests"], throughput["embedded_texts"]
-    return {
-        "texts_per_call": "study (6 runs, humans only)",
-        "method": f"culturesim, cache hit rate {1 - encoded / requested:.3f}",
+    row = {
+        "runs": len(manifest["runs"]),
+        "embedding_requests": requested,
+        "embedded_texts": encoded,
+        "cache_hit_rate": 1 - encoded / requested,
         "texts_per_s": throughput["embedded_texts_per_second"],
     }
+    title = (
+        f"embedding in a human-only study of {config.population.size} agents, {config.study.generations} generations"
+    )
+    return report("bench_embed_study", [row], title=title, columns=STUDY_COLUMNS, args=args)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Run the benchmark and write its table; returns the JSON's path. It loads its own embedders,
+    whose caches it empties before every timed call."""
+    options = parser(__doc__)
+    options.add_argument("--study", action="store_true", help="also measure a human-only study (bench_embed_study)")
+    args = parse(options, argv, smoke={"study": True})
+    sizes = SMOKE_SIZES if args.smoke else FULL_SIZES
     embedder = Embedder(EmbeddingSection())
-    texts = study_texts(len(corpus_texts()) + sum(size * calls for size, calls in SIZES.items()) + 300)
+    texts = study_texts(
+        len(corpus_texts()) + sum(size * calls for size, calls in sizes.calls.items()) + sizes.exact_texts
+    )
     flops = Flops(embedder)
-    peaks = peak_gflops()
+    peaks = peak_gflops(sizes)
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as folder:
         found = methods(embedder, Path(folder))
-        check = texts[-300:]
-        exact = {name: is_exact(encode, one, check) for name, (encode, one) in found.items()}
+        check = texts[-sizes.exact_texts :]
+        exact = {name: is_exact(encode, one, check, sizes.exact_batches) for name, (encode, one) in found.items()}
         start = 0
-        for size, calls in SIZES.items():
+        for size, calls in sizes.calls.items():
             chunks = [texts[start + i * size : start + (i + 1) * size] for i in range(calls)]
             start += size * calls
             work = sum(flops.of(chunk) for chunk in chunks)
             best = {name: [float("inf")] * calls for name in found}
             for encode, _ in found.values():
                 encode(chunks[0][:8])  # warm-up: first-call allocations and kernel choice
-            for _ in range(REPEATS):  # methods interleaved, so a burst of other load hits them alike
+            for _ in range(sizes.repeats):  # methods interleaved, so a burst of other load hits them alike
                 for name, (encode, _) in found.items():
                     for i, chunk in enumerate(chunks):
                         best[name][i] = min(best[name][i], best_seconds(lambda c=chunk: encode(c), 1))
@@ -329,26 +385,20 @@ def main() -> None:
                         "exact": exact[name],
                     }
                 )
-    after = peak_gflops()  # measured before and after the timings: the best of both is the limit
+    after = peak_gflops(sizes)  # measured before and after the timings: the best of both is the limit
     peaks = {k: max(v, after[k]) for k, v in peaks.items()}
     limit = max(peaks.values())
     for row in rows:
         row["cpu_fraction"] = row["gflop_per_s"] / limit
+    side = sizes.peak_side
     measured = ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
-    print(f"float32 2048x2048 product on {EMBED_THREADS} threads, GFLOP/s: {measured}; limit {limit:.0f}")
+    print(f"float32 {side}x{side} product on {EMBED_THREADS} threads, GFLOP/s: {measured}; limit {limit:.0f}")
     print(f"encoder linear parameters: {flops.params / 1e6:.2f} M")
-    if "--study" in sys.argv:
-        rows.append(study_row())
-    RESULTS.mkdir(exist_ok=True)
-    limits = {"limit_gflop_per_s": limit, "peak_gflop_per_s": peaks, "encoder_linear_params": flops.params}
-    (RESULTS / "bench_embed_limit.json").write_text(json.dumps(limits, indent=2) + "\n")
-    report("bench_embed", rows, title="embedding: texts/s, vs raw encode, fraction of the CPU's float32 limit")
-    for row in rows:
-        if "vs_raw" in row:
-            print(
-                f"{row['texts_per_call']:>5} {row['method']:<34} {row['texts_per_s']:7.1f} texts/s "
-                f"{row['vs_raw']:5.2f}x raw {row['cpu_fraction']:6.1%} of limit  exact={row['exact']}"
-            )
+    if args.study:
+        study_table(args)
+    summary = {"limit_gflop_per_s": limit, "peak_gflop_per_s": peaks, "encoder_linear_params": flops.params}
+    title = "embedding: texts/s, vs raw encode, fraction of the CPU's float32 limit"
+    return report("bench_embed", rows, title=title, columns=COLUMNS, args=args, summary=summary)
 
 
 if __name__ == "__main__":

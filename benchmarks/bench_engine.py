@@ -13,30 +13,46 @@ paired ratios; `speedup_of_best` divides the best rates (as `timeit` reports the
 `speedup_min`/`speedup_max` give the spread of the pairs.
 
 Run: .venv/bin/python benchmarks/bench_engine.py [--sizes 1000,10000,100000] [--generations 100] [--repeats 3]
+     [--smoke] [--out FOLDER]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 import agentpy as ap
 import networkx as nx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import report, timed  # noqa: E402
+from _common import parse, parser, report, timed  # noqa: E402
 
-from culturesim import generation  # noqa: E402
 from culturesim.parts.corpus import load_corpus  # noqa: E402
 from culturesim.parts.embed import Embedder  # noqa: E402
 from culturesim.schema.config import EmbeddingSection, StudyConfig  # noqa: E402
+from culturesim.simulation import generation  # noqa: E402
 from culturesim.simulation.generation import Throughput  # noqa: E402
 from culturesim.simulation.model import RunSpec, build_run  # noqa: E402
 
 K, CONFORMITY, MU, TURNOVER, DEGREE, REWIRE = 3, 2.0, 0.01, 0.5, 6, 0.1
+SMOKE = {"sizes": "60,200", "generations": 3, "baseline_generations": 2, "repeats": 1}
+COLUMNS = {
+    "agents": "population size, agents",
+    "generations": "generations the engine ran per repeat",
+    "repeats": "paired engine/baseline runs at this size",
+    "engine_agent_gens_per_s": "culturesim's best rate, agent-generations per second",
+    "engine_ms_per_generation": "culturesim's best time per generation, milliseconds",
+    "agentpy_agent_gens_per_s": "the baseline's best rate, agent-generations per second (null above --baseline-max)",
+    "speedup": "median over repeats of the paired rate ratios, culturesim / agentpy",
+    "speedup_of_best": "best culturesim rate / best agentpy rate",
+    "speedup_min": "smallest paired ratio",
+    "speedup_max": "largest paired ratio",
+    "peak_rss_mb": "the process's peak resident memory so far, MiB",
+}
 
 
 class PerAgentLearner(ap.Agent):
@@ -59,6 +75,8 @@ class PerAgentLearner(ap.Agent):
 
 
 class PerAgentModel(ap.Model):
+    """The baseline's model: a networkx graph, an agentpy list of agents, one Python loop per generation."""
+
     def setup(self) -> None:
         self.graph = nx.connected_watts_strogatz_graph(self.p["n"], DEGREE, REWIRE, seed=1)
         self.agents = ap.AgentList(self, self.p["n"], PerAgentLearner)
@@ -82,6 +100,7 @@ class PerAgentModel(ap.Model):
 
 
 def baseline_rate(n: int, generations: int) -> float:
+    """Agent-generations per second of the per-agent agentpy model."""
     model = PerAgentModel({"n": n})
     model.sim_setup(steps=generations)
     seconds = timed(lambda: [model.sim_step() for _ in range(generations)])
@@ -89,6 +108,7 @@ def baseline_rate(n: int, generations: int) -> float:
 
 
 def engine_rate(n: int, generations: int, embedder: Embedder) -> float:
+    """Agent-generations per second of culturesim's engine on one run, as a study advances it."""
     config = StudyConfig.model_validate(
         {
             "study": {
@@ -126,15 +146,17 @@ def engine_rate(n: int, generations: int, embedder: Embedder) -> float:
     return n * generations / timed(generation_loop)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--generations", type=int, default=100)
-    parser.add_argument("--baseline-generations", type=int, default=5)
-    parser.add_argument("--baseline-max", type=int, default=10000, help="largest size the slow baseline runs at")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh runs per measurement; the fastest counts")
-    args = parser.parse_args()
-    embedder = Embedder(EmbeddingSection())
+def main(argv: Sequence[str] | None = None, *, embedder: Embedder | None = None) -> Path:
+    """Run the benchmark and write its table; returns the JSON's path. `embedder`: an already-loaded
+    embedder to reuse (it only embeds the seed corpus, before any timing)."""
+    options = parser(__doc__)
+    options.add_argument("--sizes", default="1000,10000,100000", help="population sizes, agents, comma-separated")
+    options.add_argument("--generations", type=int, default=100)
+    options.add_argument("--baseline-generations", type=int, default=5)
+    options.add_argument("--baseline-max", type=int, default=10000, help="largest size the slow baseline runs at")
+    options.add_argument("--repeats", type=int, default=3, help="paired engine/baseline runs per size")
+    args = parse(options, argv, smoke=SMOKE)
+    embedder = embedder or Embedder(EmbeddingSection())
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         engine, baseline = [], []
@@ -157,7 +179,8 @@ def main() -> None:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
-    report("bench_engine", rows, title="culturesim engine vs per-agent agentpy (conformist copying + innovation)")
+    title = "culturesim engine vs per-agent agentpy (conformist copying + innovation)"
+    return report("bench_engine", rows, title=title, columns=COLUMNS, args=args)
 
 
 if __name__ == "__main__":

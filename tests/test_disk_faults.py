@@ -312,7 +312,7 @@ def test_ray_tasks_hold_the_folder_and_raise_disk_faults_as_themselves(
             finally:
                 unmount(runs)
             assert raised.value.errno == errno.EROFS and raised.value.path.parent.parent == runs, raised.value
-            list(run_on_ray(config, group, batches, folder, set(), log, address=None, session=session))
+            list(run_on_ray(plan, group, batches, folder, set(), log, address=None, session=session))
     finally:
         ray.shutdown()
     assert finished_runs(folder) == finished_runs(undisturbed)

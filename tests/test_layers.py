@@ -13,7 +13,7 @@ import culturesim
 PACKAGE = Path(culturesim.__file__).parent
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 # Floors from the bottom up, as docs/architecture.md names them; a module's floor is its folder's.
-FLOORS = ("core", "schema", "parts", "simulation", "stats", "checks", "study", "reports", "")
+FLOORS = ("core", "schema", "parts", "simulation", "stats", "calibration", "checks", "study", "reports", "")
 
 
 def modules() -> dict[str, Path]:
@@ -71,3 +71,61 @@ def test_the_architecture_page_lists_every_module() -> None:
         if path.name != "__init__.py" and f"`{path.relative_to(PACKAGE).as_posix()}`" not in page
     ]
     assert not missing, f"docs/architecture.md does not list: {missing}"
+
+
+# The scripts beside the package: benchmarks may import its internals (they measure them); the analysis
+# notebooks and paper scripts import only the public API, so the floors can move under them.
+SCRIPT_FOLDERS = ("benchmarks", "analysis", "paper")
+PUBLIC_API_FOLDERS = ("analysis", "paper")
+
+
+def script_imports(folder: str) -> list[tuple[Path, str, str | None]]:
+    """(file, module, name) for every culturesim import of the .py files under the repository's
+    `folder`, inside functions too; name is None for `import culturesim.x`."""
+    found: list[tuple[Path, str, str | None]] = []
+    for path in sorted((PACKAGE.parent / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module.split(".")[0] == "culturesim":
+                    found.extend((path, node.module, alias.name) for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.extend((path, a.name, None) for a in node.names if a.name.split(".")[0] == "culturesim")
+    return found
+
+
+def resolves(module: str, name: str | None) -> bool:
+    """Whether `from module import name` (or `import module`) would find what it names."""
+    import importlib
+    import importlib.util
+
+    try:
+        imported = importlib.import_module(module)
+        return (
+            name in (None, "*") or hasattr(imported, name) or importlib.util.find_spec(f"{module}.{name}") is not None
+        )
+    except ImportError:  # a missing module, or `name` looked up under a module that is not a package
+        return False
+
+
+def test_scripts_import_only_what_the_package_has() -> None:
+    """`from culturesim import generation` after generation.py moved into simulation/ fails here, not
+    when someone next runs the script."""
+    imports = {folder: script_imports(folder) for folder in SCRIPT_FOLDERS}
+    assert all(imports.values()), f"no culturesim import found in some of {SCRIPT_FOLDERS}: has a folder moved?"
+    missing = [
+        f"{path.relative_to(PACKAGE.parent)}: {module}" + (f" -> {name}" if name else "")
+        for found in imports.values()
+        for path, module, name in found
+        if not resolves(module, name)
+    ]
+    assert not missing, f"imports of modules or names the package does not have: {missing}"
+
+
+def test_notebooks_and_paper_scripts_import_only_the_public_api() -> None:
+    private = [
+        f"{path.relative_to(PACKAGE.parent)}: {module}" + (f" -> {name}" if name else "")
+        for folder in PUBLIC_API_FOLDERS
+        for path, module, name in script_imports(folder)
+        if module != "culturesim.api" and (module, name) != ("culturesim", "api")
+    ]
+    assert not private, f"import these from culturesim.api (re-export them there if they are public): {private}"
