@@ -27,15 +27,18 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(BIN)/culturesim run studies/quickstart.toml
 
-# MARK picks the tier: CI passes MARK='slow or not slow' to run both in one session (one engine start,
-# one model conversion and one set of session fixtures instead of two).
+# MARK picks the tier: CI passes MARK='slow or not slow' to run both in one session (one model
+# conversion and one set of session fixtures per worker instead of two). TEST_WORKERS pytest-xdist
+# workers share the tests (much of a test is one-core work: process starts, imports, the simulator's
+# numpy on one BLAS thread); the local Ray tests stay on one worker (tests/conftest.py).
 MARK ?= not slow
+TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/python -m pytest -m '$(MARK)' --durations=30
+	$(BIN)/python -m pytest -m '$(MARK)' -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 test-slow: setup
-	$(BIN)/python -m pytest -m slow --durations=30
+	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 lint: setup
 	$(BIN)/ruff check culturesim tests benchmarks analysis paper

@@ -23,7 +23,7 @@ from culturesim.core.settings import CACHE_ENV  # noqa: E402
 from culturesim.schema.config import EmbeddingSection  # noqa: E402
 from culturesim.schema.llm_section import EngineSection  # noqa: E402
 
-CACHE_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME")
+SESSION_VARIABLES = (CACHE_ENV, "XDG_CACHE_HOME", "OMP_WAIT_POLICY")  # set for the session, restored after
 _cache_folder = pytest.StashKey[tuple[Path, dict[str, str | None]]]()
 
 
@@ -32,9 +32,12 @@ def pytest_configure(config: pytest.Config) -> None:
     (tests/helpers.py copies os.environ for subprocesses at import, so this file imports it
     only inside fixtures)."""
     root = Path(tempfile.mkdtemp(prefix="culturesim-tests-"))
-    config.stash[_cache_folder] = (root, {name: os.environ.get(name) for name in CACHE_VARIABLES})
+    config.stash[_cache_folder] = (root, {name: os.environ.get(name) for name in SESSION_VARIABLES})
     os.environ[CACHE_ENV] = str(root / "culturesim")
     os.environ["XDG_CACHE_HOME"] = str(root / "xdg")
+    # Two pytest-xdist workers share two cores: OpenMP threads that sleep at a barrier instead of
+    # spinning keep one worker's vLLM engine from starving the other's (speed only; no bit changes).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -127,3 +130,11 @@ def tmpfs(tmp_path: Path):
         yield folder
     finally:
         unmount(folder)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), the tests that start a local Ray cluster run on one
+    worker, one after another: two local clusters on one machine would compete for its ports and CPUs."""
+    for item in items:
+        if "ray" in item.nodeid.lower().split("::")[0] or "_ray_" in item.name:
+            item.add_marker(pytest.mark.xdist_group("ray"))
