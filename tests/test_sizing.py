@@ -185,7 +185,7 @@ def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path
     from culturesim.calibration import attractor
     from culturesim.core.settings import CACHE_ENV
     from culturesim.parts.engine_identity import EngineIdentity
-    from culturesim.study.rates import RateSample, batch_speedup, llm_key, record_rates
+    from culturesim.study.rates import RateSample, batch_speedup, llm_key, machine_rates, record_rates
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     config = _llm_study()
@@ -207,7 +207,8 @@ def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path
     sample.add("embedding", config.embedding.model, texts=100, seconds=2)  # 50 texts/s
     sample.add("simulation", "all", agent_generations=1000, seconds=1)
     record_rates(sample)
-    known = plan_study(config).estimate
+    known_plan = plan_study(config)
+    known, [calibration_plan] = known_plan.estimate, known_plan.calibrations
     expected = {
         "engine start": 40,
         "calibration": 4 * 3 * 2,  # measured at the calibration's own 4 chains per call
@@ -222,6 +223,12 @@ def test_wall_time_is_unknown_until_this_machine_has_rates(monkeypatch, tmp_path
     console.print(plan_table(size, wall_time=known.describe()))
     assert f"estimated wall time on this machine: {known.describe()}" in console.export_text()
 
+    # Without calibration rates, a calibration's chains are estimated from the engine's text rate, said so.
+    no_calibrations = {k: v for k, v in machine_rates().items() if k != "calibration"}
+    borrowed = plan_study(config, rates=no_calibrations).estimate
+    chains = calibration_plan.spec.chains
+    assert dict(borrowed.parts)["calibration"] == pytest.approx(4 * 3 / (0.5 * batch_speedup(per_call, chains)))
+    assert "calibration not measured here yet" in borrowed.describe()
     # A cached calibration costs nothing.
     [calibration] = plan_study(config).calibrations
     attractor.cache_path(calibration.spec.key()).parent.mkdir(parents=True)

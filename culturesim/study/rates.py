@@ -219,7 +219,8 @@ class WallEstimate:
     """The expected wall time of a fresh run here, in seconds (None: unknown), its parts, what was
     missing for it, and what it leaves out: embedding, when every text of the runs measured so far
     came from the embedding cache (small next to the LLM; no reason to call the whole time unknown).
-    `borrowed`: request kinds this machine has not measured, estimated from another kind's rate."""
+    `borrowed`: what this machine has not measured, estimated from another rate of the same engine (a
+    request kind from the other kind, a calibration from the text requests)."""
 
     seconds: float | None
     parts: tuple[tuple[str, float], ...] = ()
@@ -239,7 +240,7 @@ class WallEstimate:
         if self.left_out:
             runs += f"; without {', '.join(self.left_out)}: not measured here yet"
         if self.borrowed:
-            runs += f"; {', '.join(self.borrowed)} not measured here yet, estimated from the other kind's rate"
+            runs += f"; {', '.join(self.borrowed)} not measured here yet, estimated from another rate of the engine"
         return f"~{duration(self.seconds)} ({parts}; {runs})" if parts else f"~{duration(self.seconds)} ({runs})"
 
 
@@ -297,9 +298,17 @@ def estimate_wall(
         if (found := rate("engine_start", engine, f"engine start of {_label(engine)}")) is not None:
             parts["engine start"] = parts.get("engine start", 0) + found["seconds_per_start"]
     for spec, requests in computed:
-        if (found := rate("calibration", spec.engine, f"calibration with {_label(spec.engine)}")) is not None:
+        found = rates.get("calibration", {}).get(spec.engine)
+        if found is not None:
             speedup = batch_speedup(found.get("requests_per_call", 0), spec.chains)
             parts["calibration"] = parts.get("calibration", 0) + requests * found["seconds_per_request"] / speedup
+        elif (text := rates.get("llm", {}).get(llm_key(spec.engine, "text"))) is not None:
+            # A calibration's chains are text requests, `chains` per call: the engine's text rate, said so.
+            speedup = batch_speedup(text.get("requests_per_call", 0), spec.chains)
+            parts["calibration"] = parts.get("calibration", 0) + requests / (text["requests_per_second"] * speedup)
+            borrowed.append("calibration")
+        else:
+            missing.append(f"calibration with {_label(spec.engine)}")
     for (engine, kind), requests in llm.items():
         found = rates.get("llm", {}).get(llm_key(engine, kind))
         if found is None:  # the other kind on the same engine, said so, rather than no estimate
