@@ -32,8 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
     (tests/helpers.py copies os.environ for subprocesses at import, so this file imports it
     only inside fixtures)."""
     root = Path(tempfile.mkdtemp(prefix="culturesim-tests-"))
+    # A pytest-xdist worker inherits the controller's session cache: the built-in model is converted once,
+    # into it, for every worker (the conversion is atomic, so two workers may race for it safely).
+    controller = os.environ.get(CACHE_ENV) if os.environ.get("PYTEST_XDIST_WORKER") else None
     config.stash[_cache_folder] = (root, {name: os.environ.get(name) for name in SESSION_VARIABLES})
     os.environ[CACHE_ENV] = str(root / "culturesim")
+    if controller is not None:
+        shared = Path(controller) / "models"
+        shared.mkdir(parents=True, exist_ok=True)
+        (root / "culturesim").mkdir()
+        (root / "culturesim" / "models").symlink_to(shared, target_is_directory=True)
     os.environ["XDG_CACHE_HOME"] = str(root / "xdg")
     # Two pytest-xdist workers share two cores: OpenMP threads that sleep at a barrier instead of
     # spinning keep one worker's vLLM engine from starving the other's (speed only; no bit changes).
