@@ -228,8 +228,9 @@ def _calibrations(
     planned = []
     for indices in by_key.values():
         spec = specs[indices[0]]
-        group = next(i for i, g in enumerate(groups) if g.engine is not None and g.engine.key() == spec.engine)
         maker = next(i for i in indices if conditions[i][1].uses_llm())  # the LLM condition the spec is made from
+        # The group that runs that condition: its engine, embedder and API key are the calibration's.
+        group = next(i for i, g in enumerate(groups) if any(run.condition_index == maker for run in g.plans))
         source = locate(spec, folder=folder, replay_of=replay_of, use_cache=use_cache, force=force)
         requests = spec.chains * spec.generations if source == CALIBRATED else 0
         planned.append(PlannedCalibration(spec, tuple(indices), maker, group, source, requests))
