@@ -341,8 +341,12 @@ def explore(
 
 @app.command()
 def validate(
-    check: str = typer.Argument(..., help="neutral | conformity | network | conventions | chains | on-task"),
-    replicates: int = typer.Option(20, "--replicates", min=2, help="independent replicates per cell"),
+    check: str = typer.Argument(
+        ..., help="neutral | conformity | network | conventions | retraining | chains | on-task"
+    ),
+    replicates: int | None = typer.Option(
+        None, "--replicates", min=2, help="independent replicates per cell (default 20; retraining: 2000)"
+    ),
     chains_count: int = typer.Option(20, "--chains", min=3, help="built-in stories (one chain each) for `chains`"),
     generations: int = typer.Option(10, "--generations", min=2, help="chain generations for `chains`"),
     temperature: float = typer.Option(None, "--temperature", min=0.0, help="sampling temperature for `chains`"),
@@ -351,8 +355,9 @@ def validate(
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Check the simulator against theory (neutral, conformity, network; conventions: the coordination game
-    against naming-game theory), published LLM results (chains), or how on-task the LLM agents write per
-    role (on-task: meta-talk, verbatim copies, parent similarity)."""
+    against naming-game theory; retraining: the data regimes of retraining against exact model-collapse
+    theory), published LLM results (chains), or how on-task the LLM agents write per role (on-task:
+    meta-talk, verbatim copies, parent similarity)."""
     from culturesim.core.quiet import quiet_third_party
 
     with quiet_third_party(enabled=not verbose):
@@ -375,6 +380,8 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
     """The body of `validate` (its options, in order)."""
     from culturesim.checks import validate as checks
 
+    if replicates is None:
+        replicates = 2000 if check == "retraining" else 20  # retraining's replicates are cheap (numpy learners)
     if check == "neutral":
         table = checks.neutral([(50, 0.005), (50, 0.02), (100, 0.005), (100, 0.02)], replicates=replicates)
     elif check == "conformity":
@@ -387,6 +394,10 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
         from culturesim.checks.validate_conventions import check_conventions, format_report
 
         table = format_report(check_conventions(replicates=replicates))
+    elif check == "retraining":
+        from culturesim.checks.validate_retraining import check_retraining
+
+        table = check_retraining(replicates=replicates)
     elif check == "chains":
         from culturesim.checks.chains import compare_roles, story_sample
         from culturesim.parts.embed import Embedder
@@ -421,7 +432,7 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
         finally:
             backend.close()
     else:
-        choices = "neutral, conformity, network, conventions, chains or on-task"
+        choices = "neutral, conformity, network, conventions, retraining, chains or on-task"
         _fail(ConfigError(f"unknown check {check!r}; choose {choices}"))
     typer.echo(checks.format(table))
 

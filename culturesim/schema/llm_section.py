@@ -22,6 +22,7 @@ from pydantic import Field, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from culturesim.core.vocabulary import Device, LLMRole
+from culturesim.schema.retraining_section import RetrainingSection
 from culturesim.schema.sampling import Sampling
 from culturesim.schema.sections import Section
 
@@ -88,11 +89,21 @@ class PromptSection(Section):
 
 
 class LLMSection(Section):
-    """`[llm]`: three tables, engine (`[llm.engine]`), sampling (`[llm.sampling]`) and prompt (`[llm.prompt]`)."""
+    """`[llm]`: engine (`[llm.engine]`), sampling (`[llm.sampling]`), prompt (`[llm.prompt]`) and
+    retraining (`[llm.retraining]`, left out of the canonical config while the model is frozen, so
+    studies locked before it keep their hash)."""
 
     engine: EngineSection = EngineSection()
     sampling: Sampling = Sampling()
     prompt: PromptSection = PromptSection()
+    retraining: RetrainingSection = RetrainingSection()
+
+    @model_serializer(mode="wrap")
+    def _omit_default_retraining(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if self.retraining == RetrainingSection():
+            data.pop("retraining", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

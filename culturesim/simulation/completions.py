@@ -164,7 +164,7 @@ class CompletionSource:
     def answer(self, requests: list[Request], origins: list[Origin], attempt: int) -> list[Completion]:
         """One round: completions in request order; identical requests are answered once."""
         engine_keys = [self.engine.key(), *(identity.key() for identity in self.accepts)]
-        keys = [self._logged(engine_keys, r.key()) for r in requests]
+        keys = [self._logged(adapter_keys(engine_keys, r), r.key()) for r in requests]
         missing: dict[tuple[str, str], Request] = {}
         for key, request in zip(keys, requests, strict=True):
             if key not in self.known and key not in missing:
@@ -205,7 +205,7 @@ class CompletionSource:
             self.known[key] = {"completion": answer.text, "tokens": answer.tokens}
             self._new.add(key)
         entries = [
-            _entry(request, origin, attempt, self.engine, engine_version, self.known[key])
+            _entry(request, origin, attempt, self.engine, engine_version, key, self.known[key])
             for key, request, origin in zip(keys, requests, origins, strict=True)
             if key in missing
         ]
@@ -219,8 +219,19 @@ class CompletionSource:
             self._backend = None
 
 
-def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str, answer) -> dict[str, Any]:
-    """One log line: the exact request (messages, sampling, seed), who asked, which engine answered."""
+def adapter_keys(engine_keys: list[str], request: Request) -> list[str]:
+    """The engine keys a request is logged under: an engine's key, with `+lora:<digest>` where the
+    request is answered with a trained adapter (so the log names the adapter that answered)."""
+    if request.adapter is None:
+        return engine_keys
+    return [f"{key}+lora:{request.adapter.name[:16]}" for key in engine_keys]
+
+
+def _entry(
+    request, origin, attempt, engine: EngineIdentity, engine_version: str, key: tuple[str, str], answer
+) -> dict[str, Any]:
+    """One log line: the exact request (messages, sampling, seed), who asked, which engine (and
+    adapter) answered."""
     messages = dict(request.messages)
     return {
         "run_id": origin.run_id,
@@ -235,7 +246,8 @@ def _entry(request, origin, attempt, engine: EngineIdentity, engine_version: str
         "temperature": request.sampling.temperature,
         "top_p": request.sampling.top_p,
         **({"choices": list(request.choices)} if request.choices else {}),
-        "engine_key": engine.key(),
+        "engine_key": key[0],
+        **({"adapter": request.adapter.name} if request.adapter is not None else {}),
         "backend": engine.backend,
         "model": engine.model,
         "dtype": engine.dtype,

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from culturesim.parts.llm.base import AdapterRef, Request
 from culturesim.simulation.completions import CompletionSource, Origin, answer_with_retries
 from culturesim.simulation.conventions import ConventionModel
 from culturesim.simulation.model import CultureModel
@@ -62,6 +63,16 @@ def simulator_threads() -> Iterator[None]:
     finally:
         for library, threads in changed:
             library.set_num_threads(threads)
+
+
+class ModelUpdates(Protocol):
+    """The LLM agents' model between generations (`culturesim.study.retraining`): which adapter
+    answers a run now, and a retraining phase after a generation."""
+
+    def adapter(self, run_id: str) -> AdapterRef | None: ...
+
+    def after(self, generation: int, models: list[RunModel]) -> None:
+        """Retrain, where the study says so, once `generation` is recorded."""
 
 
 class VectorSource(Protocol):
@@ -123,11 +134,18 @@ def advance(
     source: CompletionSource | None,
     vectors: VectorSource,
     stats: Throughput,
+    updates: ModelUpdates | None = None,
 ) -> list[list[dict[str, object]]]:
     """Advance every run from generation - 1 to `generation`; returns each run's LLM rows
-    (who asked what, the seed actually used, the attempts, the answer)."""
+    (who asked what, the seed actually used, the attempts, the answer). With `updates`, a run's
+    requests are answered with its current adapter."""
     with simulator_threads():
         planned = [model.plan(generation) for model in models]
+    if updates is not None:
+        planned = [
+            _with_adapter(batch, updates.adapter(model.spec.run_id))
+            for model, batch in zip(models, planned, strict=True)
+        ]
     requests = [r for batch in planned for r in batch]
     origins = [
         Origin(model.spec.run_id, generation, int(agent))
@@ -157,19 +175,26 @@ def run_generations(
     vectors: VectorSource,
     stats: Throughput,
     on_generation: Callable[[int], None] | None = None,
+    updates: ModelUpdates | None = None,
 ) -> list[list[dict[str, object]]]:
-    """Generation 0, then generations 1..`generations`; returns each run's LLM rows."""
+    """Generation 0, then generations 1..`generations`; returns each run's LLM rows. `updates`
+    retrains after a generation where the study says so (not after the last: nothing would answer)."""
     rows: list[list[dict[str, object]]] = [[] for _ in models]
     with simulator_threads():
         start(models, vectors, stats)
         for generation in range(1, generations + 1):
-            for log, new in zip(
-                rows, advance(models, generation, source=source, vectors=vectors, stats=stats), strict=True
-            ):
+            advanced = advance(models, generation, source=source, vectors=vectors, stats=stats, updates=updates)
+            for log, new in zip(rows, advanced, strict=True):
                 log.extend(new)
             if on_generation is not None:
                 on_generation(generation)
+            if updates is not None and generation < generations:
+                updates.after(generation, models)
     return rows
+
+
+def _with_adapter(requests: list[Request], adapter: AdapterRef | None) -> list[Request]:
+    return requests if adapter is None else [replace(r, adapter=adapter) for r in requests]
 
 
 def _answer(source, models, planned, requests, origins, stats: Throughput):

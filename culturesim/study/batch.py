@@ -24,7 +24,9 @@ from culturesim.simulation.completions import CompletionLog, CompletionSource
 from culturesim.simulation.conventions import build_convention_run
 from culturesim.simulation.generation import Throughput, VectorSource, run_generations
 from culturesim.simulation.model import CultureModel, RunSpec, build_run
+from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.planner import StudyPlan
+from culturesim.study.retraining import Retrainer, TrainingProgress
 from culturesim.study.tables import run_vectors, write_run
 
 ProgressFn = Callable[[int], None]  # called with the number of run-generations just completed
@@ -59,12 +61,14 @@ def run_batch(
     engine: Callable[[], Backend] | None,
     skip: set[str] = frozenset(),
     on_progress: ProgressFn | None = None,
+    on_training: TrainingProgress | None = None,
 ) -> dict[str, float]:
     """Advance the runs `plans` of `plan` (one lockstep batch of one engine group) together, then write
     each unfinished run's tables and done marker.
 
     `engine` starts (or returns) the batch's LLM engine when the log lacks an answer; None
-    means the log must answer everything (replay)."""
+    means the log must answer everything (replay): its retrainings are read from the results folder,
+    never trained. `on_training` is told of each retraining's optimizer steps."""
     group = plan.condition(plans[0].condition_index)
     uses_llm = any(plan.condition(run.condition_index).uses_llm() for run in plans)
     source = _source(group, plans, log, engine) if uses_llm else None
@@ -72,6 +76,7 @@ def run_batch(
     conditions = {run.condition_index for run in plans}
     specs = {i: c.spec for i in conditions if (c := plan.calibration_of(i)) is not None}
     models, poles = _build_models(plan, plans, vectors, load_attractors(folder, specs))
+    retrainer = Retrainer(plan, plans, AdapterStore(folder), train=engine is not None, on_progress=on_training)
     logs = run_generations(
         models,
         plan.config.study.generations,
@@ -79,6 +84,7 @@ def run_batch(
         vectors=vectors,
         stats=stats,
         on_generation=None if on_progress is None else (lambda _: on_progress(len(models))),
+        updates=retrainer or None,
     )
     vectors.save()
     digests = _model_digests(group, source)

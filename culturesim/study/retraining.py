@@ -1,0 +1,196 @@
+"""Retraining between generations: each run's LLM agents' model learns from its own culture.
+
+After every `llm.retraining.every` generations, each run whose condition retrains draws a training
+mix from its population (`culturesim.parts.training_data`: its size, its human share, the
+replace/accumulate regime), fine-tunes a LoRA adapter of the engine's model on it
+(`culturesim.parts.llm.training`) and answers its next generations with that adapter. Each run
+has its own lineage, since each run's culture differs.
+
+Everything a retraining uses is a function of the study and of the run's completions, so a
+resume re-derives the same inputs and finds the stored adapter (`AdapterStore`) instead of
+training, and a replay (`train=False`) reads adapters and records without torch or a model.
+Seeds: the draw and the training each derive from (study seed, replicate, generation) only.
+
+Model-side metrics, per run at every retraining (the culture keeps its own):
+- `heldout_nll`: mean token negative log-likelihood (nats) of corpus texts the run never trained
+  on (no draw includes them), Shumailov et al.'s measure; `base_heldout_nll`
+  is the base model's on the same texts;
+- the training loss curve (nats per token, one value per optimizer step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from culturesim.parts.llm.base import AdapterRef
+from culturesim.parts.llm.models import resolve_model
+from culturesim.parts.llm.training import LoraSettings, mean_token_nll, train_adapter
+from culturesim.parts.training_data import TrainingHistory, draw_mix
+from culturesim.schema.retraining_section import RetrainingSection
+from culturesim.simulation.model import CultureModel, RunSpec, request_seed
+from culturesim.study.adapter_store import AdapterStore
+from culturesim.study.planner import StudyPlan
+
+DRAW_PURPOSE = 101  # seed purposes (`request_seed`): the training mix, the trainer, the held-out texts
+TRAIN_PURPOSE = 102
+HELD_OUT_PURPOSE = 103
+
+TrainingProgress = Callable[[str, int, int, int], None]  # (run id, generation, steps done, steps in all)
+
+
+class MissingAdapter(RuntimeError):
+    """A replay met a retraining its results folder holds no record of."""
+
+
+@dataclass
+class RunLineage:
+    """One run's model: its current adapter, what it was trained on, its held-out texts."""
+
+    settings: RetrainingSection
+    model: str  # the study file's model name
+    held_out: tuple[str, ...]
+    adapter: AdapterRef | None = None
+    history: TrainingHistory[str] = field(default_factory=TrainingHistory)
+    last: int = 0  # generation of the last retraining (0: none yet)
+    base_nll: float | None = None
+
+
+class Retrainer:
+    """The `ModelUpdates` of one lockstep batch (see `culturesim.simulation.generation`)."""
+
+    def __init__(
+        self,
+        plan: StudyPlan,
+        runs: Sequence[RunSpec],
+        store: AdapterStore,
+        *,
+        train: bool = True,
+        on_progress: TrainingProgress | None = None,
+    ) -> None:
+        self.store = store
+        self.train = train
+        self.on_progress = on_progress
+        self.lineages: dict[str, RunLineage] = {}
+        for run in runs:
+            condition = plan.condition(run.condition_index)
+            settings = condition.llm.retraining
+            if settings.enabled and condition.uses_llm():
+                corpus = plan.corpora[run.condition_index]
+                held_out = _held_out(run, corpus, settings.held_out)
+                self.lineages[run.run_id] = RunLineage(settings, condition.llm.engine.model, held_out)
+
+    def __bool__(self) -> bool:
+        return bool(self.lineages)
+
+    def adapter(self, run_id: str) -> AdapterRef | None:
+        lineage = self.lineages.get(run_id)
+        return None if lineage is None else lineage.adapter
+
+    def after(self, generation: int, models: list) -> None:
+        for model in models:
+            lineage = self.lineages.get(model.spec.run_id)
+            if lineage is not None and generation % lineage.settings.every == 0:
+                self._retrain(model, lineage, generation)
+
+    def _retrain(self, model: CultureModel, lineage: RunLineage, generation: int) -> None:
+        spec, settings = model.spec, lineage.settings
+        seeds = [model.spec.study_seed, spec.replicate, generation]
+        human, machine = _candidates(model, settings.source, lineage.last, set(lineage.held_out))
+        mix, share = draw_mix(
+            human,
+            machine,
+            size=settings.texts,
+            human_share=settings.human_share,
+            rng=np.random.default_rng([*seeds, DRAW_PURPOSE]),
+        )
+        lineage.history = lineage.history.add(mix)
+        data = lineage.history.data(settings.regime)
+        lora = LoraSettings(
+            rank=settings.rank,
+            epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            batch_size=settings.batch_size,
+            seed=request_seed(spec.study_seed, spec.replicate, generation, 0, TRAIN_PURPOSE),
+        )
+        inputs = _digest({"model": lineage.model, "settings": asdict(lora), "texts": data})
+        record = self.store.record(spec.run_id, generation)
+        if record is None or record["inputs"] != inputs:
+            if not self.train:
+                raise MissingAdapter(
+                    f"the results folder holds no adapter for run {spec.run_id}'s retraining at generation "
+                    f"{generation} (inputs {inputs[:12]}): replay with the study's own config and results folder"
+                )
+            record = self._train(spec, lineage, generation, data, lora, inputs, share)
+        lineage.adapter = self.store.adapter(record["adapter"])
+        lineage.base_nll = record["base_heldout_nll"]
+        lineage.last = generation
+
+    def _train(self, spec: RunSpec, lineage, generation, data, lora: LoraSettings, inputs: str, share: float):
+        path = resolve_model(lineage.model)
+
+        def step(done: int, total: int) -> None:
+            if self.on_progress is not None:
+                self.on_progress(spec.run_id, generation, done, total)
+
+        trained = train_adapter(path, lineage.model, data, lora, on_step=step)
+        adapter = self.store.put_adapter(trained.files)
+        record = {
+            "run_id": spec.run_id,
+            "generation": generation,
+            "adapter": adapter.name,
+            "inputs": inputs,
+            "parent": None if lineage.adapter is None else lineage.adapter.name,
+            "training_set": _digest(data),
+            "texts": len(data),
+            "drawn": lineage.settings.texts,
+            "human_share": share,
+            "regime": lineage.settings.regime,
+            "source": lineage.settings.source,
+            "settings": asdict(lora),
+            "tokens": trained.tokens,
+            "seconds": trained.seconds,
+            "losses": list(trained.losses),
+            "held_out": len(lineage.held_out),
+            "heldout_nll": mean_token_nll(path, lineage.held_out, adapter=Path(adapter.path)),
+            "base_heldout_nll": lineage.base_nll
+            if lineage.base_nll is not None
+            else mean_token_nll(path, lineage.held_out),
+        }
+        self.store.put_record(record)
+        return record
+
+
+def _candidates(model: CultureModel, source: str, last: int, excluded: set[str]) -> tuple[list[str], list[str]]:
+    """Human- and machine-written texts a run may train on: the traits its agents hold now (one per
+    agent, so a widespread text weighs more), or the variants born since the last retraining;
+    never a held-out text."""
+    pool = model.pool
+    if source == "population":
+        ids = [int(t) for t in model.traits]
+    else:
+        ids = [int(t) for t in np.flatnonzero(pool.born > last)]
+    human, machine = [], []
+    for trait in ids:
+        text = pool.texts[trait]
+        if text not in excluded:
+            (machine if pool.machine_authored[trait] else human).append(text)
+    return human, machine
+
+
+def _held_out(run: RunSpec, corpus: Sequence[str], count: int) -> tuple[str, ...]:
+    """The corpus texts a run's model is scored on: a seeded sample of `count` corpus texts, the same
+    for every condition of a replicate (so conditions compare on the same texts). No draw of the
+    run ever includes one, even where an agent holds it as its seed."""
+    rng = np.random.default_rng([run.study_seed, run.replicate, HELD_OUT_PURPOSE])
+    return tuple(corpus[i] for i in sorted(rng.permutation(len(corpus))[: min(count, len(corpus))]))
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
