@@ -49,6 +49,10 @@ MULTI_KEY_METRICS = {
 }
 # Values every run records besides its configured metrics.
 BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
+# Values every LLM run of a study that retrains records each generation: the held-out mean token
+# negative log-likelihood (nats) of its LLM agents' model as it is then (the base model's before the
+# first retraining, and always in a frozen condition).
+MODEL_KEYS = ("model_heldout_nll",)
 # Values a coordination run records each generation (besides `name_share:<name>` for every name, the
 # share of the names played in the last round, and the bookkeeping keys);
 # `culturesim.simulation.conventions` computes them.
@@ -79,9 +83,10 @@ def coordination_keys(names: Sequence[str], *, inventories: bool = False) -> lis
     return keys + list(COORDINATION_KEYS) + list(BOOKKEEPING_KEYS)
 
 
-def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = ()) -> list[str]:
-    """The value names a run with these metrics records: what a hypothesis may name as outcome."""
-    keys: list[str] = []
+def recorded_keys(names: Sequence[str], norm_axes: Sequence[str] = (), *, retrains: bool = False) -> list[str]:
+    """The value names a run with these metrics records (`retrains`: in a study that retrains its
+    model): what a hypothesis may name as outcome."""
+    keys: list[str] = list(MODEL_KEYS) if retrains else []
     for name in names:
         if name == "norm_position":
             keys.extend(f"norm_position:{axis}" for axis in norm_axes)

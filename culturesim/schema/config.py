@@ -255,6 +255,7 @@ class StudyConfig(Section):
             )
         if self.study.interaction == "coordination":
             check_coordination_study(self.coordination, self.humans, llm_share=self.population.llm_share)
+        _check_retraining(self)
         recorded = self.recorded_keys()
         for outcome in self.design.outcomes if self.design is not None else ():
             if outcome not in recorded:
@@ -292,7 +293,11 @@ class StudyConfig(Section):
         """The value names each run of this study records: what a hypothesis may name as outcome."""
         if self.study.interaction == "coordination":
             return coordination_keys(self.coordination.names, inventories=self.coordination.rule == "naming_game")
-        return recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes))
+        return recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes), retrains=self.retrains())
+
+    def retrains(self) -> bool:
+        """Whether any condition of this study retrains its LLM agents' model (`[llm.retraining]`)."""
+        return any(c.llm.retraining.enabled and c.uses_llm() for _, c in self.condition_grid())
 
     def factor_levels(self) -> dict[str, list[Any]]:
         """Levels of every condition factor, in order of first appearance."""
@@ -363,7 +368,7 @@ class StudyConfig(Section):
                 *tables, field = key.split(".")
                 target = data
                 for table in tables:
-                    target = target[table]
+                    target = target.setdefault(table, {})  # a table left out at its defaults
                 target[field] = level
             label = entry.get("label") or ",".join(f"{k.rsplit('.', 1)[1]}={_fmt(v)}" for k, v in levels.items())
             grid.append((str(label), _validate(data, source=f"condition {label}")))
@@ -493,3 +498,20 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{path}: {exc}") from None
     warn_flat_llm(flat_llm_keys(data), text=text, source=str(path))
     return config
+
+
+def _check_retraining(config: StudyConfig) -> None:
+    """`[llm.retraining]` fine-tunes the LLM agents' model on a text culture, answered by vLLM."""
+    if not config.llm.retraining.enabled:
+        return
+    if config.study.interaction == "coordination":
+        raise ValueError(
+            "llm.retraining applies to text studies: a coordination study's moves are names, not texts to "
+            "learn from; set llm.retraining.every = 0"
+        )
+    if config.llm.engine.backend in ("transformers", "openai"):
+        raise ValueError(
+            f"llm.retraining needs the vLLM engine (it answers each run with its own adapter), but "
+            f"llm.engine.backend = {config.llm.engine.backend!r}: set it to 'auto' or 'vllm', or "
+            "llm.retraining.every = 0"
+        )

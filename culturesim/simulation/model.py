@@ -134,6 +134,8 @@ class CultureModel(ap.Model):
         self.word_cache: dict[int, tuple[list[str], list[tuple[str, str]]]] = {}  # see MetricInput
         self._plan: dict[str, np.ndarray] | None = None
         self.llm_failures = 0
+        # The LLM agents' model as it is now (`culturesim.study.retraining` sets it): recorded with the culture.
+        self.model_metrics: dict[str, float] = {}
 
     def _initial_traits(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Seed texts: one per agent, or `initial_variants` shared ones."""
@@ -307,6 +309,7 @@ class CultureModel(ap.Model):
         )
         values["llm_failures"] = float(self.llm_failures)
         values["pool_size"] = float(len(self.pool))
+        values.update(self.model_metrics)
         self.llm_failures = 0
         if self.config.study.save_population:
             self.population.append(self.traits.copy())

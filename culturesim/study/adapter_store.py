@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,11 @@ class AdapterStore:
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         os.replace(temporary, path)
+
+    def copy_from(self, other: AdapterStore) -> None:
+        """Every adapter and record of `other` (a replay takes the study's own)."""
+        if other.folder.is_dir():
+            shutil.copytree(other.folder, self.folder, dirs_exist_ok=True)
 
     def problems(self) -> list[str]:
         """Adapters named by a record that are missing or whose bytes no longer match their digest."""

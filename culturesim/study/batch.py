@@ -77,6 +77,7 @@ def run_batch(
     specs = {i: c.spec for i in conditions if (c := plan.calibration_of(i)) is not None}
     models, poles = _build_models(plan, plans, vectors, load_attractors(folder, specs))
     retrainer = Retrainer(plan, plans, AdapterStore(folder), train=engine is not None, on_progress=on_training)
+    retrainer.prepare(models)
     logs = run_generations(
         models,
         plan.config.study.generations,

@@ -35,6 +35,7 @@ from culturesim.parts.vectors import StoredVectors
 from culturesim.schema.config import ConfigError, StudyConfig, stored_config
 from culturesim.simulation.generation import Throughput
 from culturesim.simulation.model import RunSpec
+from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.batch import LogPolicy, ProgressFn
 from culturesim.study.executors import EXECUTORS, Execution, GroupEngines, execute
 from culturesim.study.holder import hold_folder
@@ -180,6 +181,7 @@ class StudyRunner:
             if config == stored_config(manifest_in["config"]):  # the study's own config: its deviations hold
                 manifest["deviations"] = manifest_in.get("deviations", [])
             log = LogPolicy(source / LOG_FOLDER, append=False, engines=plan.engines)
+            AdapterStore(out).copy_from(AdapterStore(source))  # read, never trained: no torch, no model
             self._run_groups(plan, manifest, Execution(out, log, vectors=vectors, session=session))
         return out
 
@@ -205,6 +207,8 @@ class StudyRunner:
             self.close()
             combine_runs(folder, [run.run_id for run in plan.runs])
             manifest["files"] = {f"{t}.parquet": file_sha256(folder / f"{t}.parquet") for t in RUN_TABLES}
+            if plan.config.retrains():
+                manifest["adapters"] = AdapterStore(folder).summary()
         except BaseException:
             # Keep the error that brought us here: a cleanup that fails as well (the manifest on a full
             # disk, in a removed folder) is skipped, never raised in its place.

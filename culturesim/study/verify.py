@@ -12,6 +12,7 @@ from typing import Any
 
 from culturesim.core.fingerprint import file_sha256
 from culturesim.schema.config import stored_config, stored_hash
+from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.prereg import CURRENT_LAYOUT, config_hashes
 from culturesim.study.store import finished_runs, load_run_marker, read_manifest, run_folder
 
@@ -75,6 +76,17 @@ def verify_results(folder: Path) -> tuple[list[str], list[str]]:
     for name, digest in manifest.get("files", {}).items():
         path = folder / name
         check(path.exists() and file_sha256(path) == digest, name, f"{name} is missing or its hash differs")
+    adapters = manifest.get("adapters", [])
+    if adapters:
+        missing = AdapterStore(folder).problems()
+        problems.extend(missing)
+        stored = {a["adapter"] for a in AdapterStore(folder).summary()}
+        listed = {a["adapter"] for a in adapters}
+        check(stored == listed, "", "the adapters' records differ from the manifest's list of adapters")
+        if not missing:
+            checked.append(
+                f"{len(listed - {None})} adapter(s) of {len(adapters)} retraining record(s) match their digests"
+            )
     if manifest.get("status") != "complete":
         problems.append(f"study status is {manifest.get('status')!r}, not 'complete'")
     return problems, checked

@@ -23,6 +23,7 @@ import json
 import math
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,6 +164,8 @@ def train_adapter(
         rng = np.random.default_rng(settings.seed)
         epochs = [training_batches([len(r) for r in rows], settings.batch_size, rng) for _ in range(settings.epochs)]
         total = sum(len(e) for e in epochs)
+        if on_step is not None:
+            on_step(0, total)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
         losses, tokens = [], 0
         for batches in epochs:
@@ -183,7 +186,9 @@ def train_adapter(
 def _adapter_files(model, model_name: str) -> dict[str, bytes]:
     """The adapter's files as bytes, its config naming the model by `model_name`, keys sorted."""
     model.peft_config["default"].base_model_name_or_path = model_name
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # peft looks for the model's config under `model_name` to see whether the vocabulary grew; it did not.
+        warnings.filterwarnings("ignore", message="Could not find a config file")
         model.save_pretrained(folder)
         files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
     config = json.loads(files[ADAPTER_CONFIG])

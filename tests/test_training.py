@@ -1,0 +1,122 @@
+"""Retraining's parts without an engine: the data mix, the study-file rules, and LoRA training that
+is deterministic to the adapter's bytes and really changes the model."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load as load_tensors
+
+from culturesim.parts.corpus import load_corpus
+from culturesim.parts.llm.base import AdapterRef, Request
+from culturesim.parts.llm.models import resolve_model
+from culturesim.parts.llm.training import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraSettings, mean_token_nll, train_adapter
+from culturesim.parts.training_data import TrainingHistory, draw, draw_mix
+from culturesim.schema.config import ConfigError, CorpusSection, StudyConfig, load_config
+from culturesim.schema.llm_section import BUILTIN_MODEL
+
+
+def loads_config(text: str) -> StudyConfig:
+    """A study file's text, validated as `culturesim run` reads it."""
+    path = Path(tempfile.mkdtemp()) / "study.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+TEXT_STUDY = """
+[study]
+name = "retrain"
+seed = 1
+generations = 4
+[population]
+size = 12
+llm_share = 0.25
+"""
+
+
+def test_a_mix_holds_its_human_share_and_each_draw_is_without_replacement() -> None:
+    human, machine = [f"h{i}" for i in range(30)], [f"m{i}" for i in range(30)]
+    mix, share = draw_mix(human, machine, size=20, human_share=0.25, rng=np.random.default_rng(0))
+    assert share == 0.25
+    assert sum(t.startswith("h") for t in mix) == 5 and len(set(mix)) == 20
+    found, found_share = draw_mix(human[:2], machine, size=20, human_share=None, rng=np.random.default_rng(1))
+    assert found_share == sum(t.startswith("h") for t in found) / 20
+    assert draw_mix([], machine, size=4, human_share=0.5, rng=np.random.default_rng(2))[1] == 0.0  # no human text
+    short = draw(["a", "b"], 5, np.random.default_rng(3))
+    assert sorted(short[:2]) == ["a", "b"] and len(short) == 5  # each once, then again with replacement
+    with pytest.raises(ValueError, match="candidates"):
+        draw_mix([], [], size=3, human_share=None, rng=np.random.default_rng(0))
+
+
+def test_replace_sees_the_newest_mix_and_accumulate_every_mix() -> None:
+    history = TrainingHistory().add(["a", "b"]).add(["c"])
+    assert history.data("replace") == ["c"]
+    assert history.data("accumulate") == ["a", "b", "c"]
+
+
+def test_a_frozen_study_keeps_its_canonical_config_and_a_factor_reaches_the_table() -> None:
+    frozen = loads_config(TEXT_STUDY)
+    assert "retraining" not in frozen.model_dump()["llm"]  # locked studies keep their hash
+    varied = loads_config(TEXT_STUDY + '[conditions]\n"llm.retraining.every" = [0, 2]\n')
+    assert [c.llm.retraining.every for _, c in varied.condition_grid()] == [0, 2]
+    assert varied.retrains() and not frozen.retrains()
+    assert "model_heldout_nll" in varied.recorded_keys() and "model_heldout_nll" not in frozen.recorded_keys()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[llm.engine]\nbackend = "transformers"\n[llm.retraining]\nevery = 2\n', "needs the vLLM engine"),
+        ("[llm.retraining]\nevery = 2\nhuman_share = 1.5\n", "human_share"),
+        ("[llm.retraining]\nevery = 2\nrank = 12\n", "rank"),
+    ],
+)
+def test_a_retraining_the_tool_cannot_do_gets_one_clear_error(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        loads_config(TEXT_STUDY + extra)
+
+
+def test_a_coordination_study_cannot_retrain() -> None:
+    study = TEXT_STUDY.replace('name = "retrain"', 'name = "retrain"\ninteraction = "coordination"')
+    with pytest.raises(ConfigError, match="applies to text studies"):
+        loads_config(study + "[llm.retraining]\nevery = 1\n")
+
+
+def test_an_adapter_is_part_of_a_request_s_identity_and_its_path_is_not() -> None:
+    plain = Request(messages=(("user", "hi"),), seed=1)
+    one, moved = AdapterRef("a" * 64, "/x"), AdapterRef("a" * 64, "/elsewhere")
+    assert Request(plain.messages, 1, adapter=one).key() == Request(plain.messages, 1, adapter=moved).key()
+    assert Request(plain.messages, 1, adapter=one).key() != plain.key()
+    assert plain.key() == Request(messages=(("user", "hi"),), seed=1).key()  # old requests keep their keys
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    corpus = load_corpus(CorpusSection())["text"].to_list()
+    return corpus[:24]
+
+
+def test_training_is_deterministic_to_the_bytes_and_changes_the_model(texts: list[str], tmp_path) -> None:
+    """Same texts, settings and seed: the same adapter bytes; another seed: other bytes. The adapter's
+    B matrices (zero at initialisation) are trained, and the model it makes scores its training texts
+    better than the base model does."""
+    model = resolve_model(BUILTIN_MODEL)
+    settings = LoraSettings(rank=8, epochs=2, learning_rate=1e-3, batch_size=8, seed=3)
+    first = train_adapter(model, BUILTIN_MODEL, texts, settings)
+    second = train_adapter(model, BUILTIN_MODEL, texts, settings)
+    assert first.files == second.files and first.digest == second.digest
+    assert first.losses == second.losses and len(first.losses) == 6  # 2 epochs x 3 batches
+    other = train_adapter(model, BUILTIN_MODEL, texts, LoraSettings(rank=8, epochs=2, learning_rate=1e-3, seed=4))
+    assert other.digest != first.digest
+    tensors = load_tensors(first.files[ADAPTER_WEIGHTS])
+    trained_b = [name for name, value in tensors.items() if "lora_B" in name and np.abs(value).max() > 0]
+    assert len(trained_b) == 7 * 30  # every projection of every layer moved off its zero start
+    assert model not in first.files[ADAPTER_CONFIG].decode()  # no machine's path in the bytes
+    assert BUILTIN_MODEL in first.files[ADAPTER_CONFIG].decode()  # named by the study file, not a path
+    for name, data in first.files.items():
+        (tmp_path / name).write_bytes(data)
+    base, tuned = mean_token_nll(model, texts), mean_token_nll(model, texts, adapter=tmp_path)
+    assert tuned < base - 0.2, (base, tuned)
