@@ -296,8 +296,11 @@ class StudyConfig(Section):
         return recorded_keys(self.metrics.names, tuple(self.metrics.norm_axes), retrains=self.retrains())
 
     def retrains(self) -> bool:
-        """Whether any condition of this study retrains its LLM agents' model (`[llm.retraining]`)."""
-        return any(c.llm.retraining.enabled and c.uses_llm() for _, c in self.condition_grid())
+        """Whether a condition of this study may retrain its LLM agents' model: `[llm.retraining]` says
+        so, or a condition factor sets `llm.retraining.every` above 0. Read from the study file alone
+        (the validator asks it before the condition grid exists)."""
+        every = self.factor_levels().get("llm.retraining.every", [self.llm.retraining.every])
+        return any(isinstance(level, int) and level > 0 for level in every)
 
     def factor_levels(self) -> dict[str, list[Any]]:
         """Levels of every condition factor, in order of first appearance."""

@@ -82,6 +82,8 @@ class AdapterStore:
         found = []
         for record in self.records():
             digest = record["adapter"]
+            if digest is None:  # the base model's record
+                continue
             folder = self.folder / digest
             files = {p.name: p.read_bytes() for p in folder.iterdir()} if folder.is_dir() else {}
             if not files:
@@ -95,7 +97,7 @@ class AdapterStore:
     def summary(self) -> list[dict[str, Any]]:
         """What the manifest lists: one line per retraining."""
         return [
-            {key: record[key] for key in ("run_id", "generation", "adapter", "parent", "inputs")}
+            {key: record.get(key) for key in ("run_id", "generation", "adapter", "parent", "inputs")}
             for record in self.records()
         ]
 

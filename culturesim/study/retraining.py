@@ -78,10 +78,13 @@ class Retrainer:
         self.train = train
         self.on_progress = on_progress
         self.lineages: dict[str, RunLineage] = {}
+        self._base_nll: dict[tuple[str, tuple[str, ...]], float] = {}
+        if not plan.config.retrains():
+            return
         for run in runs:
             condition = plan.condition(run.condition_index)
             settings = condition.llm.retraining
-            if settings.enabled and condition.uses_llm():
+            if condition.uses_llm():  # a frozen condition too: its model's metrics are the control
                 corpus = plan.corpora[run.condition_index]
                 held_out = _held_out(run, corpus, settings.held_out)
                 self.lineages[run.run_id] = RunLineage(settings, condition.llm.engine.model, held_out)
@@ -93,13 +96,44 @@ class Retrainer:
         lineage = self.lineages.get(run_id)
         return None if lineage is None else lineage.adapter
 
+    def prepare(self, models: list) -> None:
+        """Before generation 0: each run's model is the base model; record its held-out score."""
+        for model in models:
+            lineage = self.lineages.get(model.spec.run_id)
+            if lineage is not None:
+                lineage.base_nll = self._base_score(model.spec.run_id, lineage)
+                model.model_metrics = {"model_heldout_nll": lineage.base_nll}
+
     def after(self, generation: int, models: list) -> None:
         for model in models:
             lineage = self.lineages.get(model.spec.run_id)
-            if lineage is not None and generation % lineage.settings.every == 0:
-                self._retrain(model, lineage, generation)
+            if lineage is not None and lineage.settings.enabled and generation % lineage.settings.every == 0:
+                record = self._retrain(model, lineage, generation)
+                model.model_metrics = {"model_heldout_nll": record["heldout_nll"]}
 
-    def _retrain(self, model: CultureModel, lineage: RunLineage, generation: int) -> None:
+    def _base_score(self, run_id: str, lineage: RunLineage) -> float:
+        """The base model's held-out score of a run: its generation-0 record, else computed (once per
+        model and held-out set) and recorded."""
+        record = self.store.record(run_id, 0)
+        if record is not None and record["held_out_texts"] == content_digest(lineage.held_out):
+            return record["heldout_nll"]
+        if not self.train:
+            raise MissingAdapter(f"the results folder holds no base-model record of run {run_id} (generation 0)")
+        key = (lineage.model, lineage.held_out)
+        if key not in self._base_nll:
+            self._base_nll[key] = mean_token_nll(resolve_model(lineage.model), lineage.held_out)
+        record = {
+            "run_id": run_id,
+            "generation": 0,
+            "adapter": None,
+            "held_out": len(lineage.held_out),
+            "held_out_texts": content_digest(lineage.held_out),
+            "heldout_nll": self._base_nll[key],
+        }
+        self.store.put_record(record)
+        return record["heldout_nll"]
+
+    def _retrain(self, model: CultureModel, lineage: RunLineage, generation: int) -> dict[str, Any]:
         spec, settings = model.spec, lineage.settings
         seeds = [model.spec.study_seed, spec.replicate, generation]
         human, machine = _candidates(model, settings.source, lineage.last, set(lineage.held_out))
@@ -119,7 +153,7 @@ class Retrainer:
             batch_size=settings.batch_size,
             seed=request_seed(spec.study_seed, spec.replicate, generation, 0, TRAIN_PURPOSE),
         )
-        inputs = _digest({"model": lineage.model, "settings": asdict(lora), "texts": data})
+        inputs = content_digest({"model": lineage.model, "settings": asdict(lora), "texts": data})
         record = self.store.record(spec.run_id, generation)
         if record is None or record["inputs"] != inputs:
             if not self.train:
@@ -129,8 +163,8 @@ class Retrainer:
                 )
             record = self._train(spec, lineage, generation, data, lora, inputs, share)
         lineage.adapter = self.store.adapter(record["adapter"])
-        lineage.base_nll = record["base_heldout_nll"]
         lineage.last = generation
+        return record
 
     def _train(self, spec: RunSpec, lineage, generation, data, lora: LoraSettings, inputs: str, share: float):
         path = resolve_model(lineage.model)
@@ -147,7 +181,7 @@ class Retrainer:
             "adapter": adapter.name,
             "inputs": inputs,
             "parent": None if lineage.adapter is None else lineage.adapter.name,
-            "training_set": _digest(data),
+            "training_set": content_digest(data),
             "texts": len(data),
             "drawn": lineage.settings.texts,
             "human_share": share,
@@ -158,10 +192,9 @@ class Retrainer:
             "seconds": trained.seconds,
             "losses": list(trained.losses),
             "held_out": len(lineage.held_out),
+            "held_out_texts": content_digest(lineage.held_out),
             "heldout_nll": mean_token_nll(path, lineage.held_out, adapter=Path(adapter.path)),
-            "base_heldout_nll": lineage.base_nll
-            if lineage.base_nll is not None
-            else mean_token_nll(path, lineage.held_out),
+            "base_heldout_nll": lineage.base_nll,
         }
         self.store.put_record(record)
         return record
@@ -192,5 +225,6 @@ def _held_out(run: RunSpec, corpus: Sequence[str], count: int) -> tuple[str, ...
     return tuple(corpus[i] for i in sorted(rng.permutation(len(corpus))[: min(count, len(corpus))]))
 
 
-def _digest(value: Any) -> str:
+def content_digest(value: Any) -> str:
+    """SHA-256 of `value` as canonical JSON (sorted keys): the identity of a training set or held-out set."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

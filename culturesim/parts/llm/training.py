@@ -192,6 +192,9 @@ def _adapter_files(model, model_name: str) -> dict[str, bytes]:
         model.save_pretrained(folder)
         files = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
     config = json.loads(files[ADAPTER_CONFIG])
+    # peft keeps target_modules as a set: its saved order follows the process's string hashing.
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
     files[ADAPTER_CONFIG] = (json.dumps(config, sort_keys=True, indent=1) + "\n").encode()
     return files
 
