@@ -137,6 +137,21 @@ def test_bench_prefix_smoke(tmp_path: Path) -> None:
 
 @NEEDS_VLLM
 @pytest.mark.slow
+def test_bench_training_smoke(tmp_path: Path) -> None:
+    """From the command line (a LoRA engine of its own): training twice gives the same adapter bytes,
+    and the adapters answer."""
+    script = [sys.executable, str(BENCHMARKS / "bench_training.py"), "--smoke", "--out", str(tmp_path)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    module = load("bench_training")
+    document = table(tmp_path / "bench_training.json", module.COLUMNS)
+    training, base, adapted = document["rows"]
+    assert training["same_bytes"] == "True" and training["tokens"] > 0 and training["ratio"] > 0
+    assert base["tokens"] > 0 and adapted["tokens"] > 0 and document["summary"]["limit_gflops"] > 0
+
+
+@NEEDS_VLLM
+@pytest.mark.slow
 def test_profile_quickstart_smoke(tmp_path: Path, embedder, vllm_backend) -> None:
     """The quickstart's toy version; every phase's function must still be called by a study."""
     module = load("profile_quickstart")

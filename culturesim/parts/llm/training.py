@@ -56,7 +56,8 @@ class TrainedAdapter:
     files: dict[str, bytes]
     losses: tuple[float, ...]  # mean token loss (nats) of each optimizer step
     tokens: int  # tokens the model was trained on (forward and backward), padding excluded
-    seconds: float
+    seconds: float  # the whole training: loading the model, the steps, saving the adapter
+    step_seconds: float = 0.0  # the optimizer steps alone (what tokens per second is taken over)
 
     @property
     def digest(self) -> str:
@@ -168,6 +169,7 @@ def train_adapter(
             on_step(0, total)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
         losses, tokens = [], 0
+        stepping = time.perf_counter()
         for batches in epochs:
             for indices in batches:
                 ids, mask, labels = _batch([rows[i] for i in indices], pad)
@@ -179,8 +181,9 @@ def train_adapter(
                 tokens += int(mask.sum())
                 if on_step is not None:
                     on_step(len(losses), total)
+        step_seconds = time.perf_counter() - stepping
         files = _adapter_files(model, model_name)
-    return TrainedAdapter(files, tuple(losses), tokens, time.perf_counter() - started)
+    return TrainedAdapter(files, tuple(losses), tokens, time.perf_counter() - started, step_seconds)
 
 
 def _adapter_files(model, model_name: str) -> dict[str, bytes]:
