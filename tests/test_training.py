@@ -143,3 +143,30 @@ def test_training_is_deterministic_to_the_bytes_and_changes_the_model(texts: lis
         (tmp_path / name).write_bytes(data)
     base, tuned = mean_token_nll(model, texts), mean_token_nll(model, texts, adapter=tmp_path)
     assert tuned < base - 0.2, (base, tuned)
+
+
+def test_the_plan_sizes_the_retrainings_and_times_them_from_this_machine_s_rate() -> None:
+    """Retrainings after generations 2, 4 and 6 of 7: replace trains on 3 draws in all, accumulate on
+    1 + 2 + 3; the estimate adds their texts at the measured seconds per text, or says it lacks the rate."""
+    from culturesim.study.planner import plan_study
+
+    study = TEXT_STUDY.replace("generations = 4", "generations = 7\nreplicates = 1")
+    config = loads_config(
+        study + '[llm.retraining]\nevery = 2\ntexts = 10\nepochs = 2\n[conditions]\n"llm.retraining.regime" = '
+        '["replace", "accumulate"]\n'
+    )
+    size = plan_study(config, rates={}).size
+    assert size.retrainings == 2 * 3
+    assert size.training_texts == (3 + 6) * 10 * 2
+    assert size.table("adapters").rows == 6
+    engine = plan_study(config, rates={}).groups[0].engine.key()
+    rates = {
+        "engine_start": {engine: {"seconds_per_start": 10.0}},
+        "llm": {f"{engine} text": {"requests_per_second": 1.0, "requests_per_call": 12.0}},
+        "embedding": {config.embedding.model: {"texts_per_second": 100.0}},
+        "simulation": {"all": {"seconds_per_agent_generation": 0.0}},
+    }
+    assert "retraining of builtin:smollm2-135m" in plan_study(config, rates=rates).estimate.missing
+    rates["retraining"] = {BUILTIN_MODEL: {"seconds_per_text": 0.5}}
+    parts = dict(plan_study(config, rates=rates).estimate.parts)
+    assert parts["retraining"] == 180 * 0.5

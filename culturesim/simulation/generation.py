@@ -104,6 +104,8 @@ class Throughput:
     embedded_texts: int = 0
     embedding_requests: int = 0
     embed_seconds: float = 0.0
+    training_seconds: float = 0.0  # retrainings of the LLM agents' model (`culturesim.study.retraining`)
+    training_texts: int = 0  # texts trained on by those retrainings, each epoch counted
     wall_seconds: float = 0.0
 
     def add(self, other: dict[str, float]) -> None:

@@ -88,6 +88,8 @@ def run_batch(
         updates=retrainer or None,
     )
     vectors.save()
+    stats.training_seconds += retrainer.seconds
+    stats.training_texts += retrainer.texts
     digests = _model_digests(group, source)
     for model, log, extra in zip(models, logs, poles, strict=True):
         if model.spec.run_id not in skip:

@@ -126,6 +126,8 @@ class StudyPlan:
                 for c in self.calibrations
             ],  # fmt: skip
             "llm_requests": self.size.llm_requests,
+            "retrainings": self.size.retrainings,
+            "training_texts": self.size.training_texts,
             "estimated_seconds": self.estimate.seconds,
         }
 

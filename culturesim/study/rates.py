@@ -56,6 +56,9 @@ DERIVED = {
     "calibration": (("seconds_per_request", "seconds", "requests"), ("requests_per_call", "requests", "calls")),
     "engine_start": (("seconds_per_start", "seconds", "starts"),),
     "simulation": (("seconds_per_agent_generation", "seconds", "agent_generations"),),
+    # LoRA retraining: the whole of it (model loading, the steps, saving, the held-out scores) per text
+    # trained on, each epoch counted.
+    "retraining": (("seconds_per_text", "seconds", "texts"),),
 }
 SIMULATION = "all"  # the simulation category has one entry
 # Requests per engine call at which a batched engine answers at half its saturated throughput: the fit of
@@ -156,6 +159,10 @@ def session_sample(
         kinds = {request_kind(plan.condition(run.condition_index)) for run in ran}
         key = llm_key(engines.pop(), kinds.pop() if len(kinds) == 1 else "text")
         sample.add("llm", key, tokens=tokens, requests=asked, seconds=delta["llm_seconds"], calls=calls)
+    if delta.get("training_seconds", 0) > 0 and delta.get("training_texts", 0) > 0:
+        trained = {condition.llm.engine.model for _, condition in plan.conditions if condition.uses_llm()}
+        sample.add("retraining", trained.pop() if len(trained) == 1 else "mixed", texts=delta["training_texts"],
+                   seconds=delta["training_seconds"])  # fmt: skip
     models = {condition.embedding.model for _, condition in plan.conditions}
     if len(models) == 1 and delta.get("embed_seconds", 0) > 0 and delta.get("embedded_texts", 0) > 0:
         sample.add("embedding", models.pop(), texts=delta["embedded_texts"], seconds=delta["embed_seconds"])
@@ -165,6 +172,7 @@ def session_sample(
     wall = delta.get("wall_seconds", 0)
     if agent_generations and wall > 0:
         rest = wall - delta.get("llm_seconds", 0) - delta.get("embed_seconds", 0) - other
+        rest -= delta.get("training_seconds", 0)
         sample.add("simulation", SIMULATION, agent_generations=agent_generations, seconds=max(rest, 0.0))
     return sample
 
@@ -330,6 +338,11 @@ def estimate_wall(
         parts["uncached embedding"] = texts / min(speeds)  # over embedders: the slowest for all (an upper bound)
     if (found := rate("simulation", SIMULATION, "simulation")) is not None:
         parts["simulation"] = size.agent_generations * found["seconds_per_agent_generation"]
+    if size.training_texts:
+        models = {c.llm.engine.model for _, c in grid if c.llm.retraining.enabled and c.uses_llm()}
+        key = models.pop() if len(models) == 1 else "mixed"
+        if (found := rate("retraining", key, f"retraining of {key}")) is not None:
+            parts["retraining"] = size.training_texts * found["seconds_per_text"]
     sessions = int(rates.get("sessions", 0))
     if missing:
         return WallEstimate(None, missing=tuple(missing), sessions=sessions)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,8 @@ class Retrainer:
         self.train = train
         self.on_progress = on_progress
         self.lineages: dict[str, RunLineage] = {}
+        self.seconds = 0.0  # spent training and scoring here (a stored retraining costs nothing)
+        self.texts = 0  # texts trained on here, each epoch counted
         self._base_nll: dict[tuple[str, tuple[str, ...]], float] = {}
         if not plan.config.retrains():
             return
@@ -173,6 +176,7 @@ class Retrainer:
             if self.on_progress is not None:
                 self.on_progress(spec.run_id, generation, done, total)
 
+        started = time.perf_counter()
         trained = train_adapter(path, lineage.model, data, lora, on_step=step)
         adapter = self.store.put_adapter(trained.files)
         record = {
@@ -197,6 +201,8 @@ class Retrainer:
             "base_heldout_nll": lineage.base_nll,
         }
         self.store.put_record(record)
+        self.seconds += time.perf_counter() - started
+        self.texts += len(data) * lora.epochs
         return record
 
 

@@ -76,6 +76,10 @@ class StudySize:
     tables: tuple[TableSize, ...]
     calibration_requests: int = 0  # first attempts of the attractor calibrations, on first use (then cached)
     condition_requests: tuple[int, ...] = ()  # expected first attempts per condition (grid order), for timing
+    retrainings: int = 0  # LoRA trainings over the whole study (`[llm.retraining]`): one per run and retraining
+    training_texts: int = (
+        0  # texts trained on over the whole study, each epoch counted (what training time scales with)
+    )
 
     @property
     def total_bytes(self) -> int:
@@ -101,7 +105,7 @@ def size_study(
     texts (grid order); `calibration_requests`: first attempts of the calibrations it will compute (the
     planner's, `culturesim.study.planner`); `embedding_dim` in floats."""
     replicates, generations = config.study.replicates, config.study.generations
-    runs = agent_generations = metrics_rows = population_rows = 0
+    runs = agent_generations = metrics_rows = population_rows = retrainings = training_texts = adapter_bytes = 0
     traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
     corpus_texts = 0
     by_condition: list[int] = []
@@ -127,6 +131,10 @@ def size_study(
             per_generation = Fraction(min(n_llm, n - committed))
             keys = len(condition.recorded_keys())
 
+        trainings, texts = retraining_work(condition)
+        adapter_bytes += replicates * trainings * condition.llm.retraining.rank * ADAPTER_BYTES_PER_RANK
+        retrainings += replicates * trainings
+        training_texts += replicates * texts
         runs += replicates
         agent_generations += replicates * n * generations
         metrics_rows += replicates * (generations + 1) * keys
@@ -168,6 +176,8 @@ def size_study(
         # Rows: distinct texts of the study (the combined table); bytes: each run's table plus that one.
         TableSize("vectors", combined_vectors, vectors_on_disk),
     )
+    if retrainings:
+        tables += (TableSize("adapters", retrainings, adapter_bytes),)
     return StudySize(
         config.study.name,
         runs,
@@ -178,7 +188,25 @@ def size_study(
         tables,
         calibration_requests,
         tuple(by_condition),
+        retrainings,
+        training_texts,
     )
+
+
+# Bytes of a LoRA adapter of the built-in model per unit of rank: float32 A and B matrices of the seven
+# projections of its 30 layers, rank x (in + out) numbers each (10,176 per layer and unit of rank).
+ADAPTER_BYTES_PER_RANK = 30 * 10_176 * 4
+
+
+def retraining_work(condition: StudyConfig) -> tuple[int, int]:
+    """One run's retrainings under `condition` and the texts they train on, each epoch counted: one
+    retraining after every `every`-th generation but the last; under accumulate the k-th sees k draws."""
+    settings = condition.llm.retraining
+    if not settings.enabled or not condition.uses_llm():
+        return 0, 0
+    count = len(range(settings.every, condition.study.generations, settings.every))
+    draws = sum(range(1, count + 1)) if settings.regime == "accumulate" else count
+    return count, draws * settings.texts * settings.epochs
 
 
 def _run_table(name: str, rows: int, row_bytes: int, runs: int) -> TableSize:
@@ -208,7 +236,12 @@ def plan_table(size: StudySize, *, wall_time: str | None = None) -> RenderableTy
     table.add_row("agent-generations", f"{size.agent_generations:,}", "", "")
     table.add_row("LLM requests (first attempts)", f"{size.llm_requests:,}", "", "")
     table.add_row("LLM requests (with all retries)", f"{size.llm_requests_max:,}", "", "")
-    table.add_row("attractor calibration requests", f"{size.calibration_requests:,}", "", "", end_section=True)
+    table.add_row(
+        "attractor calibration requests", f"{size.calibration_requests:,}", "", "", end_section=not size.retrainings
+    )
+    if size.retrainings:
+        table.add_row("LoRA retrainings", f"{size.retrainings:,}", "", "")
+        table.add_row("texts trained on (each epoch)", f"{size.training_texts:,}", "", "", end_section=True)
     for t in size.tables:
         table.add_row(t.name, f"{t.rows:,}", f"x{t.copies}", human_bytes(t.disk_bytes))
     table.add_section()
