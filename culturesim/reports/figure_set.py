@@ -125,6 +125,12 @@ def _trajectory(data: StudyData, metric: str) -> plt.Figure:
     return figures.trajectories(data.metrics, metric)
 
 
+def _model_and_culture(data: StudyData) -> plt.Figure:
+    if not data.recorded(("model_heldout_nll",)):
+        raise NotApplicable("the study does not retrain its LLM agents' model ([llm.retraining])")
+    return figures.model_beside_culture(data.metrics)
+
+
 def _trait_space(data: StudyData) -> plt.Figure:
     run_id = data.showcase_run()["run_id"]
     recorded = sorted(data.population.filter(pl.col("run_id") == run_id)["generation"].unique().to_list())
@@ -229,6 +235,7 @@ def figure_jobs(data: StudyData) -> list[FigureJob]:
             FigureJob(f"trajectory_{_slug(m)}", ("metrics.parquet",), partial(_trajectory, data, m))
             for m in data.recorded(TRAJECTORY_METRICS)
         ),
+        FigureJob("model_and_culture", ("metrics.parquet",), partial(_model_and_culture, data)),
         FigureJob("trait_space", maps, partial(_trait_space, data)),
         FigureJob("machine_ancestry", maps, partial(_machine_ancestry, data)),
         FigureJob("network_snapshot", maps, partial(_network_snapshot, data)),

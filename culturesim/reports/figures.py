@@ -35,6 +35,7 @@ COLUMN_WIDTH = 4.5  # inches: one journal column
 # Axis labels with units, broken to fit a single-column figure.
 METRIC_LABELS = {
     "semantic_diversity": "semantic diversity\n(mean cosine distance)",
+    "model_heldout_nll": "held-out NLL of the model\n(nats per token)",
     "vendi": "Vendi score\n(effective number of texts)",
     "distinct_traits": "distinct variants",
     "machine_ancestry": "machine ancestry\n(share of lineage)",
@@ -131,6 +132,27 @@ def trajectories(metrics: pl.DataFrame, metric: str = "semantic_diversity") -> p
     ax.set(xlabel="generation", ylabel=metric_label(metric))
     _generation_axis(ax)
     ax.legend(title="condition")
+    return fig
+
+
+def model_beside_culture(metrics: pl.DataFrame, culture: str = "semantic_diversity") -> plt.Figure:
+    """The retrained model's drift beside the culture's: held-out negative log-likelihood of the LLM
+    agents' model (left; the model that answered each generation) and a culture metric (right), mean
+    per condition over generations with 95 % bootstrap CI bands (fixed seed)."""
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH, 3.2), layout="constrained")
+    for ax, metric in zip(axes, ("model_heldout_nll", culture), strict=True):
+        data = metrics.filter(pl.col("metric") == metric).select("generation", "condition", "value").to_pandas()
+        if data.empty:
+            raise ValueError(f"metric {metric!r} is not in the results")
+        sns.lineplot(
+            data=data, x="generation", y="value", hue="condition", errorbar=("ci", 95), seed=0, marker="o", ax=ax
+        )
+        ax.set(xlabel="generation", ylabel=metric_label(metric))
+        _generation_axis(ax)
+    axes[0].set_title("the model")
+    axes[1].set_title("the culture")
+    axes[1].get_legend().remove()
+    axes[0].legend(title="condition")
     return fig
 
 

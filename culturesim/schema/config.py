@@ -37,6 +37,7 @@ from culturesim.schema.sections import MAX_NESTING, ConfigError, Section, too_de
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
 BUILTIN_CORPUS = "builtin"
 TOY_GENERATIONS = 2
+TOY_TRAINING_TEXTS = 16  # texts per retraining draw in a toy run
 TOY_DESIGN_SAMPLES = 4  # base samples of a [design] at toy size (a power of 2, as Sobol needs)
 DEFAULT_METRICS = (
     "semantic_diversity",
@@ -390,12 +391,35 @@ class StudyConfig(Section):
         data["attractor"] = {"chains": 4, "generations": TOY_GENERATIONS}
         if data.get("design"):
             data["design"]["samples"] = min(data["design"]["samples"], TOY_DESIGN_SAMPLES)
+        _toy_retraining(data)
         for hypothesis in (data["preregistration"] or {}).get("hypotheses", []):
             if isinstance(hypothesis["generation"], int):
                 hypothesis["generation"] = min(hypothesis["generation"], TOY_GENERATIONS)
             if hypothesis["window"] is not None:
                 hypothesis["window"] = [0, TOY_GENERATIONS]
         return _validate(data, source=f"toy version of {self.study.name}")
+
+
+def _toy_retraining(data: dict[str, Any]) -> None:
+    """A toy that still retrains: after generation 1 of its 2 (every retraining level above 0 becomes
+    1, in the table and in condition factors), on at most TOY_TRAINING_TEXTS texts, one epoch."""
+    every = "llm.retraining.every"
+    retraining = data["llm"].get("retraining")
+    if retraining is not None:
+        retraining.update(
+            every=min(retraining["every"], 1),
+            texts=min(retraining["texts"], TOY_TRAINING_TEXTS),
+            epochs=1,
+        )
+    if every in (data.get("conditions") or {}):
+        data["conditions"][every] = [min(level, 1) for level in data["conditions"][every]]
+    for entry in data.get("condition_sets") or []:
+        if every in entry:
+            entry[every] = min(entry[every], 1)
+    for hypothesis in (data["preregistration"] or {}).get("hypotheses", []):
+        contrast = hypothesis["contrast"]
+        if contrast["factor"] == every:
+            contrast.update(treatment=min(contrast["treatment"], 1), reference=min(contrast["reference"], 1))
 
 
 def _check_factor(key: str) -> None:

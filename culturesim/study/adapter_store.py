@@ -21,10 +21,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from culturesim.parts.llm.base import AdapterRef
 from culturesim.parts.llm.training import adapter_digest
 
 ADAPTERS_FOLDER = "adapters"
+RETRAINING_SCHEMA = {
+    "run_id": pl.String,
+    "generation": pl.Int64,
+    "adapter": pl.String,
+    "parent": pl.String,
+    "texts": pl.Int64,
+    "human_share": pl.Float64,
+    "tokens": pl.Int64,
+    "seconds": pl.Float64,
+    "first_loss": pl.Float64,
+    "last_loss": pl.Float64,
+    "heldout_nll": pl.Float64,
+}
 TRAININGS_FOLDER = "trainings"
 
 
@@ -93,6 +108,28 @@ class AdapterStore:
             elif adapter_digest(files) != digest:
                 found.append(f"adapter {digest[:12]} of {record['run_id']} generation {record['generation']} changed")
         return found
+
+    def table(self) -> pl.DataFrame:
+        """One row per retraining (generation 0: the base model's score): run, generation, adapter,
+        parent, texts trained on, realised human share, tokens, seconds, first and last training
+        loss (nats per token) and the held-out score (nats per token)."""
+        rows = [
+            {
+                "run_id": r["run_id"],
+                "generation": r["generation"],
+                "adapter": r["adapter"],
+                "parent": r.get("parent"),
+                "texts": r.get("texts", 0),
+                "human_share": r.get("human_share"),
+                "tokens": r.get("tokens", 0),
+                "seconds": r.get("seconds", 0.0),
+                "first_loss": r["losses"][0] if r.get("losses") else None,
+                "last_loss": r["losses"][-1] if r.get("losses") else None,
+                "heldout_nll": r["heldout_nll"],
+            }
+            for r in self.records()
+        ]
+        return pl.DataFrame(rows, schema=RETRAINING_SCHEMA)
 
     def summary(self) -> list[dict[str, Any]]:
         """What the manifest lists: one line per retraining."""
