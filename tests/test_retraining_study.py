@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from culturesim.api import draw_figure
 from culturesim.core.fingerprint import file_sha256
 from culturesim.parts.llm.models import resolve_model
 from culturesim.parts.llm.training import mean_token_nll
@@ -132,6 +133,8 @@ def test_the_model_s_held_out_score_is_its_adapter_s_and_recorded_with_the_cultu
     assert len(held_out) == 8 and records[("c0-r0", 2)]["held_out_texts"] == content_digest(held_out)
     adapter = whole / "adapters" / records[("c0-r0", 2)]["adapter"]
     assert mean_token_nll(resolve_model(BUILTIN_MODEL), held_out, adapter=adapter) == second
+    figure = draw_figure(whole, "model_and_culture")  # the model's drift beside the culture's
+    assert [ax.get_title() for ax in figure.axes] == ["the model", "the culture"]
 
 
 def _held_out_texts(folder: Path, run_id: str) -> tuple[str, ...]:

@@ -170,3 +170,22 @@ def test_the_plan_sizes_the_retrainings_and_times_them_from_this_machine_s_rate(
     rates["retraining"] = {BUILTIN_MODEL: {"seconds_per_text": 0.5}}
     parts = dict(plan_study(config, rates=rates).estimate.parts)
     assert parts["retraining"] == 180 * 0.5
+
+
+def test_a_draw_takes_the_held_texts_or_the_new_variants_and_never_a_held_out_text() -> None:
+    """'population': one text per agent (a widespread text weighs more), by its author kind; 'new':
+    the variants born after the last retraining; a held-out text is in neither."""
+    from types import SimpleNamespace
+
+    from culturesim.parts.traits import TraitPool
+    from culturesim.study.retraining import _candidates
+
+    pool = TraitPool(dim=2)
+    seeds = pool.add(["seed a", "held out"], author_kind="seed", parents=[(), ()], generation=0)
+    llm = pool.add(["machine b"], author_kind="llm", parents=[(0,)], generation=1)
+    error = pool.add(["seed a!"], author_kind="human_error", parents=[(0,)], generation=2)
+    model = SimpleNamespace(pool=pool, traits=np.array([seeds[0], seeds[0], seeds[1], llm[0], error[0]]))
+    human, machine = _candidates(model, "population", 0, {"held out"})
+    assert human == ["seed a", "seed a", "seed a!"] and machine == ["machine b"]
+    human, machine = _candidates(model, "new", 1, {"held out"})
+    assert human == ["seed a!"] and machine == []

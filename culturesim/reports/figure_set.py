@@ -126,7 +126,7 @@ def _trajectory(data: StudyData, metric: str) -> plt.Figure:
 
 
 def _model_and_culture(data: StudyData) -> plt.Figure:
-    if not data.recorded(("model_heldout_nll",)):
+    if "model_heldout_nll" not in data.metrics["metric"].unique().to_list():
         raise NotApplicable("the study does not retrain its LLM agents' model ([llm.retraining])")
     return figures.model_beside_culture(data.metrics)
 
@@ -235,7 +235,11 @@ def figure_jobs(data: StudyData) -> list[FigureJob]:
             FigureJob(f"trajectory_{_slug(m)}", ("metrics.parquet",), partial(_trajectory, data, m))
             for m in data.recorded(TRAJECTORY_METRICS)
         ),
-        FigureJob("model_and_culture", ("metrics.parquet",), partial(_model_and_culture, data)),
+        *(
+            [FigureJob("model_and_culture", ("metrics.parquet",), partial(_model_and_culture, data))]
+            if data.config.retrains()
+            else []
+        ),
         FigureJob("trait_space", maps, partial(_trait_space, data)),
         FigureJob("machine_ancestry", maps, partial(_machine_ancestry, data)),
         FigureJob("network_snapshot", maps, partial(_network_snapshot, data)),
