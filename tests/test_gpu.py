@@ -38,3 +38,23 @@ def test_a_toy_study_runs_on_cuda_and_replays_on_the_cpu(tmp_path: Path) -> None
     replayed = StudyRunner().replay(folder, tmp_path / "replay")
     for table in ("metrics.parquet", "traits.parquet", "population.parquet"):
         assert (replayed / table).read_bytes() == (folder / table).read_bytes(), table
+
+
+def test_lora_training_runs_on_cuda_and_is_deterministic_there() -> None:
+    """The same texts, settings and seed give the same adapter bytes on the GPU, twice, and the
+    adapter changes the model's score of its training texts."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    from culturesim.parts.corpus import load_corpus
+    from culturesim.parts.llm.models import resolve_model
+    from culturesim.parts.llm.training import LoraSettings, train_adapter, training_device
+    from culturesim.schema.config import CorpusSection
+    from culturesim.schema.llm_section import BUILTIN_MODEL
+
+    assert training_device() == "cuda"
+    texts = load_corpus(CorpusSection())["text"].to_list()[:32]
+    model = resolve_model(BUILTIN_MODEL)
+    settings = LoraSettings(rank=8, epochs=2, learning_rate=1e-3, batch_size=8, seed=5)
+    first, second = (train_adapter(model, BUILTIN_MODEL, texts, settings) for _ in range(2))
+    assert first.digest == second.digest and first.losses[-1] < first.losses[0]

@@ -22,7 +22,8 @@ from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.retraining import content_digest
 from tests.helpers import ENV, NEEDS_VLLM, llm_toy_study
 
-pytestmark = [pytest.mark.slow, NEEDS_VLLM]
+# One worker runs the whole module: its uninterrupted study (a module fixture) is made once.
+pytestmark = [pytest.mark.slow, NEEDS_VLLM, pytest.mark.xdist_group("retraining_study")]
 
 STUDY = llm_toy_study(
     "retrain",

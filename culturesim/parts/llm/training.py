@@ -5,7 +5,8 @@ token), the setting of the model-collapse studies (Shumailov et al. 2024 fine-tu
 the previous generation's text and measured perplexity on the original test set; Gerstgrasser
 et al. 2024 likewise): no chat template, so no training compute goes to a fixed prompt.
 
-Same inputs, same adapter bytes, on one CPU kind: the trainer seeds torch, runs with
+Same inputs, same adapter bytes, on one device kind (a CPU kind, or a GPU with cuBLAS's fixed
+workspace): the trainer seeds torch, trains on the GPU where there is one, runs with
 `torch.use_deterministic_algorithms`, no dropout, a shuffle drawn from its own seed, and saves
 the adapter with a config that names the model by its study-file name, not a machine's path.
 Each retraining starts from the base model (as each of Shumailov's generations started from the
@@ -72,11 +73,22 @@ def adapter_digest(files: dict[str, bytes]) -> str:
     return hasher.hexdigest()
 
 
+def training_device() -> str:
+    """Where training and scoring run: the GPU where torch sees one, else the CPU."""
+    from culturesim.parts.devices import cuda_available
+
+    return "cuda" if cuda_available() else "cpu"
+
+
 @contextmanager
 def deterministic_torch(seed: int) -> Iterator[None]:
-    """Seeded torch with deterministic algorithms inside the block; the previous mode restored."""
+    """Seeded torch with deterministic algorithms inside the block; the previous mode restored. On
+    CUDA, cuBLAS is deterministic only with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set unless given)."""
+    import os
+
     import torch
 
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = torch.are_deterministic_algorithms_enabled()
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -92,7 +104,7 @@ def _load(model_path: str, adapter: Path | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(training_device())
     if adapter is not None:
         from peft import PeftModel
 
@@ -117,7 +129,8 @@ def _batch(rows: Sequence[list[int]], pad: int):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
     labels = ids.masked_fill(mask == 0, -100)
-    return ids, mask, labels
+    device = training_device()
+    return ids.to(device), mask.to(device), labels.to(device)
 
 
 def training_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
