@@ -189,3 +189,23 @@ def test_a_draw_takes_the_held_texts_or_the_new_variants_and_never_a_held_out_te
     assert human == ["seed a", "seed a", "seed a!"] and machine == ["machine b"]
     human, machine = _candidates(model, "new", 1, {"held out"})
     assert human == ["seed a!"] and machine == []
+
+
+def test_a_retraining_shows_as_a_timed_phase_of_its_own_then_the_generations_resume() -> None:
+    import io
+
+    from culturesim.core.progress import RUN_GENERATIONS, PlainReporter
+    from culturesim.study.executors import _training_display
+
+    now, out = [0.0], io.StringIO()
+    progress = PlainReporter(out, clock=lambda: now[0], heartbeat=False)
+    progress.phase(RUN_GENERATIONS, total=10, done=4)
+    show = _training_display(progress)
+    for step in range(5):
+        show("c0-r0", 2, step, 4)
+        now[0] += 3.0
+    assert out.getvalue().splitlines()[1:] == [
+        "[culturesim 00:00] retraining c0-r0 after generation 2: step 0/4",
+        "[culturesim 00:12] retraining c0-r0 after generation 2: step 4/4, done in 12 s",
+        "[culturesim 00:12] run-generations 4/10 (40 %)",
+    ]

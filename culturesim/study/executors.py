@@ -186,7 +186,10 @@ def _training_display(progress: Reporter) -> TrainingProgress:
     """Show a retraining's optimizer steps as a phase of its own, then go back to the generations."""
 
     def show(run_id: str, generation: int, done: int, total: int) -> None:
-        progress.phase(f"retraining {run_id} after generation {generation}", total=total, unit="step", done=done)
+        if done == 0:  # a new phase, timed from here
+            progress.phase(f"retraining {run_id} after generation {generation}", total=total, unit="step", done=0)
+        else:
+            progress.update(done)
         if done == total:
             progress.phase(RUN_GENERATIONS)
 
