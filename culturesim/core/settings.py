@@ -48,6 +48,12 @@ def vllm_cpu_defaults() -> dict[str, str]:
     }
 
 
+def cuda_training_defaults() -> dict[str, str]:
+    """What makes training on a GPU deterministic: cuBLAS with a fixed workspace (read when cuBLAS
+    starts, so set before the first training of a process)."""
+    return {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+
+
 def quiet_defaults() -> dict[str, str]:
     """What keeps vLLM, torch and transformers to errors only (`culturesim.core.quiet`; not with --verbose).
 

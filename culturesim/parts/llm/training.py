@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from culturesim.core.settings import cuda_training_defaults, environment_defaults
+
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -84,18 +86,16 @@ def training_device() -> str:
 def deterministic_torch(seed: int) -> Iterator[None]:
     """Seeded torch with deterministic algorithms inside the block; the previous mode restored. On
     CUDA, cuBLAS is deterministic only with a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set unless given)."""
-    import os
-
     import torch
 
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = torch.are_deterministic_algorithms_enabled()
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
+    with environment_defaults(cuda_training_defaults()):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(before)
 
 
 def _load(model_path: str, adapter: Path | None = None):
