@@ -109,7 +109,10 @@ def test_each_run_answers_with_its_own_adapter_and_the_log_names_it(whole: Path)
     assert records[("c0-r0", 2)]["texts"] == 12 and records[("c1-r0", 2)]["texts"] == 24
     assert records[("c0-r0", 2)]["adapter"] != records[("c1-r0", 2)]["adapter"]
     for entry in _log(whole):
-        if entry["run_id"].startswith("c") and entry["generation"] >= 2:
+        if "probe" in entry and entry["generation"] >= 1:  # a probe of the model just retrained
+            trained = records[(entry["run_id"], entry["generation"])]["adapter"]
+            assert entry["adapter"] == trained and entry["engine_key"].endswith(f"+lora:{trained[:16]}")
+        elif entry["run_id"].startswith("c") and entry["generation"] >= 2 and "probe" not in entry:
             trained = records[(entry["run_id"], entry["generation"] - 1)]["adapter"]
             assert entry["adapter"] == trained and entry["engine_key"].endswith(f"+lora:{trained[:16]}")
         else:
@@ -135,7 +138,29 @@ def test_the_model_s_held_out_score_is_its_adapter_s_and_recorded_with_the_cultu
     adapter = whole / "adapters" / records[("c0-r0", 2)]["adapter"]
     assert mean_token_nll(resolve_model(BUILTIN_MODEL), held_out, adapter=adapter) == second
     figure = draw_figure(whole, "model_and_culture")  # the model's drift beside the culture's
-    assert [ax.get_title() for ax in figure.axes] == ["the model", "the culture"]
+    assert [ax.get_title() for ax in figure.axes] == ["the model"] * 3 + ["the culture"]
+
+
+def test_the_model_s_own_retellings_are_probed_from_the_log(whole: Path) -> None:
+    """Each model (the base one at generation 0, each adapter after its retraining) retells the run's
+    8 held-out texts twice with the same seeds; the attractor distance is 0 until an adapter answers,
+    then positive. (A replay, which embeds nothing, reads every probe text's stored vector.)"""
+    probes = [e for e in _log(whole) if "probe" in e]
+    for run in ("c0-r0", "c1-r0"):
+        for generation in (0, 1, 2):
+            mine = [e for e in probes if e["run_id"] == run and e["generation"] == generation]
+            assert sorted(e["probe"] for e in mine if e["attempt"] == 0) == sorted(list(range(8)) * 2)
+    first = {e["seed"] for e in probes if e["generation"] == 0 and e["attempt"] == 0}
+    assert first == {e["seed"] for e in probes if e["generation"] == 2 and e["attempt"] == 0}
+    metrics = pl.read_parquet(whole / "metrics.parquet").filter(pl.col("run_id") == "c0-r0")
+    distance = dict(
+        metrics.filter(pl.col("metric") == "model_attractor_distance").select("generation", "value").iter_rows()
+    )
+    diversity = dict(
+        metrics.filter(pl.col("metric") == "model_own_diversity").select("generation", "value").iter_rows()
+    )
+    assert distance[0] == distance[1] == 0.0 and distance[2] > 0 and distance[3] > 0
+    assert all(0 < value < 1 for value in diversity.values()) and diversity[0] == diversity[1] != diversity[2]
 
 
 def _held_out_texts(folder: Path, run_id: str) -> tuple[str, ...]:

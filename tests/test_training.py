@@ -100,20 +100,26 @@ def test_an_adapter_is_part_of_a_request_s_identity_and_its_path_is_not() -> Non
 
 TRAIN_ELSEWHERE = """
 import json, sys
+import torch
 from culturesim.parts.llm.training import LoraSettings, train_adapter
 model, texts, settings = sys.argv[1], json.loads(sys.argv[2]), LoraSettings(**json.loads(sys.argv[3]))
-print(train_adapter(model, "builtin:smollm2-135m", texts, settings).digest)
+print(torch.get_num_threads(), train_adapter(model, "builtin:smollm2-135m", texts, settings).digest)
 """
 
 
-def _train_elsewhere(model: str, texts: list[str], settings: LoraSettings) -> str:
-    """The digest of the same training in a fresh process with another PYTHONHASHSEED."""
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+def _train_elsewhere(model: str, texts: list[str], settings: LoraSettings) -> tuple[int, str]:
+    """The torch threads and the digest of the same training in a fresh process with another
+    PYTHONHASHSEED and another thread count than this process's (1, or 2 where this one has 1)."""
+    import torch
+
+    threads = 1 if torch.get_num_threads() > 1 else 2
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": str(threads)}
     arguments = [model, json.dumps(texts), json.dumps(dataclasses.asdict(settings))]
     result = subprocess.run(
         [sys.executable, "-c", TRAIN_ELSEWHERE, *arguments], capture_output=True, text=True, env=env, check=True
     )
-    return result.stdout.split()[-1]
+    count, digest = result.stdout.split()[-2:]
+    return int(count), digest
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +129,18 @@ def texts() -> list[str]:
 
 
 def test_training_is_deterministic_to_the_bytes_and_changes_the_model(texts: list[str], tmp_path) -> None:
-    """Same texts, settings and seed: the same adapter bytes; another seed: other bytes. The adapter's
+    """Same texts, settings and seed: the same adapter bytes, in another process at another thread
+    count too; another seed: other bytes. The adapter's
     B matrices (zero at initialisation) are trained, and the model it makes scores its training texts
     better than the base model does."""
     model = resolve_model(BUILTIN_MODEL)
     settings = LoraSettings(rank=8, epochs=2, learning_rate=1e-3, batch_size=8, seed=3)
+    import torch
+
     first = train_adapter(model, BUILTIN_MODEL, texts, settings)
-    second = _train_elsewhere(model, texts, settings)
-    assert first.digest == second  # another process, with another string-hash seed
+    threads, second = _train_elsewhere(model, texts, settings)
+    assert threads != torch.get_num_threads()
+    assert first.digest == second  # another process, string-hash seed and thread count
     assert len(first.losses) == 6  # 2 epochs x 3 batches
     other = train_adapter(model, BUILTIN_MODEL, texts, LoraSettings(rank=8, epochs=2, learning_rate=1e-3, seed=4))
     assert other.digest != first.digest

@@ -49,10 +49,12 @@ MULTI_KEY_METRICS = {
 }
 # Values every run records besides its configured metrics.
 BOOKKEEPING_KEYS = ("llm_failures", "pool_size")
-# Values every LLM run of a study that retrains records each generation: the held-out mean token
-# negative log-likelihood (nats) of its LLM agents' model as it is then (the base model's before the
-# first retraining, and always in a frozen condition).
-MODEL_KEYS = ("model_heldout_nll",)
+# Values every LLM run of a study that retrains records each generation, of its LLM agents' model as
+# it is then (the base model's before the first retraining, and always in a frozen condition): the
+# held-out mean token negative log-likelihood (nats), the mean pairwise cosine distance of its own
+# probe retellings, and the cosine distance of their mean from the base model's
+# (`culturesim.study.model_probe`; NaN where `probe_texts` is 0).
+MODEL_KEYS = ("model_heldout_nll", "model_own_diversity", "model_attractor_distance")
 # Values a coordination run records each generation (besides `name_share:<name>` for every name, the
 # share of the names played in the last round, and the bookkeeping keys);
 # `culturesim.simulation.conventions` computes them.

@@ -55,10 +55,12 @@ CLUSTERS = 6  # trait clusters per run, as in the network snapshot figure
 LAYOUT_SEED = 0  # networkx spring layout
 SAMPLE_SEED = 0  # where the sample of drawn agents starts past Limits.agents
 # The curves view's first metrics (then the rest, alphabetically): diversity, a retrained model's held-out
-# score beside it, and a convention's spread.
+# score, own diversity and attractor distance beside it, and a convention's spread.
 FIRST_METRICS = (
     "semantic_diversity",
     "model_heldout_nll",
+    "model_own_diversity",
+    "model_attractor_distance",
     "vendi",
     "distinct_traits",
     "machine_ancestry",

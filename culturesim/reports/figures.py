@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from culturesim.core.vocabulary import MODEL_KEYS
 from culturesim.parts.network import Network
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ COLUMN_WIDTH = 4.5  # inches: one journal column
 METRIC_LABELS = {
     "semantic_diversity": "semantic diversity\n(mean cosine distance)",
     "model_heldout_nll": "held-out NLL of the model\n(nats per token)",
+    "model_own_diversity": "diversity of the model's\nown retellings",
+    "model_attractor_distance": "model's attractor: distance\nfrom the base model's",
     "vendi": "Vendi score\n(effective number of texts)",
     "distinct_traits": "distinct variants",
     "machine_ancestry": "machine ancestry\n(share of lineage)",
@@ -136,23 +139,21 @@ def trajectories(metrics: pl.DataFrame, metric: str = "semantic_diversity") -> p
 
 
 def model_beside_culture(metrics: pl.DataFrame, culture: str = "semantic_diversity") -> plt.Figure:
-    """The retrained model's drift beside the culture's: held-out negative log-likelihood of the LLM
-    agents' model (left; the model that answered each generation) and a culture metric (right), mean
-    per condition over generations with 95 % bootstrap CI bands (fixed seed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH, 3.2), layout="constrained")
-    for ax, metric in zip(axes, ("model_heldout_nll", culture), strict=True):
+    """The model that answered each generation (held-out NLL; where probed, own diversity and attractor
+    distance) beside a culture metric (last panel): condition means, 95 % bootstrap CIs (fixed seed)."""
+    present = set(metrics.filter(pl.col("value").is_not_nan())["metric"].unique().to_list())
+    panels = ["model_heldout_nll", *(key for key in MODEL_KEYS[1:] if key in present), culture]
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * COLUMN_WIDTH, 3.2), layout="constrained")
+    for ax, metric in zip(axes, panels, strict=True):
         data = metrics.filter(pl.col("metric") == metric).select("generation", "condition", "value").to_pandas()
         if data.empty:
             raise ValueError(f"metric {metric!r} is not in the results")
-        sns.lineplot(
-            data=data, x="generation", y="value", hue="condition", errorbar=("ci", 95), seed=0, marker="o", ax=ax
-        )
-        ax.set(xlabel="generation", ylabel=metric_label(metric))
+        style = {"hue": "condition", "errorbar": ("ci", 95), "seed": 0, "marker": "o"}
+        sns.lineplot(data=data, x="generation", y="value", ax=ax, **style)
+        ax.set(xlabel="generation", ylabel=metric_label(metric), title="the culture" if ax is axes[-1] else "the model")
         _generation_axis(ax)
-    axes[0].set_title("the model")
-    axes[1].set_title("the culture")
-    axes[1].get_legend().remove()
-    axes[0].legend(title="condition")
+        ax.get_legend().remove()
+    axes[-1].legend(title="condition")
     return fig
 
 

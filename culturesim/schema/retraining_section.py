@@ -48,6 +48,16 @@ class RetrainingSection(Section):
     held_out: int = Field(
         default=32, ge=1, le=10_000, description="corpus texts never trained on, for the model's held-out perplexity"
     )
+    probe_texts: int = Field(
+        default=16,
+        ge=0,
+        le=10_000,
+        description="held-out texts the model retells at generation 0 and after each retraining, for its own "
+        "diversity and its attractor's distance from the base model's (0: no probe; above held_out: all held_out)",
+    )
+    probe_steps: int = Field(
+        default=2, ge=1, le=100, description="retellings in each probe chain (LLM requests per probe text)"
+    )
 
     @property
     def enabled(self) -> bool:

@@ -41,14 +41,17 @@ LOG_SUFFIX = ".jsonl"
 
 @dataclass(frozen=True)
 class Origin:
-    """Who asked: a run, a generation and an agent of that run."""
+    """Who asked: a run, a generation and an agent of that run, or (`probe`, agent -1) a chain of
+    the run's model probe (`culturesim.study.model_probe`)."""
 
     run_id: str
     generation: int
     agent: int
+    probe: int | None = None
 
     def describe(self) -> str:
-        return f"run {self.run_id}, generation {self.generation}, agent {self.agent}"
+        asker = f"agent {self.agent}" if self.probe is None else f"model probe chain {self.probe}"
+        return f"run {self.run_id}, generation {self.generation}, {asker}"
 
 
 class MissingCompletion(RuntimeError):
@@ -237,6 +240,7 @@ def _entry(
         "run_id": origin.run_id,
         "generation": origin.generation,
         "agent": origin.agent,
+        **({"probe": origin.probe} if origin.probe is not None else {}),
         "attempt": attempt,
         "request_key": request.key(),
         "seed": request.seed,

@@ -25,6 +25,7 @@ from culturesim.simulation.conventions import build_convention_run
 from culturesim.simulation.generation import Throughput, VectorSource, run_generations
 from culturesim.simulation.model import CultureModel, RunSpec, build_run
 from culturesim.study.adapter_store import AdapterStore
+from culturesim.study.model_probe import ModelProbe
 from culturesim.study.planner import StudyPlan
 from culturesim.study.retraining import Retrainer, TrainingProgress
 from culturesim.study.tables import run_vectors, write_run
@@ -76,7 +77,10 @@ def run_batch(
     conditions = {run.condition_index for run in plans}
     specs = {i: c.spec for i in conditions if (c := plan.calibration_of(i)) is not None}
     models, poles = _build_models(plan, plans, vectors, load_attractors(folder, specs))
-    retrainer = Retrainer(plan, plans, AdapterStore(folder), train=engine is not None, on_progress=on_training)
+    probe = ModelProbe(source, vectors) if source is not None else None
+    retrainer = Retrainer(
+        plan, plans, AdapterStore(folder), train=engine is not None, on_progress=on_training, probe=probe
+    )
     retrainer.prepare(models)
     logs = run_generations(
         models,
@@ -93,7 +97,8 @@ def run_batch(
     digests = _model_digests(group, source)
     for model, log, extra in zip(models, logs, poles, strict=True):
         if model.spec.run_id not in skip:
-            write_run(folder, model, log, run_vectors(model, extra, vectors.embed), models=digests)
+            texts = [*extra, *retrainer.probe_texts(model.spec.run_id)]
+            write_run(folder, model, log, run_vectors(model, texts, vectors.embed), models=digests)
     return asdict(stats)
 
 

@@ -15,7 +15,12 @@ Model-side metrics, per run at every retraining (the culture keeps its own):
 - `heldout_nll`: mean token negative log-likelihood (nats) of corpus texts the run never trained
   on (no draw includes them), Shumailov et al.'s measure; `base_heldout_nll`
   is the base model's on the same texts;
-- the training loss curve (nats per token, one value per optimizer step).
+- the training loss curve (nats per token, one value per optimizer step);
+- `own_diversity` and `attractor_distance` of the model's own retellings
+  (`culturesim.study.model_probe`), at generation 0 and after each retraining.
+
+A generation's metrics name the model that answered it: generation 0 and every generation before
+the first retraining show the base model, generation g + 1 the model retrained after generation g.
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ from culturesim.parts.training_data import TrainingHistory, draw_mix
 from culturesim.schema.retraining_section import RetrainingSection
 from culturesim.simulation.model import CultureModel, RunSpec, request_seed
 from culturesim.study.adapter_store import AdapterStore
+from culturesim.study.model_probe import ModelProbe, ProbeResult, ProbeTask, attractor_distance, probe_starts
 from culturesim.study.planner import StudyPlan
 
 DRAW_PURPOSE = 101  # seed purposes (`request_seed`): the training mix, the trainer, the held-out texts
 TRAIN_PURPOSE = 102
 HELD_OUT_PURPOSE = 103
+
+NAN = float("nan")
 
 TrainingProgress = Callable[[str, int, int, int], None]  # (run id, generation, steps done, steps in all)
 
@@ -61,6 +69,7 @@ class RunLineage:
     history: TrainingHistory[str] = field(default_factory=TrainingHistory)
     last: int = 0  # generation of the last retraining (0: none yet)
     base_nll: float | None = None
+    base_centroid: np.ndarray | None = None  # unit mean vector of the base model's probe texts
 
 
 class Retrainer:
@@ -74,12 +83,16 @@ class Retrainer:
         *,
         train: bool = True,
         on_progress: TrainingProgress | None = None,
+        probe: ModelProbe | None = None,
     ) -> None:
         self.store = store
         self.train = train
         self.on_progress = on_progress
+        self.probe = probe
+        self.plan = plan
+        self.runs = {run.run_id: run for run in runs}
         self.lineages: dict[str, RunLineage] = {}
-        self.seconds = 0.0  # spent training and scoring here (a stored retraining costs nothing)
+        self.seconds = 0.0  # spent training, scoring and probing here (a stored retraining costs nothing)
         self.texts = 0  # texts trained on here, each epoch counted
         self._base_nll: dict[tuple[str, tuple[str, ...]], float] = {}
         if not plan.config.retrains():
@@ -100,19 +113,64 @@ class Retrainer:
         return None if lineage is None else lineage.adapter
 
     def prepare(self, models: list) -> None:
-        """Before generation 0: each run's model is the base model; record its held-out score."""
+        """Before generation 0: each run's model is the base model; record its held-out score and
+        probe it (the reference of every later probe of the run)."""
+        started = time.perf_counter()
+        scores = {}
         for model in models:
             lineage = self.lineages.get(model.spec.run_id)
             if lineage is not None:
-                lineage.base_nll = self._base_score(model.spec.run_id, lineage)
-                model.model_metrics = {"model_heldout_nll": lineage.base_nll}
+                lineage.base_nll = scores[model.spec.run_id] = self._base_score(model.spec.run_id, lineage)
+        probes = self._probe(0, [m.spec.run_id for m in models if m.spec.run_id in self.lineages])
+        for model in models:
+            run_id = model.spec.run_id
+            if run_id in self.lineages:
+                if run_id in probes:
+                    self.lineages[run_id].base_centroid = probes[run_id].centroid
+                model.model_metrics = self._metrics(run_id, scores[run_id], probes.get(run_id))
+        self.seconds += time.perf_counter() - started
 
     def after(self, generation: int, models: list) -> None:
+        """Retrain every run whose model learns after `generation`, then probe the new models together."""
+        started = time.perf_counter()
+        scores = {}
         for model in models:
             lineage = self.lineages.get(model.spec.run_id)
             if lineage is not None and lineage.settings.enabled and generation % lineage.settings.every == 0:
-                record = self._retrain(model, lineage, generation)
-                model.model_metrics = {"model_heldout_nll": record["heldout_nll"]}
+                scores[model.spec.run_id] = self._retrain(model, lineage, generation)["heldout_nll"]
+        probes = self._probe(generation, list(scores))
+        for model in models:
+            if model.spec.run_id in scores:
+                run_id = model.spec.run_id
+                model.model_metrics = self._metrics(run_id, scores[run_id], probes.get(run_id))
+        self.seconds += time.perf_counter() - started
+
+    def probe_texts(self, run_id: str) -> list[str]:
+        """Every text a run's model probes wrote (their vectors are stored with the run's)."""
+        return [] if self.probe is None else self.probe.texts.get(run_id, [])
+
+    def _probe(self, generation: int, run_ids: list[str]) -> dict[str, ProbeResult]:
+        """Probe the current model of each of `run_ids` whose study asks for it, in one lockstep set of calls."""
+        tasks = []
+        for run_id in run_ids:
+            lineage = self.lineages[run_id]
+            if self.probe is not None and lineage.settings.probe_texts > 0:
+                run = self.runs[run_id]
+                starts = probe_starts(lineage.held_out, lineage.settings.probe_texts)
+                condition = self.plan.condition(run.condition_index)
+                tasks.append(ProbeTask(run_id, run.replicate, condition, starts, lineage.adapter))
+        return self.probe.measure(generation, tasks) if tasks else {}
+
+    def _metrics(self, run_id: str, heldout_nll: float, probe: ProbeResult | None) -> dict[str, float]:
+        """The model's values a generation records (NaN for a probe the study leaves out)."""
+        base = self.lineages[run_id].base_centroid
+        if probe is None or base is None:
+            return {"model_heldout_nll": heldout_nll, "model_own_diversity": NAN, "model_attractor_distance": NAN}
+        return {
+            "model_heldout_nll": heldout_nll,
+            "model_own_diversity": probe.own_diversity,
+            "model_attractor_distance": attractor_distance(probe.centroid, base),
+        }
 
     def _base_score(self, run_id: str, lineage: RunLineage) -> float:
         """The base model's held-out score of a run: its generation-0 record, else computed (once per
@@ -176,7 +234,6 @@ class Retrainer:
             if self.on_progress is not None:
                 self.on_progress(spec.run_id, generation, done, total)
 
-        started = time.perf_counter()
         trained = train_adapter(path, lineage.model, data, lora, on_step=step)
         adapter = self.store.put_adapter(trained.files)
         record = {
@@ -201,7 +258,6 @@ class Retrainer:
             "base_heldout_nll": lineage.base_nll,
         }
         self.store.put_record(record)
-        self.seconds += time.perf_counter() - started
         self.texts += len(data) * lora.epochs
         return record
 

@@ -106,10 +106,11 @@ def size_study(
     planner's, `culturesim.study.planner`); `embedding_dim` in floats."""
     replicates, generations = config.study.replicates, config.study.generations
     runs = agent_generations = metrics_rows = population_rows = retrainings = training_texts = adapter_bytes = 0
-    traits_rows = requests = requests_max = run_vector_rows = new_texts = Fraction(0)
+    traits_rows = requests = requests_max = run_vector_rows = new_texts = probe_total = Fraction(0)
     corpus_texts = 0
     by_condition: list[int] = []
     study_uses_llm = any(condition.uses_llm() for _, condition in config.condition_grid())
+    study_retrains = config.retrains()
     for index, (_, condition) in enumerate(config.condition_grid()):
         population, humans = condition.population, condition.humans
         n = population.size
@@ -123,7 +124,8 @@ def size_study(
         run_generations = replicates * generations
         per_generation = n_llm + learners * (consult + mutate)
         names = metric_names(condition.metrics.names, attractor=study_uses_llm)
-        keys = len(recorded_keys(names, tuple(condition.metrics.norm_axes)))
+        retrains = study_retrains and condition.uses_llm()  # such a run records its model's values
+        keys = len(recorded_keys(names, tuple(condition.metrics.norm_axes), retrains=retrains))
         if condition.study.interaction == "coordination":
             # One request per uncommitted LLM agent in a pair (all of them on a complete graph with an
             # even population; an upper bound elsewhere); the names are the only traits and texts.
@@ -140,9 +142,11 @@ def size_study(
         metrics_rows += replicates * (generations + 1) * keys
         if condition.study.save_population:
             population_rows += replicates * (generations + 1) * n
-        requests += run_generations * per_generation
-        by_condition.append(round(run_generations * per_generation))
-        requests_max += run_generations * per_generation * (1 + condition.llm.prompt.retries)
+        probes = replicates * probe_requests(condition) if retrains else 0
+        probe_total += probes
+        requests += run_generations * per_generation + probes
+        by_condition.append(round(run_generations * per_generation + probes))
+        requests_max += (run_generations * per_generation + probes) * (1 + condition.llm.prompt.retries)
         # Every copying error, innovation and usable completion is a new variant; completions are
         # counted as all usable (an unusable one keeps the old trait), an upper bound.
         seeds = condition.corpus.initial_variants or n
@@ -171,7 +175,7 @@ def size_study(
         _run_table("metrics", metrics_rows, METRICS_ROW_BYTES, runs),
         _run_table("traits", traits, TRAITS_ROW_BYTES, runs),
         _run_table("population", population_rows, POPULATION_ROW_BYTES, runs),
-        _run_table("generations", first, GENERATIONS_ROW_BYTES, runs),
+        _run_table("generations", first - round(probe_total), GENERATIONS_ROW_BYTES, runs),  # agents' requests
         TableSize("log", most, most * LOG_ENTRY_BYTES),
         # Rows: distinct texts of the study (the combined table); bytes: each run's table plus that one.
         TableSize("vectors", combined_vectors, vectors_on_disk),
@@ -207,6 +211,13 @@ def retraining_work(condition: StudyConfig) -> tuple[int, int]:
     count = len(range(settings.every, condition.study.generations, settings.every))
     draws = sum(range(1, count + 1)) if settings.regime == "accumulate" else count
     return count, draws * settings.texts * settings.epochs
+
+
+def probe_requests(condition: StudyConfig) -> int:
+    """First attempts of one run's model probes (`culturesim.study.model_probe`): the base model's
+    at generation 0 and one after each retraining, `probe_texts` chains of `probe_steps` requests."""
+    settings = condition.llm.retraining
+    return (1 + retraining_work(condition)[0]) * settings.probe_texts * settings.probe_steps
 
 
 def _run_table(name: str, rows: int, row_bytes: int, runs: int) -> TableSize:
