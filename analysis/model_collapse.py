@@ -30,8 +30,10 @@ with pl.Config(tbl_cols=-1, tbl_width_chars=160):
 # %% [markdown]
 # ## The model beside the culture
 #
-# Left: the held-out score of the model that answered each generation (the base model's until the
-# first adapter answers). Right: the culture's semantic diversity.
+# The model that answered each generation (the base model until the first adapter answers): its
+# held-out score, the diversity of its own retellings of held-out texts, and how far the mean of those
+# retellings (its attractor) has moved from the base model's. Last panel: the culture's semantic
+# diversity.
 
 # %%
 draw_figure(results.folder, "model_and_culture").savefig(results.folder / "nb_model_and_culture.png", dpi=150)
