@@ -438,6 +438,37 @@ def _validate(check, replicates, chains_count, generations, temperature, complet
 
 
 @app.command()
+def schema(
+    out: Path = typer.Option(None, "--out", help="write the JSON Schema here instead of printing it"),
+) -> None:
+    """The JSON Schema of a study file, for editors and taplo (a study's `#:schema ./study.schema.json` line)."""
+    from culturesim.schema.json_schema import schema_text
+
+    text = schema_text()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"study file schema: {out}")
+
+
+@app.command()
+def new(
+    name: str = typer.Argument(..., help="the study's name (letters, digits, _ . -); writes NAME.toml"),
+    out: Path = typer.Option(None, "--out", help="the study file to write (default: NAME.toml here)"),
+) -> None:
+    """Write a commented study file to start from, and study.schema.json beside it (never overwrites a study)."""
+    from culturesim.schema.starter import write_starter
+
+    try:
+        written = write_starter(name, out or Path(f"{name}.toml"))
+    except ConfigError as exc:
+        _fail(exc)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def metrics() -> None:
     """List the metrics a study can record."""
     from culturesim.parts.metrics import available_metrics

@@ -21,30 +21,68 @@ class Contrast(Section):
     """Compare runs whose `factor` is at `treatment` with runs at `reference` (other factors pooled)."""
 
     factor: str = Field(min_length=1, description="a condition factor, e.g. 'population.llm_share'")
-    treatment: Any
-    reference: Any
+    treatment: Any = Field(
+        description="the factor's level whose runs are the treatment arm, written as in [conditions]"
+    )
+    reference: Any = Field(
+        description="the factor's level whose runs are the reference arm (effect: treatment - reference)"
+    )
 
 
 class Hypothesis(Section):
-    id: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    statement: str = Field(min_length=1)
-    outcome: str = Field(min_length=1, description="a recorded value, e.g. 'semantic_diversity'")
+    """One `[[preregistration.hypotheses]]`: a contrast of one outcome between two levels of one factor."""
+
+    id: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="a short unique label, e.g. 'H1' (letters, digits, '_', '.', '-'; up to 40 characters)",
+    )
+    statement: str = Field(min_length=1, description="the hypothesis in words")
+    outcome: str = Field(
+        min_length=1,
+        description="a value the runs record: a [metrics] name or one of its values, e.g. 'semantic_diversity', "
+        "'distinct_1'",
+    )
     summary: Literal["value", "change", "slope"] = Field(
         default="value",
         description="per run: value at `generation`, change from generation 0, or OLS slope over `window`",
     )
-    generation: int | Literal["final"] = "final"
-    window: tuple[int, int] | None = None
-    contrast: Contrast
-    direction: Literal["greater", "less", "two-sided", "equivalent"]
-    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
-    sesoi: float = Field(default=0.0, ge=0.0, description="smallest effect size of interest, in outcome units")
-    model: str = Field(default="value ~ treatment", description="statsmodels formula for the run-level OLS")
-    mixed_model: str = Field(
-        default="value ~ generation * treatment", description="statsmodels formula, random intercept per run"
+    generation: int | Literal["final"] = Field(
+        default="final",
+        description="the generation (0..study.generations, or 'final') summaries 'value' and 'change' are taken at",
     )
-    random_slope: bool = False
-    confirmatory: bool = True
+    window: tuple[int, int] | None = Field(
+        default=None, description="[first, last] generation, inclusive, of summary 'slope'"
+    )
+    contrast: Contrast = Field(description="which runs are compared: a factor and its two levels")
+    direction: Literal["greater", "less", "two-sided", "equivalent"] = Field(
+        description="the predicted effect (treatment - reference): 'greater' or 'less' than 0 (one-sided), "
+        "'two-sided', or 'equivalent' (within +-sesoi, TOST)"
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="significance level 0..1 (confirmatory hypotheses' p-values are Holm-adjusted first)",
+    )
+    sesoi: float = Field(default=0.0, ge=0.0, description="smallest effect size of interest, in outcome units")
+    model: str = Field(
+        default="value ~ treatment",
+        description="statsmodels formula of the run-level OLS (HC3 errors); names: value, treatment, replicate, C",
+    )
+    mixed_model: str = Field(
+        default="value ~ generation * treatment",
+        description="statsmodels formula of the mixed model on every generation (a sensitivity analysis, random "
+        "intercept per run); names: value, generation, treatment, replicate, C",
+    )
+    random_slope: bool = Field(
+        default=False, description="the mixed model (a sensitivity analysis) also gets a random slope of generation"
+    )
+    confirmatory: bool = Field(
+        default=True,
+        description="true: in the confirmatory family, Holm-adjusted; false: exploratory, reported unadjusted",
+    )
 
     @field_validator("model", "mixed_model")
     @classmethod
@@ -74,14 +112,22 @@ class Hypothesis(Section):
 class Preregistration(Section):
     """The analysis plan, fixed before data exist; structured after ADEMP."""
 
-    aims: str = Field(min_length=1)
-    data_generating_mechanism: str = Field(min_length=1)
-    estimands: str = Field(min_length=1)
-    methods: str = Field(min_length=1)
-    performance_measures: str = Field(min_length=1)
-    stopping_rule: str = Field(min_length=1)
-    replicates_justification: str = Field(min_length=1)
-    hypotheses: list[Hypothesis] = Field(min_length=1)
+    aims: str = Field(min_length=1, description="ADEMP aims: what the study is for, in words")
+    data_generating_mechanism: str = Field(
+        min_length=1, description="ADEMP data-generating mechanism: the simulated model and conditions, in words"
+    )
+    estimands: str = Field(min_length=1, description="ADEMP estimands: the quantities the hypotheses are about")
+    methods: str = Field(min_length=1, description="ADEMP methods: how each estimand is estimated and tested")
+    performance_measures: str = Field(
+        min_length=1, description="ADEMP performance measures: what would count as support, and how it is judged"
+    )
+    stopping_rule: str = Field(min_length=1, description="when data collection stops (e.g. all planned runs)")
+    replicates_justification: str = Field(
+        min_length=1, description="why study.replicates runs per condition are enough (e.g. a power analysis)"
+    )
+    hypotheses: list[Hypothesis] = Field(
+        min_length=1, description="the tested hypotheses, one [[preregistration.hypotheses]] table each"
+    )
 
     @field_validator("hypotheses")
     @classmethod

