@@ -32,6 +32,7 @@ from culturesim.core.theory import (
     conformity_expected_next,
     ewens_expected_k,
     ewens_homozygosity,
+    mean_mcse,
     wf_expected_k,
     wf_homozygosity,
 )
@@ -183,12 +184,6 @@ def _replicate_values(config: StudyConfig, *, replicates: int, study_seed: int, 
     return pl.DataFrame(rows).with_row_index("replicate")
 
 
-def _mean_mcse(values: np.ndarray) -> tuple[float, float]:
-    """Mean and Monte Carlo SE (sd of independent replicates / √R)."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Neutral model
 # ---------------------------------------------------------------------------------------------
@@ -243,7 +238,7 @@ def neutral(
             "distinct_traits": (n_pop, ewens_expected_k(n_pop, theta), wf_expected_k(n_pop, n_pop, mu)),
         }
         for quantity, (n, theory, exact) in theories.items():
-            sim, mcse = _mean_mcse(values[quantity].to_numpy())
+            sim, mcse = mean_mcse(values[quantity].to_numpy())
             rows.append(
                 {"N": n_pop, "mu": mu, "theta": theta, "quantity": quantity, "n": n, "replicates": replicates,
                  "sim": sim, "mcse": mcse, "theory": theory, "z": (sim - theory) / mcse,
@@ -323,8 +318,8 @@ def _contrast_rows(label: str, arms: Mapping[str, np.ndarray], order: Sequence[s
     """Rows 'order[i] > order[i+1]' for a metric, with arm means, MC SEs and one-sided tests."""
     rows = []
     for high, low in zip(order[:-1], order[1:], strict=True):
-        mean_high, se_high = _mean_mcse(arms[high])
-        mean_low, se_low = _mean_mcse(arms[low])
+        mean_high, se_high = mean_mcse(arms[high])
+        mean_low, se_low = mean_mcse(arms[low])
         rows.append(
             {"metric": label, "hypothesis": f"{high} > {low}", "mean_high": mean_high, "mcse_high": se_high,
              "mean_low": mean_low, "mcse_low": se_low, **one_sided(arms[high], arms[low])}

@@ -36,6 +36,7 @@ from culturesim.core.retraining_theory import (
     regression_error_accumulate_limit,
     regression_error_replace,
 )
+from culturesim.core.theory import mean_mcse
 from culturesim.parts.training_data import REGIMES, Regime, TrainingHistory, draw_mix
 
 # 4 MCSE: with ~50 rows, a correct simulation fails some row by chance with probability < 0.5 %
@@ -179,12 +180,6 @@ def regression_theory(
 # ---------------------------------------------------------------------------------------------
 
 
-def _mean_mcse(values: np.ndarray) -> tuple[float, float]:
-    """Mean and Monte Carlo SE (sd of independent replicates / √R), as `validate._mean_mcse`."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
-
-
 def compare(
     values: np.ndarray,
     theory: np.ndarray | float,
@@ -200,7 +195,7 @@ def compare(
     rows = []
     for step in steps:
         expected = float(theory if np.ndim(theory) == 0 else theory[step])
-        sim, mcse = _mean_mcse(values[:, step])
+        sim, mcse = mean_mcse(values[:, step])
         z = (sim - expected) / mcse
         within = {"=": abs(z) <= Z_TOLERANCE, "≤": z <= Z_TOLERANCE, "≥": z >= -Z_TOLERANCE}[claim]
         rows.append({**labels, "step": step, "replicates": len(values), "theory": expected, "sim": sim,

@@ -125,3 +125,10 @@ def exponent_for_d(d: float) -> float:
     if not -0.5 < d < 1.0:
         raise ValueError(f"D must lie in (-1/2, 1) for k = 3, got {d}")
     return float(np.log2((2.0 + d) / (1.0 - d)))
+
+
+def mean_mcse(values: np.ndarray) -> tuple[float, float]:
+    """Mean and Monte Carlo SE (sd of independent replicates / √R): what a simulated quantity is
+    compared with its theory by."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
