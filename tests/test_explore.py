@@ -9,12 +9,9 @@ Screenshots go to $CULTURESIM_TEST_ARTEFACTS when set, else to the test's tmp_pa
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import select
 import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from culturesim.reports.explore_data import Limits, explorer_data
 from culturesim.reports.report import write_report
 from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
+from tests.browser import Browser, launch
 from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = NEEDS_VLLM
@@ -249,123 +247,12 @@ def test_a_folder_the_rules_cannot_replay_gets_a_note_not_an_error(game_folder: 
 
 # -- in a real browser ---------------------------------------------------------------------------
 
-
-def _chromium() -> str | None:
-    return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
-
-
-class Browser:
-    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe: fd 3
-    in, fd 4 out, messages ended by NUL), so no port and no websocket library are needed."""
-
-    def __init__(self, chromium: str, profile: Path) -> None:
-        child_in, self._out = os.pipe()
-        self._in, child_out = os.pipe()
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", f"--user-data-dir={profile}"]
-        self.process = subprocess.Popen(
-            ["bash", "-c", f'exec "$0" "$@" 3<&{child_in} 4>&{child_out}', chromium, *flags, "about:blank"],
-            pass_fds=(child_in, child_out),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(child_in)
-        os.close(child_out)
-        self._buffer, self._id, self.events, self.session = b"", 0, [], None
-
-    def send(self, method: str, **params) -> dict:
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if self.session and not method.startswith("Target."):
-            message["sessionId"] = self.session
-        os.write(self._out, json.dumps(message).encode() + b"\0")
-        while True:
-            reply = self._read()
-            if reply.get("id") == self._id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def _read(self, timeout: float = 60) -> dict:
-        while b"\0" not in self._buffer:
-            if not select.select([self._in], [], [], timeout)[0]:
-                raise TimeoutError("Chromium sent nothing for a minute")
-            chunk = os.read(self._in, 1 << 20)
-            if not chunk:
-                raise RuntimeError("Chromium closed its DevTools pipe")
-            self._buffer += chunk
-        message, _, self._buffer = self._buffer.partition(b"\0")
-        return json.loads(message)
-
-    def open(self, url: str, *, width: int = 1400, height: int = 2000) -> None:
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page", "Runtime", "Log", "Network"):
-            self.send(f"{domain}.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        self.send("Page.navigate", url=url)
-        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
-            self.events.append(self._read())
-        assert self.wait("document.body.dataset.ready === '1'"), "the page script never finished"
-
-    def js(self, expression: str):
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def wait(self, condition: str, tries: int = 50) -> bool:
-        for _ in range(tries):
-            if self.js(f"!!({condition})"):
-                return True
-            self.js("new Promise((done) => setTimeout(done, 100))")
-        return False
-
-    def mouse(self, x: float, y: float, *, click: bool) -> None:
-        self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
-        if click:
-            for kind in ("mousePressed", "mouseReleased"):
-                self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-
-    def screenshot(self, path: Path) -> None:
-        """The page down to the end of its content."""
-        width, height = self.js("[window.innerWidth, Math.ceil(document.body.getBoundingClientRect().bottom) + 16]")
-        clip = {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}
-        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png", clip=clip)["data"]))
-
-    def problems(self) -> list[str]:
-        """Console errors, uncaught exceptions, failed loads and any request off the local disk."""
-        found = []
-        for event in self.events:
-            method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.exceptionThrown":
-                found.append(f"exception: {params['exceptionDetails']}")
-            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                found.append(f"console.{params['type']}: {params.get('args')}")
-            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                found.append(f"log: {params['entry'].get('text')}")
-            elif method == "Network.requestWillBeSent":
-                url = params["request"]["url"]
-                if not url.startswith(("file:", "data:", "blob:", "about:")):
-                    found.append(f"network request: {url}")
-        return found
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        os.close(self._in)
-        os.close(self._out)
+READY = "document.body.dataset.ready === '1'"  # the page's script has drawn every view
 
 
 @pytest.fixture
 def browser(tmp_path: Path):
-    if _chromium() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser test: .ci/run installs Debian's chromium")
-        pytest.skip("no Chromium installed (Debian: apt install chromium)")
-    chrome = Browser(_chromium(), tmp_path / "profile")
-    yield chrome
-    chrome.close()
+    yield from launch(tmp_path / "profile")
 
 
 def _artefacts(tmp_path: Path) -> Path:
@@ -383,7 +270,7 @@ CENTRE = (
 
 def test_chromium_draws_the_views_and_a_click_shows_the_lineage(study_folder: Path, browser: Browser, tmp_path) -> None:
     artefacts = _artefacts(tmp_path)
-    browser.open((study_folder / EXPLORER_FILE).resolve().as_uri())
+    browser.open((study_folder / EXPLORER_FILE).resolve().as_uri(), ready=READY)
     for view in ("network", "texts", "lineage", "curves", "norms"):
         assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
     browser.screenshot(artefacts / "explorer.png")
@@ -446,7 +333,7 @@ def test_chromium_shows_the_game_and_a_click_shows_an_agents_memory(
     a real click on a model human in the network, then on an LLM agent in the pairs, shows that agent's
     memory as the data hold it, with its inventory and its LLM answer."""
     artefacts = _artefacts(tmp_path)
-    browser.open((game_folder / EXPLORER_FILE).resolve().as_uri())
+    browser.open((game_folder / EXPLORER_FILE).resolve().as_uri(), ready=READY)
     for view in ("network", "pairs", "moves", "curves"):
         assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
     assert browser.js("document.querySelectorAll('#coordination .scatterlayer .js-line').length") == len(NAMES)

@@ -1,0 +1,1 @@
+../../analysis/explore_results.py
