@@ -52,3 +52,11 @@ def test_the_lineage_tree_draws_a_dot_per_variant_and_a_line_per_parent() -> Non
     ax = fig.axes[0]
     assert len(ax.collections) == 5 and len(ax.lines) == 4
     plt.close(fig)
+
+
+def test_a_lineage_of_one_seed_draws_a_readable_axis() -> None:
+    """A seed never copied (common at toy size) is one dot: the axis spans half a generation each side of
+    it, and the figure is tall enough for the legend below it."""
+    fig = lineage_tree(ancestry(TRAITS, "r0", 0))
+    assert fig.axes[0].get_xlim() == (-0.5, 0.5) and fig.get_size_inches()[1] >= 1.8
+    plt.close(fig)

@@ -484,9 +484,8 @@ def lineage_tree(lineage: nx.DiGraph, *, title: str = "") -> plt.Figure:
         for rank, node in enumerate(nodes)
     }
     colours = group_colours()
-    fig, ax = plt.subplots(
-        figsize=(COLUMN_WIDTH, 0.6 + 0.25 * max(map(len, by_generation.values()))), layout="constrained"
-    )
+    rows = max(map(len, by_generation.values()))  # tall enough for the legend below one lone variant too
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, max(1.8, 0.6 + 0.25 * rows)), layout="constrained")
     for parent, child in lineage.edges:
         (x0, y0), (x1, y1) = position[parent], position[child]
         ax.plot([x0, x1], [y0, y1], color="0.7", linewidth=0.6, zorder=1)
@@ -494,6 +493,7 @@ def lineage_tree(lineage: nx.DiGraph, *, title: str = "") -> plt.Figure:
         group = _MACHINE_GROUP.get(data["author_kind"], AUTHOR_GROUPS[0])
         ax.scatter(*position[node], s=18, color=colours[group], zorder=2)
     ax.set(xlabel="generation of birth", yticks=[], title=title)
+    ax.set_xlim(min(by_generation) - 0.5, max(by_generation) + 0.5)  # one generation: not a ±0.05 axis
     _generation_axis(ax)
     sns.despine(ax=ax, left=True)
     _group_legend(fig, "written by")
