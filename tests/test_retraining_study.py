@@ -83,7 +83,24 @@ def whole(study_file: Path, tmp_path_factory) -> Path:
     result = _cli("run", str(study_file), "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     [folder] = list((out / "retrain").iterdir())
+    (out / "printed.txt").write_text(result.stdout + result.stderr)
     return folder
+
+
+def test_a_run_shows_each_phase_of_the_model_s_side(whole: Path) -> None:
+    """What a researcher sees while the model's side works: the base scoring, each retraining's
+    optimizer steps and each probe, each a timed phase, then the generations again."""
+    printed = (whole.parents[1] / "printed.txt").read_text()
+    for phase in (
+        "scoring the base model on held-out texts: step 0/1",
+        "scoring the base model on held-out texts: step 1/1, done in",
+        "probing 2 model(s) before generation 1: step 0/2",
+        "probing 2 model(s) before generation 1: step 2/2, done in",
+        "retraining c0-r0 after generation 1: step 0/3",
+        "retraining c1-r0 after generation 2: step 6/6, done in",
+        "probing 2 model(s) after generation 2: step 2/2, done in",
+    ):
+        assert phase in printed, phase
 
 
 def _log(folder: Path) -> list[dict]:

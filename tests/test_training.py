@@ -212,7 +212,7 @@ def test_a_retraining_shows_as_a_timed_phase_of_its_own_then_the_generations_res
     progress.phase(RUN_GENERATIONS, total=10, done=4)
     show = _training_display(progress)
     for step in range(5):
-        show("c0-r0", 2, step, 4)
+        show("retraining c0-r0 after generation 2", step, 4)
         now[0] += 3.0
     assert out.getvalue().splitlines()[1:] == [
         "[culturesim 00:00] retraining c0-r0 after generation 2: step 0/4",

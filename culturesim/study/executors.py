@@ -183,11 +183,12 @@ def execute(
 
 
 def _training_display(progress: Reporter) -> TrainingProgress:
-    """Show a retraining's optimizer steps as a phase of its own, then go back to the generations."""
+    """Show each phase of the model's side (a retraining's optimizer steps, the base model's scoring,
+    a probe's retellings) as a phase of its own, then go back to the generations."""
 
-    def show(run_id: str, generation: int, done: int, total: int) -> None:
+    def show(phase: str, done: int, total: int) -> None:
         if done == 0:  # a new phase, timed from here
-            progress.phase(f"retraining {run_id} after generation {generation}", total=total, unit="step", done=0)
+            progress.phase(phase, total=total, unit="step", done=0)
         else:
             progress.update(done)
         if done == total:

@@ -23,7 +23,7 @@ texts' vectors are stored with the run's (`probe_texts`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,13 +66,18 @@ class ModelProbe:
         self.vectors = vectors
         self.texts: dict[str, list[str]] = {}  # every probe text per run (their vectors go with the run's)
 
-    def measure(self, generation: int, tasks: Sequence[ProbeTask]) -> dict[str, ProbeResult]:
-        """Every task's chains in lockstep: one engine call per step (and retry round) for all runs."""
+    def measure(
+        self, generation: int, tasks: Sequence[ProbeTask], *, on_step: Callable[[int, int], None] | None = None
+    ) -> dict[str, ProbeResult]:
+        """Every task's chains in lockstep: one engine call per step (and retry round) for all runs;
+        `on_step(done, steps)` is told at the start and after each step."""
         if not tasks:
             return {}
         current = [list(task.starts) for task in tasks]
         steps = max(task.condition.llm.retraining.probe_steps for task in tasks)
         for step in range(1, steps + 1):
+            if on_step is not None:
+                on_step(step - 1, steps)
             active = [i for i, task in enumerate(tasks) if step <= task.condition.llm.retraining.probe_steps]
             requests, origins, limits, retries, places = [], [], [], [], []
             for i in active:
@@ -96,6 +101,8 @@ class ModelProbe:
             for (i, chain), adoption in zip(places, adoptions, strict=True):
                 if adoption.text:  # an unusable final answer keeps the chain's text, as a calibration does
                     current[i][chain] = adoption.text
+        if on_step is not None:
+            on_step(steps, steps)
         results = {}
         for task, texts in zip(tasks, current, strict=True):
             vectors = np.asarray(self.vectors.embed(texts), dtype=np.float64)

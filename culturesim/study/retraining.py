@@ -51,7 +51,12 @@ HELD_OUT_PURPOSE = 103
 
 NAN = float("nan")
 
-TrainingProgress = Callable[[str, int, int, int], None]  # (run id, generation, steps done, steps in all)
+# What the model's side of a generation is doing, for a progress display: (phase, steps done, steps in
+# all), told at step 0 (a phase starts) and after each step. Phases: a run's retraining (optimizer
+# steps), the base model's held-out scoring before generation 0 (one step per held-out set), the
+# probe of the models just made (one step per retelling).
+TrainingProgress = Callable[[str, int, int], None]
+SCORING = "scoring the base model on held-out texts"
 
 
 class MissingAdapter(RuntimeError):
@@ -117,10 +122,16 @@ class Retrainer:
         probe it (the reference of every later probe of the run)."""
         started = time.perf_counter()
         scores = {}
-        for model in models:
-            lineage = self.lineages.get(model.spec.run_id)
-            if lineage is not None:
-                lineage.base_nll = scores[model.spec.run_id] = self._base_score(model.spec.run_id, lineage)
+        lineages = [(m.spec.run_id, self.lineages[m.spec.run_id]) for m in models if m.spec.run_id in self.lineages]
+        if not lineages:
+            return
+        sets = len({(lineage.model, lineage.held_out) for _, lineage in lineages})
+        self._show(SCORING, 0, sets)
+        for run_id, lineage in lineages:
+            lineage.base_nll = scores[run_id] = self._base_score(run_id, lineage)
+            if 0 < len(self._base_nll) < sets:
+                self._show(SCORING, len(self._base_nll), sets)
+        self._show(SCORING, sets, sets)
         probes = self._probe(0, [m.spec.run_id for m in models if m.spec.run_id in self.lineages])
         for model in models:
             run_id = model.spec.run_id
@@ -159,7 +170,15 @@ class Retrainer:
                 starts = probe_starts(lineage.held_out, lineage.settings.probe_texts)
                 condition = self.plan.condition(run.condition_index)
                 tasks.append(ProbeTask(run_id, run.replicate, condition, starts, lineage.adapter))
-        return self.probe.measure(generation, tasks) if tasks else {}
+        if not tasks:
+            return {}
+        when = "before generation 1" if generation == 0 else f"after generation {generation}"
+        label = f"probing {len(tasks)} model(s) {when}"
+        return self.probe.measure(generation, tasks, on_step=lambda done, total: self._show(label, done, total))
+
+    def _show(self, phase: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(phase, done, total)
 
     def _metrics(self, run_id: str, heldout_nll: float, probe: ProbeResult | None) -> dict[str, float]:
         """The model's values a generation records (NaN for a probe the study leaves out)."""
@@ -231,8 +250,7 @@ class Retrainer:
         path = resolve_model(lineage.model)
 
         def step(done: int, total: int) -> None:
-            if self.on_progress is not None:
-                self.on_progress(spec.run_id, generation, done, total)
+            self._show(f"retraining {spec.run_id} after generation {generation}", done, total)
 
         trained = train_adapter(path, lineage.model, data, lora, on_step=step)
         adapter = self.store.put_adapter(trained.files)
