@@ -22,7 +22,7 @@ from culturesim.study.adapter_store import AdapterStore
 from culturesim.study.retraining import content_digest
 from tests.helpers import ENV, NEEDS_VLLM, llm_toy_study
 
-# One worker runs the whole module: its uninterrupted study (a module fixture) is made once.
+# One worker runs the whole module: its uninterrupted study (a session fixture) is made once.
 pytestmark = [pytest.mark.slow, NEEDS_VLLM, pytest.mark.xdist_group("retraining_study")]
 
 STUDY = llm_toy_study(
@@ -70,14 +70,16 @@ def _cli(*args: str, prelude: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=ENV)
 
 
-@pytest.fixture(scope="module")
+# Session scope: pytest tears a module fixture down whenever the next test on the worker is another
+# module's (xdist interleaves them), and this study costs about a minute to make again.
+@pytest.fixture(scope="session")
 def study_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("study") / "retrain.toml"
     path.write_text(STUDY)
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def whole(study_file: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("whole")
     result = _cli("run", str(study_file), "--out", str(out))

@@ -27,15 +27,18 @@ from culturesim.schema.sampling import Sampling
 from culturesim.study.runner import StudyRunner
 from tests.helpers import NEEDS_VLLM, free_port
 
+# One worker runs the module, and the server is a session fixture: started once (about 50 s here),
+# not once per worker, nor again when xdist runs another module's test between two of these.
 pytestmark = [
     pytest.mark.slow,
     NEEDS_VLLM,
+    pytest.mark.xdist_group("vllm_server"),
 ]
 SERVED_NAME = "smollm2"
 READY_TIMEOUT_S = 240  # seconds to wait for the server's /health (about 35 s on 2 cores)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_server() -> Iterator[str]:
     """`vllm serve` on the built-in model, float32, on a free loopback port; its /v1 URL.
 
