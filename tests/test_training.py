@@ -219,3 +219,20 @@ def test_a_retraining_shows_as_a_timed_phase_of_its_own_then_the_generations_res
         "[culturesim 00:12] retraining c0-r0 after generation 2: step 4/4, done in 12 s",
         "[culturesim 00:12] run-generations 4/10 (40 %)",
     ]
+
+
+def test_the_probe_s_measures_are_the_cosine_quantities_they_name() -> None:
+    """Own diversity is the mean cosine distance over distinct pairs (brute force here); the attractor
+    distance is 1 − cos of the two centroids, and exactly 0 for the same centroid, where 1 − c·c rounds."""
+    from culturesim.study.model_probe import _mean_pairwise, _unit, attractor_distance
+
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(6, 384))
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    pairs = [1 - units[i] @ units[j] for i in range(6) for j in range(6) if i != j]
+    assert _mean_pairwise(vectors) == pytest.approx(np.mean(pairs), abs=1e-12)
+    assert _mean_pairwise(vectors[:1]) == 0.0
+    rounding = next(c for c in (_unit(v) for v in rng.normal(size=(50, 384))) if 1.0 - c @ c != 0.0)
+    assert attractor_distance(rounding, rounding) == 0.0
+    a, b = _unit(vectors[0]), _unit(vectors[1])
+    assert attractor_distance(a, b) == pytest.approx(1 - a @ b, abs=1e-12)

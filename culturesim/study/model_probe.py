@@ -117,8 +117,10 @@ def probe_starts(held_out: Sequence[str], count: int) -> tuple[str, ...]:
 
 
 def attractor_distance(centroid: np.ndarray, base: np.ndarray) -> float:
-    """Cosine distance between two unit centroids (0 = the same direction)."""
-    return float(1.0 - np.clip(centroid @ base, -1.0, 1.0))
+    """Cosine distance between two unit centroids (0 = the same direction), as |c − b|² / 2, which
+    equals 1 − c·b for unit vectors and is exactly 0 for the same vector (1 − c·c is not: it rounds)."""
+    difference = centroid - base
+    return float(0.5 * (difference @ difference))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
