@@ -82,10 +82,15 @@ def verify_results(folder: Path) -> tuple[list[str], list[str]]:
         problems.extend(missing)
         stored = {a["adapter"] for a in AdapterStore(folder).summary()}
         listed = {a["adapter"] for a in adapters}
-        check(stored == listed, "", "the adapters' records differ from the manifest's list of adapters")
+        check(
+            stored == listed,
+            "the adapters' records list the manifest's adapters",
+            "the adapters' records differ from the manifest's list of adapters",
+        )
         if not missing:
+            trainings = sum(1 for a in adapters if a["adapter"] is not None)  # the rest: base-model scores
             checked.append(
-                f"{len(listed - {None})} adapter(s) of {len(adapters)} retraining record(s) match their digests"
+                f"{len(listed - {None})} distinct adapter(s) of {trainings} retraining(s) match their digests"
             )
     if manifest.get("status") != "complete":
         problems.append(f"study status is {manifest.get('status')!r}, not 'complete'")
