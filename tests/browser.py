@@ -34,6 +34,13 @@ def launch(profile: Path) -> Iterator[Browser]:
     browser.close()
 
 
+def artefacts_folder(tmp_path: Path) -> Path:
+    """Where a browser test saves its screenshots: $CULTURESIM_TEST_ARTEFACTS when set, else `tmp_path`."""
+    folder = Path(os.environ.get("CULTURESIM_TEST_ARTEFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 class Browser:
     """One headless Chromium; `open` a page in a new tab, evaluate JavaScript, take screenshots, and
     list what went wrong on the page."""

@@ -147,3 +147,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "ray" in item.nodeid.lower().split("::")[0] or "_ray_" in item.name:
             item.add_marker(pytest.mark.xdist_group("ray"))
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Headless Chromium for one test (`tests.browser`); fails in CI where it is missing, skips elsewhere."""
+    from tests.browser import launch
+
+    yield from launch(tmp_path / "profile")

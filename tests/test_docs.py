@@ -30,7 +30,7 @@ import typer.main
 
 from culturesim.cli import app
 from culturesim.schema.config import StudyConfig
-from tests.browser import Browser, launch
+from tests.browser import Browser, artefacts_folder
 
 ROOT = Path(__file__).parents[1]
 DOCS = ROOT / "docs"
@@ -232,23 +232,12 @@ def test_the_site_fetches_nothing_from_the_network(site: Path) -> None:
         assert "cell_output" in html and re.search(r'<img [^>]*src="\.\./_images/', html), name
 
 
-@pytest.fixture
-def browser(tmp_path: Path):
-    yield from launch(tmp_path / "profile")
-
-
-def _artefacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CULTURESIM_TEST_ARTEFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 BODY_TEXT = "document.querySelector('article.bd-article').innerText"
 
 
 @pytest.mark.slow
 def test_chromium_draws_the_pages_a_tutorial_figure_and_finds_a_key(server: str, browser: Browser, tmp_path) -> None:
-    artefacts = _artefacts(tmp_path)
+    artefacts = artefacts_folder(tmp_path)
     for page, expected in (
         ("index.html", "culturesim simulates what happens to a human culture"),
         ("reference/study-file.html", "Study-file reference"),

@@ -10,7 +10,6 @@ Screenshots go to $CULTURESIM_TEST_ARTEFACTS when set, else to the test's tmp_pa
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -30,7 +29,7 @@ from culturesim.reports.explore_data import Limits, explorer_data
 from culturesim.reports.report import write_report
 from culturesim.schema.config import StudyConfig
 from culturesim.study.runner import StudyRunner
-from tests.browser import Browser, launch
+from tests.browser import Browser, artefacts_folder
 from tests.helpers import NEEDS_VLLM, llm_toy_study
 
 pytestmark = NEEDS_VLLM
@@ -250,17 +249,6 @@ def test_a_folder_the_rules_cannot_replay_gets_a_note_not_an_error(game_folder: 
 READY = "document.body.dataset.ready === '1'"  # the page's script has drawn every view
 
 
-@pytest.fixture
-def browser(tmp_path: Path):
-    yield from launch(tmp_path / "profile")
-
-
-def _artefacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CULTURESIM_TEST_ARTEFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 # The centre of the index-th element matching a CSS selector, in viewport pixels.
 CENTRE = (
     "(r => [r.x + r.width / 2, r.y + r.height / 2])"
@@ -269,7 +257,7 @@ CENTRE = (
 
 
 def test_chromium_draws_the_views_and_a_click_shows_the_lineage(study_folder: Path, browser: Browser, tmp_path) -> None:
-    artefacts = _artefacts(tmp_path)
+    artefacts = artefacts_folder(tmp_path)
     browser.open((study_folder / EXPLORER_FILE).resolve().as_uri(), ready=READY)
     for view in ("network", "texts", "lineage", "curves", "norms"):
         assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
@@ -332,7 +320,7 @@ def test_chromium_shows_the_game_and_a_click_shows_an_agents_memory(
     """A coordination page draws the round's pairs and the LLM agents' moves instead of texts and lineages;
     a real click on a model human in the network, then on an LLM agent in the pairs, shows that agent's
     memory as the data hold it, with its inventory and its LLM answer."""
-    artefacts = _artefacts(tmp_path)
+    artefacts = artefacts_folder(tmp_path)
     browser.open((game_folder / EXPLORER_FILE).resolve().as_uri(), ready=READY)
     for view in ("network", "pairs", "moves", "curves"):
         assert browser.js(f"document.querySelectorAll('#{view} .main-svg .point').length") > 0, f"{view} view not drawn"
